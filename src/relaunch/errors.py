@@ -1,0 +1,56 @@
+"""The error taxonomy of relaunch.
+
+Every error a user can meet is one of these. Each carries a message that says what
+happened, where, and what to do next; the CLI prints it on one line (no traceback)
+and exits with the class's ``exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class RelaunchError(Exception):
+    """Base class. ``hint`` is the 'what to do' part, shown after the message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class UserInputError(RelaunchError):
+    """A mistake in what the user gave us: a spec field, a run id, a file, a flag."""
+
+    exit_code = 2
+
+
+class SpecError(UserInputError):
+    """A job.yaml / relaunch.toml / queue config that does not validate."""
+
+
+class NotFoundError(UserInputError):
+    """A run, attempt, file or object the user named does not exist."""
+
+
+class StoreError(RelaunchError):
+    """The store failed in a way that is not a precondition (I/O, permission, bucket)."""
+
+
+class PreconditionFailed(RelaunchError):
+    """A create-only or compare-and-swap write lost its race. Callers re-read and decide."""
+
+
+class ObjectNotFound(RelaunchError):
+    """A store key does not exist (internal; user-facing code wraps it in NotFoundError)."""
+
+
+class BackendError(RelaunchError):
+    """A backend call failed. ``reason`` is one of the attempt reasons (DESIGN.md §3)."""
+
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason

@@ -1,0 +1,1 @@
+"""Validated models of what users write: relaunch.toml, job.yaml (pydantic v2)."""

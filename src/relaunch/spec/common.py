@@ -1,0 +1,107 @@
+"""Building blocks shared by the spec models: strict base model, durations, errors."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from relaunch.errors import SpecError
+
+RUN_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"1.5h"``, ``"2d"``, ``"500ms"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '15m'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration; write e.g. 30, '30s', '15m', '2h'")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise SpecError(
+            f"invalid run id {run_id!r}",
+            hint="a run id is 1-63 characters of a-z, 0-9 and '-', starting with a letter",
+        )
+    return run_id
+
+
+class Strict(BaseModel):
+    """Base of every spec model: unknown fields are errors that name the field."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _known_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names valid at ``loc`` (for 'did you mean' on a typo)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (
+            isinstance(current, type) and issubclass(current, BaseModel)
+        ):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        for arg in [ann, *getattr(ann, "__args__", ())]:
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+                break
+        else:
+            current = None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def spec_error(source: str, model: type[BaseModel], err: ValidationError) -> SpecError:
+    """One line from a pydantic error: the file, the field, what is wrong, the fix."""
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    where = _location(loc)
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    if first["type"] == "extra_forbidden":
+        name = str(loc[-1])
+        known = _known_fields(model, loc[:-1])
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else (f"valid fields here: {', '.join(known)}" if known else "remove it")
+        )
+        return SpecError(f"{source}: unknown field '{where}'{more}", hint=hint)
+    msg = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, dict | list) else ""
+    return SpecError(
+        f"{source}: {where}: {msg}{shown}{more}",
+        hint="fix that field; `relaunch schema` lists every field",
+    )

@@ -1,0 +1,161 @@
+"""The job spec: what one job.yaml says (after templates are filled in)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from relaunch.spec.common import Duration, Strict
+from relaunch.states import DEFAULT_ACTIONS, Action, Reason
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_QUEUE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_SECRET_REF = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$|^env:[A-Za-z_]\w*$")
+
+
+def _scalar_text(x: object) -> object:
+    """YAML numbers in argv/env become the text the user wrote (``32`` → ``"32"``)."""
+    if isinstance(x, bool):
+        return str(x).lower()
+    return str(x) if isinstance(x, (int, float)) else x
+
+
+Provisioning = Literal["spot", "flex-start", "standard"]
+
+
+class Resources(Strict):
+    """Where and on what the job runs. The local backend reads none of it."""
+
+    machine_type: str | None = Field(None, description="e.g. n1-standard-8, g2-standard-4")
+    accelerator_type: str | None = Field(None, description="e.g. NVIDIA_L4, NVIDIA_TESLA_T4")
+    accelerator_count: int = Field(0, ge=0, le=16)
+    replica_count: int = Field(1, ge=1)
+    boot_disk_gb: int | None = Field(None, ge=10, le=65536)
+    provisioning: Provisioning = Field("spot", description="spot | flex-start | standard")
+    max_wait: Duration | None = Field(None, description="flex-start: longest wait for capacity")
+    regions: list[str] = Field(default_factory=list, description="tried in order on failover")
+    zones: list[str] = Field(default_factory=list)
+
+
+class RetryPolicy(Strict):
+    """How a run recovers. ``actions`` overrides the action for a reason."""
+
+    max_recoveries: int = Field(20, ge=0, description="attempts lost to the cloud (preemption…)")
+    max_restarts_on_errors: int = Field(
+        0, ge=0, description="attempts lost to errors (user-error, stalled…) that are retried"
+    )
+    actions: dict[Reason, Action] = Field(default_factory=dict, description="reason → action")
+    backoff: Duration = Field(5.0, description="first delay of the 'backoff' action (doubles)")
+    backoff_max: Duration = 300.0
+
+    def action_for(self, reason: Reason) -> Action:
+        return self.actions.get(reason, DEFAULT_ACTIONS.get(reason, Action.FAIL))
+
+
+class Checkpoints(Strict):
+    """What the runtime does with ``$RELAUNCH_CHECKPOINT_DIR``."""
+
+    enabled: bool = True
+    sync_interval: Duration = Field(
+        30.0, description="scan the dir for finished files this often (0 = only on report/exit)"
+    )
+    keep: int = Field(2, ge=1, description="committed checkpoints kept in the store")
+
+
+class LocalPreemption(Strict):
+    """A simulated spot preemption the agent performs on a local run (for demos/tests)."""
+
+    attempt: int = Field(1, ge=1)
+    at_step: int | None = Field(None, ge=0)
+    after: Duration | None = None
+    notice: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> LocalPreemption:
+        if (self.at_step is None) == (self.after is None):
+            raise ValueError("give exactly one of at_step or after")
+        return self
+
+
+class LocalOptions(Strict):
+    preempt: list[LocalPreemption] = Field(default_factory=list)
+
+
+class JobSpec(Strict):
+    """One training job. Field docs feed `relaunch schema`."""
+
+    name: str = Field(..., min_length=1, max_length=128)
+    backend: Literal["local", "vertex", "gce"] = "local"
+    queue: str = "default"
+    priority: int = Field(0, ge=0, le=9, description="0 runs first")
+    run_id: str | None = Field(None, description="fixed run id (default: generated)")
+    image: str | None = Field(None, description="an image of the stack or a full image URI")
+    command: list[str] = Field(..., min_length=1)
+    workdir: str | None = Field(None, description="local backend: relative to job.yaml's folder")
+    env: dict[str, str] = Field(default_factory=dict)
+    env_from_secret: dict[str, str] = Field(
+        default_factory=dict,
+        description="NAME: projects/P/secrets/S[/versions/V] or env:VAR of the agent; "
+        "the value never enters a stored record",
+    )
+    resources: Resources = Field(default_factory=Resources)  # type: ignore[arg-type]
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)  # type: ignore[arg-type]
+    startup_timeout: Duration = Field(600.0, description="submission → first heartbeat")
+    stall_timeout: Duration = Field(300.0, description="longest heartbeat silence when running")
+    heartbeat_interval: Duration = Field(10.0, gt=0)
+    grace_period: Duration = Field(25.0, description="SIGTERM → SIGKILL on stop")
+    checkpoints: Checkpoints = Field(default_factory=Checkpoints)  # type: ignore[arg-type]
+    fatal_patterns: list[str] = Field(
+        default_factory=list, description="extra regexes in output that fail the attempt"
+    )
+    local: LocalOptions = Field(default_factory=LocalOptions)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, v: object) -> object:
+        if isinstance(v, str):
+            return shlex.split(v)
+        return [_scalar_text(x) for x in v] if isinstance(v, list) else v
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_text(cls, v: object) -> object:
+        return {k: _scalar_text(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_name(cls, v: str) -> str:
+        if not _QUEUE.match(v):
+            raise ValueError("a queue name is 1-63 of a-z, 0-9, '-', '_'")
+        return v
+
+    @field_validator("env", "env_from_secret")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not _ENV_NAME.match(name) or name.startswith("RELAUNCH_"):
+                raise ValueError(f"{name!r} is not a usable environment variable name")
+        return v
+
+    @field_validator("env_from_secret")
+    @classmethod
+    def _secret_refs(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, ref in v.items():
+            if not _SECRET_REF.match(ref):
+                raise ValueError(
+                    f"{name}: {ref!r} is not a secret reference; use "
+                    "projects/P/secrets/S[/versions/V] or env:VAR"
+                )
+        return v
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, v: str | None) -> str | None:
+        from relaunch.spec.common import RUN_ID_RE
+
+        if v is not None and not RUN_ID_RE.match(v):
+            raise ValueError("a run id is 1-63 of a-z, 0-9, '-', starting with a letter")
+        return v

@@ -1,0 +1,68 @@
+"""The project config: what relaunch.toml says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, PrivateAttr, field_validator
+
+from relaunch.spec.common import Duration, Strict
+
+GCP_APIS = (
+    "aiplatform",
+    "compute",
+    "storage",
+    "cloudbuild",
+    "run",
+    "logging",
+    "secretmanager",
+    "artifactregistry",
+)
+
+
+class ProjectSection(Strict):
+    name: str = Field("relaunch", description="${project_name}; also the W&B project")
+    entity: str | None = Field(None, description="${entity_name}; the W&B entity")
+
+
+class StoreSection(Strict):
+    url: str = Field(".relaunch", description="a folder (relative to relaunch.toml) or gs://b/p")
+
+
+class AgentSection(Strict):
+    queues: list[str] = Field(default_factory=lambda: ["default"])
+    max_jobs: int = Field(4, ge=1)
+    poll: Duration | None = Field(None, description="queue poll; default 0.25s local, 5s gs://")
+    lease_ttl: Duration = Field(30.0, ge=2, description="an agent silent this long is dead")
+
+
+class GcpSection(Strict):
+    project: str | None = None
+    region: str | None = None
+    staging_bucket: str | None = None
+    service_account: str | None = None
+    endpoints: dict[str, str] = Field(
+        default_factory=dict, description="API name → endpoint URL (private or emulator)"
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _known_apis(cls, v: dict[str, str]) -> dict[str, str]:
+        for api in v:
+            if api not in GCP_APIS:
+                raise ValueError(f"unknown API {api!r}; known: {', '.join(GCP_APIS)}")
+        return v
+
+
+class ProjectConfig(Strict):
+    project: ProjectSection = Field(default_factory=ProjectSection)  # type: ignore[arg-type]
+    store: StoreSection = Field(default_factory=StoreSection)  # type: ignore[arg-type]
+    agent: AgentSection = Field(default_factory=AgentSection)  # type: ignore[arg-type]
+    gcp: GcpSection = Field(default_factory=GcpSection)
+
+    # Where relaunch.toml was found (None: defaults, rooted at the working directory).
+    _root: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def root(self) -> Path:
+        return self._root

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from relaunch.store import LocalStore, ObjectStore
+
+# Every kind of store runs the same contract tests. A kind is a factory that opens a
+# fresh, empty store reachable from other processes by its URL.
+STORE_KINDS: dict[str, Callable[[Path, pytest.FixtureRequest], ObjectStore]] = {
+    "local": lambda tmp, request: LocalStore(tmp / "store"),
+}
+
+
+@pytest.fixture(params=sorted(STORE_KINDS))
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    yield STORE_KINDS[request.param](tmp_path, request)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
