@@ -27,7 +27,7 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 from relaunch.errors import ObjectNotFound, UserInputError
 
-_KEY_PART = re.compile(r"^[A-Za-z0-9._=+@,-]+$")
+_KEY_PART = re.compile(r"^[A-Za-z0-9._=+@,%-]+$")
 
 
 def check_key(key: str) -> str:

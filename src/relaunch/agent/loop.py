@@ -1,0 +1,231 @@
+"""The agent: a reconcile loop over the runs it holds leases on (DESIGN.md §1).
+
+Each tick it renews its leases, reconciles every run it owns, claims queued runs up to
+``max_jobs``, and adopts runs whose agent died (expired lease). It keeps nothing in
+memory that the store does not also have, so it may be killed at any instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from relaunch.agent.reconcile import Reconciler, Watch
+from relaunch.errors import ObjectNotFound, PreconditionFailed, RelaunchError
+from relaunch.runs import keys, leases, queue
+from relaunch.runs.leases import Lease
+from relaunch.runs.records import RunRecord
+from relaunch.runs.repo import RunRepo
+from relaunch.states import RunState
+from relaunch.store.base import ObjectStore
+
+
+def new_agent_id() -> str:
+    host = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().lower())[:30].strip("-") or "host"
+    return f"{host}-{os.getpid()}-{os.urandom(2).hex()}"
+
+
+def default_poll(store: ObjectStore) -> float:
+    """Queue polling: a local directory is cheap to list; a bucket costs money per call."""
+    return 5.0 if store.url.startswith("gs://") else 0.25
+
+
+@dataclass
+class Owned:
+    lease: Lease
+    watch: Watch = field(default_factory=Watch)
+
+
+@dataclass
+class AgentOptions:
+    queues: list[str] = field(default_factory=lambda: ["default"])
+    max_jobs: int = 4
+    poll: float | None = None
+    lease_ttl: float = 30.0
+    only_runs: set[str] | None = None  # serve just these runs (stop/follow helpers)
+
+
+class Agent:
+    def __init__(
+        self,
+        store: ObjectStore,
+        options: AgentOptions | None = None,
+        agent_id: str | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.opts = options or AgentOptions()
+        for q in self.opts.queues:
+            keys.valid_queue(q)
+        self.poll = self.opts.poll if self.opts.poll is not None else default_poll(store)
+        self.id = agent_id or new_agent_id()
+        self.repo = RunRepo(store)
+        self.reconciler = Reconciler(self.repo, self.id)
+        self.owned: dict[str, Owned] = {}
+        self._terminal: set[str] = set()  # runs known to be over: never looked at again
+        self._next_renew = 0.0
+        self._next_adopt = 0.0
+        self.log = log or (lambda msg: print(f"[agent {self.id}] {msg}", file=sys.stderr))
+        self.stopping = threading.Event()
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Tick until ``stopping`` is set (or ``until()`` is true); then let go of leases."""
+        try:
+            while not self.stopping.is_set() and not (until and until()):
+                started = time.monotonic()
+                self.tick()
+                self.stopping.wait(max(0.0, self.poll - (time.monotonic() - started)))
+        finally:
+            self.shutdown()
+
+    def tick(self) -> None:
+        now = time.time()
+        if now >= self._next_renew:
+            self._renew(now)
+        for run_id in list(self.owned):
+            self._reconcile(run_id)
+        self._claim()
+        if now >= self._next_adopt:
+            self._adopt()
+            self._next_adopt = now + max(self.poll * 4, min(self.opts.lease_ttl / 3, 5.0))
+
+    def shutdown(self) -> None:
+        """Release leases so another agent adopts the runs at once; their attempts keep
+        running (they do not depend on this process)."""
+        for owned in self.owned.values():
+            leases.release(self.store, owned.lease)
+        self.owned.clear()
+        self.store.delete(keys.agent_key(self.id))
+
+    # -- pieces -----------------------------------------------------------------------
+
+    def _renew(self, now: float) -> None:
+        ttl = self.opts.lease_ttl
+        body = {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": self.opts.queues,
+            "runs": sorted(self.owned),
+            "expires_at": now + ttl,
+            "max_jobs": self.opts.max_jobs,
+        }
+        self.store.put(keys.agent_key(self.id), json.dumps(body).encode())
+        for run_id, owned in list(self.owned.items()):
+            renewed = leases.renew(self.store, owned.lease, ttl)
+            if renewed is None:
+                self.log(f"lost the lease of {run_id} to another agent; letting it go")
+                del self.owned[run_id]
+            else:
+                owned.lease = renewed
+        self._next_renew = now + ttl / 3
+
+    def _reconcile(self, run_id: str) -> None:
+        owned = self.owned[run_id]
+        try:
+            done = self.reconciler.reconcile(run_id, owned.watch)
+        except RelaunchError as e:
+            self.log(f"{run_id}: {e}")
+            return
+        except Exception:  # a bug must not take every other run down with it
+            self.log(f"{run_id}: internal error\n{traceback.format_exc()}")
+            return
+        if done:
+            leases.release(self.store, owned.lease)
+            del self.owned[run_id]
+            self._terminal.add(run_id)
+
+    def _wanted(self, run_id: str) -> bool:
+        return self.opts.only_runs is None or run_id in self.opts.only_runs
+
+    def _take(self, run_id: str) -> bool:
+        lease = leases.acquire(self.store, run_id, self.id, self.opts.lease_ttl)
+        if lease is None:
+            return False
+        self.owned[run_id] = Owned(lease)
+        return True
+
+    def _claim(self) -> None:
+        for q in self.opts.queues:
+            for key in queue.items(self.store, q):
+                if len(self.owned) >= self.opts.max_jobs:
+                    return
+                run_id = keys.run_id_of_queue_item(key)
+                if run_id in self.owned or not self._wanted(run_id) or not self._take(run_id):
+                    continue
+                if not self._adopt_queue_item(key, run_id):
+                    leases.release(self.store, self.owned.pop(run_id).lease)
+                    continue
+                self.repo.add_event(run_id, "claimed", f"claimed by agent {self.id}")
+                self._reconcile(run_id)
+
+    def _adopt_queue_item(self, key: str, run_id: str) -> bool:
+        """We hold the lease: make sure the run record exists, then drop the queue item."""
+        try:
+            data, _ = self.store.get(key)
+        except ObjectNotFound:
+            return False  # another agent claimed it and already removed the item
+        if self.repo.find_run(run_id) is None:  # enqueuer died between item and record
+            try:
+                self.repo.create_run(RunRecord.model_validate_json(data))
+            except PreconditionFailed:
+                pass
+        self.store.delete(key)
+        run = self.repo.get_run(run_id)
+        return not run.state.terminal
+
+    def _adopt(self) -> None:
+        """Take over runs whose agent died: an expired lease, or none on a started run."""
+        now = time.time()
+        for run_id in self.repo.run_ids():
+            if len(self.owned) >= self.opts.max_jobs:
+                return
+            if run_id in self.owned or run_id in self._terminal or not self._wanted(run_id):
+                continue
+            found = self.repo.find_run(run_id)
+            if found is None:
+                continue
+            run = found[0]
+            if run.state.terminal:
+                self._terminal.add(run_id)
+                continue
+            if run.queue not in self.opts.queues:
+                continue
+            lease = leases.read_lease(self.store, run_id)
+            orphaned = (lease is not None and lease.expires_at < now) or (
+                lease is None and run.state is not RunState.QUEUED
+            )
+            if orphaned and self._take(run_id):
+                self.repo.add_event(
+                    run_id,
+                    "adopted",
+                    f"adopted by agent {self.id} "
+                    f"(previous agent: {lease.agent_id if lease else 'none'})",
+                )
+                self.log(f"adopted {run_id}")
+
+
+def live_agents(store: ObjectStore, queue_name: str | None = None) -> list[dict[str, object]]:
+    """Agents whose liveness record has not expired (optionally serving ``queue_name``)."""
+    out = []
+    now = time.time()
+    for meta in store.list("agents/").objects:
+        try:
+            body = json.loads(store.get(meta.key)[0])
+        except (ObjectNotFound, ValueError):
+            continue
+        if body.get("expires_at", 0) > now and (
+            queue_name is None or queue_name in body.get("queues", [])
+        ):
+            out.append(body)
+    return out

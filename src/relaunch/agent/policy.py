@@ -1,0 +1,53 @@
+"""The recovery policy: after an attempt ends with a reason, what happens to the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relaunch.runs.records import RunRecord
+from relaunch.states import RECOVERY_REASONS, Action, Reason, RunState
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: RunState  # SUCCEEDED/FAILED/STOPPED (final) or RECOVERING (another attempt)
+    action: Action | None = None
+    delay: float = 0.0  # seconds before the next attempt
+    failover: bool = False  # move to the next offer (zone/region)
+    counts_as_recovery: bool = False
+    why: str = ""
+
+
+def decide(run: RunRecord, reason: Reason, *, stop_requested: bool) -> Decision:
+    """What to do with ``run`` whose latest attempt ended with ``reason``."""
+    if stop_requested or reason is Reason.STOPPED:
+        return Decision(RunState.STOPPED, why="stop requested")
+    if reason is Reason.SUCCEEDED:
+        return Decision(RunState.SUCCEEDED, why="the command exited 0")
+    policy = run.spec.retry
+    action = policy.action_for(reason)
+    if action is Action.FAIL:
+        return Decision(RunState.FAILED, action, why=f"policy: {reason.value} → fail")
+    recovery = reason in RECOVERY_REASONS
+    if recovery and run.recoveries >= policy.max_recoveries:
+        return Decision(
+            RunState.FAILED, action, why=f"max_recoveries ({policy.max_recoveries}) reached"
+        )
+    if not recovery and run.restarts >= policy.max_restarts_on_errors:
+        return Decision(
+            RunState.FAILED,
+            action,
+            why=f"max_restarts_on_errors ({policy.max_restarts_on_errors}) reached",
+        )
+    delay = 0.0
+    if action is Action.BACKOFF:
+        streak = run.recoveries + run.restarts
+        delay = min(policy.backoff * (2 ** min(streak, 16)), policy.backoff_max)
+    return Decision(
+        RunState.RECOVERING,
+        action,
+        delay=delay,
+        failover=action is Action.FAILOVER,
+        counts_as_recovery=recovery,
+        why=f"policy: {reason.value} → {action.value}",
+    )

@@ -1,0 +1,433 @@
+"""Reconciling one run: bring the world in line with its record, one step per tick.
+
+Everything it decides from is in the store (run record, attempt record, heartbeat,
+``.stop``, the runtime's result) or asked of the backend, so any agent can run it for
+any run it holds the lease of, after any crash. The order of writes is what keeps a
+crash harmless:
+
+- a new attempt is first *named* in the run record (``attempt = n``), then recorded as
+  SUBMITTING, then submitted, then its handle recorded. A SUBMITTING attempt without a
+  handle is looked for (``FindsAttempts``) before it is ever submitted again;
+- attempt n+1 is only named once attempt n has ENDED, and a backend says ENDED only
+  when nothing of the attempt runs any more — so two attempts never run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from relaunch.agent.policy import decide
+from relaunch.backends.base import (
+    AttemptStatus,
+    Backend,
+    FindsAttempts,
+    SimulatesPreemption,
+    SubmitContext,
+)
+from relaunch.backends.registry import get_backend
+from relaunch.errors import BackendError, PreconditionFailed, RelaunchError
+from relaunch.runs import keys
+from relaunch.runs.records import AttemptRecord, Heartbeat, PreemptionSim, RunRecord
+from relaunch.runs.repo import RunRepo
+from relaunch.spec.templates import resolve_macros
+from relaunch.states import REASON_NOTES, AttemptState, Reason, RunState
+
+
+@dataclass
+class Watch:
+    """What an agent remembers about a run between ticks (only timing; the truth is in
+    the store). Heartbeat age is measured on the agent's clock, from the moment it saw
+    the heartbeat object change, so clocks of other machines do not matter."""
+
+    hb_generation: int = 0
+    hb_seen: float = field(default_factory=time.time)
+    next_poll: float = 0.0
+    last_status: AttemptStatus | None = None
+
+
+class Reconciler:
+    def __init__(self, repo: RunRepo, agent_id: str) -> None:
+        self.repo = repo
+        self.agent_id = agent_id
+
+    # -- entry point ----------------------------------------------------------------
+
+    def reconcile(self, run_id: str, watch: Watch) -> bool:
+        """One step for ``run_id``. Returns True when the run is terminal."""
+        run = self.repo.get_run(run_id)
+        if run.state.terminal:
+            return True
+        stop = self.repo.stop_requested(run_id)
+        backend = get_backend(run.backend)
+        if run.attempt == 0:
+            if stop:
+                return self._finish(run, RunState.STOPPED, Reason.STOPPED, "stopped before start")
+            run = self._name_attempt(run, 1)
+        found = self.repo.find_attempt(run_id, run.attempt)
+        if found is None:
+            attempt = AttemptRecord(run_id=run_id, n=run.attempt, backend=run.backend)
+            try:
+                self.repo.put_attempt(attempt, if_generation_match=0)
+            except PreconditionFailed:
+                return False  # someone else wrote it: look again next tick
+            found = self.repo.find_attempt(run_id, run.attempt)
+            assert found is not None
+        attempt, gen = found
+        if attempt.state is not AttemptState.ENDED:
+            attempt = self._watch_attempt(run, attempt, gen, backend, stop, watch)
+        if attempt.state is AttemptState.ENDED:
+            return self._after_attempt(run, attempt, stop, watch)
+        return False
+
+    # -- attempts -------------------------------------------------------------------
+
+    def _name_attempt(self, run: RunRecord, n: int) -> RunRecord:
+        def name(r: RunRecord) -> bool:
+            if r.attempt >= n:
+                return False
+            r.attempt, r.not_before, r.owner = n, None, self.agent_id
+            r.state = RunState.STARTING if n == 1 else RunState.RECOVERING
+            return True
+
+        return self.repo.update_run(run.run_id, name)
+
+    def _submit(self, run: RunRecord, attempt: AttemptRecord, backend: Backend) -> None:
+        """Submit (or find) the attempt; fills handle or ends it with a reason."""
+        if isinstance(backend, FindsAttempts):
+            handle = backend.find(run.run_id, attempt.n)
+            if handle is not None:
+                attempt.handle, attempt.state = handle, AttemptState.PENDING
+                self.repo.add_event(
+                    run.run_id,
+                    "attempt-found",
+                    f"attempt {attempt.n} found running after an agent restart",
+                    attempt=attempt.n,
+                )
+                return
+        macros = {
+            "run_id": run.run_id,
+            "run_name": run.spec.name,
+            "attempt": str(attempt.n),
+            "image_uri": run.image_uri or run.spec.image or "",
+            "project_name": run.project.get("name") or "",
+            "entity_name": run.project.get("entity") or "",
+        }
+        try:
+            command = [resolve_macros(a, macros, os.environ) for a in run.spec.command]
+            env = {k: resolve_macros(v, macros, os.environ) for k, v in run.spec.env.items()}
+            ctx = SubmitContext(
+                store=self.repo.store, command=command, env=env, image_uri=run.image_uri
+            )
+            attempt.handle = backend.submit(run, attempt, ctx)
+        except BackendError as e:
+            self._end(attempt, Reason(e.reason), str(e))
+            return
+        except RelaunchError as e:
+            self._end(attempt, Reason.USER_ERROR, str(e))
+            return
+        attempt.state = AttemptState.PENDING
+        where = backend.where(attempt.handle)
+        self.repo.add_event(
+            run.run_id,
+            "attempt-submitted",
+            f"attempt {attempt.n} started on {run.backend} ({where})",
+            attempt=attempt.n,
+        )
+
+    def _end(self, attempt: AttemptRecord, reason: Reason, detail: str | None) -> None:
+        attempt.state, attempt.reason, attempt.detail = AttemptState.ENDED, reason, detail
+        attempt.ended_at = time.time()
+
+    def _watch_attempt(
+        self,
+        run: RunRecord,
+        attempt: AttemptRecord,
+        gen: int,
+        backend: Backend,
+        stop: bool,
+        watch: Watch,
+    ) -> AttemptRecord:
+        before = attempt.model_dump()
+        now = time.time()
+        if attempt.handle is None:
+            if stop:
+                self._end(attempt, Reason.STOPPED, "stopped before the attempt started")
+            else:
+                self._submit(run, attempt, backend)
+                watch.hb_seen, watch.next_poll = now, 0.0
+        if attempt.handle is not None and attempt.state is not AttemptState.ENDED:
+            self._observe(run, attempt, backend, stop, watch, now)
+        if attempt.model_dump() != before:
+            self.repo.put_attempt(attempt, if_generation_match=gen)
+        return attempt
+
+    def _observe(
+        self,
+        run: RunRecord,
+        attempt: AttemptRecord,
+        backend: Backend,
+        stop: bool,
+        watch: Watch,
+        now: float,
+    ) -> None:
+        assert attempt.handle is not None
+        status = watch.last_status
+        if now >= watch.next_poll or status is None:
+            try:
+                status = backend.poll(attempt.handle)
+            except BackendError as e:
+                status = watch.last_status or AttemptStatus(AttemptState.PENDING, detail=str(e))
+            watch.last_status, watch.next_poll = status, now + backend.poll_interval
+        heartbeat = self._heartbeat(run, attempt, watch, now)
+        if status.state is AttemptState.ENDED:
+            self._conclude(run, attempt, status)
+            watch.last_status = None
+            return
+        if heartbeat is not None and attempt.running_at is None:
+            attempt.running_at, attempt.state = now, AttemptState.RUNNING
+            attempt.first_step = heartbeat.step
+            resumed = (
+                f" (resumed from step {heartbeat.resumed_from})"
+                if heartbeat.resumed_from is not None
+                else ""
+            )
+            self.repo.add_event(
+                run.run_id,
+                "attempt-running",
+                f"attempt {attempt.n} is running{resumed}",
+                attempt=attempt.n,
+            )
+            self._set_running(run)
+        self._enforce(run, attempt, backend, stop, watch, heartbeat, now)
+
+    def _heartbeat(
+        self, run: RunRecord, attempt: AttemptRecord, watch: Watch, now: float
+    ) -> Heartbeat | None:
+        found = self.repo.heartbeat(run.run_id)
+        if found is None or found[0].attempt != attempt.n:
+            return None
+        heartbeat, hb_gen = found
+        if hb_gen != watch.hb_generation:
+            watch.hb_generation, watch.hb_seen = hb_gen, now
+        if heartbeat.step is not None:
+            attempt.last_step = heartbeat.step
+        return heartbeat
+
+    def _set_running(self, run: RunRecord) -> None:
+        def running(r: RunRecord) -> bool:
+            if r.state in (RunState.STOPPING, RunState.RUNNING) or r.state.terminal:
+                return False
+            r.state = RunState.RUNNING
+            r.started_at = r.started_at or time.time()
+            return True
+
+        self.repo.update_run(run.run_id, running)
+
+    def _enforce(
+        self,
+        run: RunRecord,
+        attempt: AttemptRecord,
+        backend: Backend,
+        stop: bool,
+        watch: Watch,
+        heartbeat: Heartbeat | None,
+        now: float,
+    ) -> None:
+        """Stop requests, watchdog, simulated preemption, and kills after grace."""
+        assert attempt.handle is not None
+        spec = run.spec
+        if attempt.cancel_reason is None:
+            cancel: tuple[Reason, str] | None = None
+            if stop:
+                cancel = (Reason.STOPPED, "stop requested")
+            elif attempt.running_at is None and now - attempt.submitted_at > spec.startup_timeout:
+                cancel = (
+                    Reason.STARTUP_TIMEOUT,
+                    f"no heartbeat {spec.startup_timeout:g}s after submission",
+                )
+            elif attempt.running_at is not None and now - watch.hb_seen > spec.stall_timeout:
+                cancel = (
+                    Reason.STALLED,
+                    f"no heartbeat for {now - watch.hb_seen:.0f}s "
+                    f"(stall_timeout {spec.stall_timeout:g}s)",
+                )
+            if cancel is not None:
+                attempt.cancel_reason, attempt.detail = cancel
+                attempt.cancel_requested_at = now
+                backend.cancel(attempt.handle, spec.grace_period)
+                self.repo.add_event(
+                    run.run_id,
+                    "cancel",
+                    f"attempt {attempt.n}: {cancel[1]}; cancelling",
+                    attempt=attempt.n,
+                )
+                if stop:
+                    self.repo.update_run(run.run_id, _set_state(RunState.STOPPING))
+        elif attempt.cancel_requested_at and now > attempt.cancel_requested_at + spec.grace_period:
+            self._kill(backend, attempt)
+        if isinstance(backend, SimulatesPreemption):
+            self._simulate_preemption(run, attempt, backend, heartbeat, now)
+
+    def _kill(self, backend: Backend, attempt: AttemptRecord) -> None:
+        assert attempt.handle is not None
+        if isinstance(backend, SimulatesPreemption):
+            backend.kill(attempt.handle)
+        else:
+            backend.cancel(attempt.handle, 0)
+
+    def _simulate_preemption(
+        self,
+        run: RunRecord,
+        attempt: AttemptRecord,
+        backend: SimulatesPreemption,
+        heartbeat: Heartbeat | None,
+        now: float,
+    ) -> None:
+        assert attempt.handle is not None
+        if attempt.preemption is not None:
+            if now >= attempt.preemption.kill_at:
+                backend.kill(attempt.handle)
+            return
+        if attempt.cancel_reason is not None:
+            return
+        notice, source = self._preemption_due(run, attempt, heartbeat, now)
+        if notice is None:
+            return
+        attempt.preemption = PreemptionSim(
+            requested_at=now, notice=notice, kill_at=now + notice, source=source
+        )
+        backend.send_preemption_notice(attempt.handle)
+        self.repo.add_event(
+            run.run_id,
+            "preemption-notice",
+            f"attempt {attempt.n}: spot preemption notice ({source}); killed in {notice:g}s",
+            attempt=attempt.n,
+        )
+
+    def _preemption_due(
+        self, run: RunRecord, attempt: AttemptRecord, heartbeat: Heartbeat | None, now: float
+    ) -> tuple[float | None, str]:
+        try:
+            data, _ = self.repo.store.get(keys.preempt_key(run.run_id))
+        except RelaunchError:
+            data = None
+        if data is not None:
+            self.repo.store.delete(keys.preempt_key(run.run_id))
+            request: dict[str, Any] = json.loads(data)
+            return float(request.get("notice", 5.0)), "relaunch preempt"
+        for i, rule in enumerate(run.spec.local.preempt):
+            if rule.attempt != attempt.n or i in attempt.preempt_triggers_fired:
+                continue
+            step = heartbeat.step if heartbeat else None
+            hit = (rule.at_step is not None and step is not None and step >= rule.at_step) or (
+                rule.after is not None
+                and attempt.running_at is not None
+                and now - attempt.running_at >= rule.after
+            )
+            if hit:
+                attempt.preempt_triggers_fired.append(i)
+                return rule.notice, f"job.yaml local.preempt[{i}]"
+        return None, ""
+
+    def _conclude(self, run: RunRecord, attempt: AttemptRecord, status: AttemptStatus) -> None:
+        """The attempt is over: settle its reason from what relaunch itself did, then the
+        backend's word, then the runtime's result."""
+        result = self.repo.result(run.run_id, attempt.n)
+        if result is not None:
+            attempt.exit_code, attempt.last_lines = result.exit_code, result.last_lines
+            if result.final_step is not None:
+                attempt.last_step = result.final_step
+        if attempt.cancel_reason is not None:
+            reason, detail = attempt.cancel_reason, attempt.detail
+        elif attempt.preemption is not None:
+            reason, detail = Reason.PREEMPTED, "simulated spot preemption"
+        elif status.reason is not None:
+            reason, detail = status.reason, status.detail
+        elif result is not None and result.reason is not None:
+            reason, detail = result.reason, result.detail
+        else:
+            reason, detail = (
+                Reason.TRANSIENT,
+                "the attempt ended without a result (killed "
+                "from outside relaunch, or its machine died)",
+            )
+        self._end(attempt, reason, detail)
+        attempt.exit_code = attempt.exit_code if status.exit_code is None else status.exit_code
+        self.repo.add_event(
+            run.run_id,
+            "attempt-ended",
+            f"attempt {attempt.n} ended: {reason.value} — {detail}",
+            attempt=attempt.n,
+            reason=reason.value,
+        )
+
+    # -- after an attempt -----------------------------------------------------------
+
+    def _after_attempt(
+        self, run: RunRecord, attempt: AttemptRecord, stop: bool, watch: Watch
+    ) -> bool:
+        assert attempt.reason is not None
+        if run.decided < attempt.n:
+            decision = decide(run, attempt.reason, stop_requested=stop)
+            if decision.state.terminal:
+                return self._finish(
+                    run, decision.state, attempt.reason, attempt.detail, why=decision.why
+                )
+
+            def recover(r: RunRecord) -> bool:
+                if r.decided >= attempt.n:
+                    return False
+                r.decided, r.state = attempt.n, RunState.RECOVERING
+                r.recoveries += decision.counts_as_recovery
+                r.restarts += not decision.counts_as_recovery
+                r.offer_index += decision.failover
+                r.not_before = time.time() + decision.delay if decision.delay else None
+                r.with_note(attempt.reason, attempt.detail)
+                return True
+
+            run = self.repo.update_run(run.run_id, recover)
+            wait = f" in {decision.delay:.0f}s" if decision.delay else ""
+            self.repo.add_event(
+                run.run_id, "recovering", f"{decision.why}: attempt {attempt.n + 1}{wait}"
+            )
+        if stop:
+            return self._finish(run, RunState.STOPPED, Reason.STOPPED, "stop requested")
+        if run.not_before and time.time() < run.not_before:
+            return False
+        self._name_attempt(run, attempt.n + 1)
+        watch.hb_seen, watch.last_status = time.time(), None
+        return False
+
+    def _finish(
+        self, run: RunRecord, state: RunState, reason: Reason, detail: str | None, why: str = ""
+    ) -> bool:
+        def finish(r: RunRecord) -> bool:
+            if r.state.terminal:
+                return False
+            r.state, r.ended_at, r.decided = state, time.time(), r.attempt
+            r.with_note(reason, detail)
+            return True
+
+        self.repo.update_run(run.run_id, finish)
+        extra = f" ({why})" if why and state is RunState.FAILED else ""
+        self.repo.add_event(
+            run.run_id,
+            "run-ended",
+            f"run {state.value.lower()}: {REASON_NOTES[reason]}{extra}",
+            state=state.value,
+        )
+        return True
+
+
+def _set_state(state: RunState) -> Any:
+    def set_state(r: RunRecord) -> bool:
+        if r.state.terminal or r.state is state:
+            return False
+        r.state = state
+        return True
+
+    return set_state

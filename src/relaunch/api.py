@@ -1,0 +1,249 @@
+"""The Python API: everything the CLI does, as plain calls.
+
+from relaunch import api
+ws = api.Workspace.open()                      # relaunch.toml + its store
+run_id = ws.submit("examples/quickstart/job.yaml")
+ws.wait(run_id)                                # runs an agent in-process if none is live
+print(ws.status(run_id).run.state)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from relaunch.agent.loop import Agent, AgentOptions, live_agents
+from relaunch.backends.registry import BACKENDS
+from relaunch.errors import NotFoundError, UserInputError
+from relaunch.runs import keys, leases, queue
+from relaunch.runs.records import AttemptRecord, Event, Heartbeat, RunRecord
+from relaunch.runs.repo import RunRepo
+from relaunch.spec.loader import load_job, load_project, store_url
+from relaunch.spec.project import ProjectConfig
+from relaunch.states import Reason, RunState
+from relaunch.store import ObjectStore, open_store
+
+
+def new_run_id(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    if not slug or not slug[0].isalpha():
+        slug = "run-" + slug
+    return f"{slug[:48].rstrip('-')}-{os.urandom(3).hex()}"
+
+
+@dataclass
+class RunStatus:
+    run: RunRecord
+    attempts: list[AttemptRecord]
+    heartbeat: Heartbeat | None
+    events: list[Event]
+
+
+class Workspace:
+    """A project config and the store it names."""
+
+    def __init__(self, config: ProjectConfig, store: ObjectStore) -> None:
+        self.config = config
+        self.store = store
+        self.repo = RunRepo(store)
+
+    @classmethod
+    def open(
+        cls, *, project: Path | None = None, store: str | None = None, start: Path | None = None
+    ) -> Workspace:
+        config = load_project(project, start=start)
+        return cls(config, open_store(store_url(config, store)))
+
+    # -- submitting ---------------------------------------------------------------------
+
+    def submit(
+        self,
+        job: Path | str,
+        values: dict[str, str] | None = None,
+        *,
+        queue_name: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Validate ``job`` and queue it; return the run id. Nothing is written on error."""
+        loaded = load_job(Path(job), values)
+        spec = loaded.spec
+        if spec.backend not in BACKENDS:
+            raise UserInputError(
+                f"{loaded.source}: backend '{spec.backend}' is not available in this version",
+                hint=f"use one of: {', '.join(sorted(BACKENDS))}",
+            )
+        if queue_name:
+            spec.queue = keys.valid_queue(queue_name)
+        rid = keys.valid_run_id(run_id or spec.run_id or new_run_id(spec.name))
+        if spec.backend == "local":
+            workdir = loaded.base_dir / (spec.workdir or ".")
+            if not workdir.is_dir():
+                raise UserInputError(
+                    f"{loaded.source}: workdir {workdir} does not exist",
+                    hint="workdir is relative to the job file's folder",
+                )
+        record = RunRecord(
+            run_id=rid,
+            name=spec.name,
+            queue=spec.queue,
+            priority=spec.priority,
+            backend=spec.backend,
+            spec=spec,
+            base_dir=str(loaded.base_dir),
+            project={"name": self.config.project.name, "entity": self.config.project.entity},
+        )
+        queue.enqueue(self.store, record)
+        self.repo.add_event(rid, "queued", f"queued on '{spec.queue}' from {loaded.source}")
+        return rid
+
+    # -- reading ------------------------------------------------------------------------
+
+    def runs(self, include_ended: bool = True) -> list[RunRecord]:
+        runs = [r for r in self.repo.runs() if include_ended or not r.state.terminal]
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)
+
+    def status(self, run_id: str, *, events_since: float | None = None) -> RunStatus:
+        run = self.repo.get_run(keys.valid_run_id(run_id))
+        hb = self.repo.heartbeat(run_id)
+        return RunStatus(
+            run,
+            self.repo.attempts(run_id, run.attempt),
+            hb[0] if hb else None,
+            self.repo.events(run_id, events_since),
+        )
+
+    def logs(self, run_id: str, attempt: int | None = None) -> bytes:
+        run = self.repo.get_run(keys.valid_run_id(run_id))
+        n = attempt if attempt is not None else run.attempt
+        if n < 1 or n > max(run.attempt, 0):
+            raise NotFoundError(
+                f"run {run_id} has no attempt {n}",
+                hint=f"it has attempts 1..{run.attempt}"
+                if run.attempt
+                else "it has not started yet",
+            )
+        return self.repo.log(run_id, n)
+
+    # -- control ------------------------------------------------------------------------
+
+    def stop(self, run_id: str, *, wait: float = 60.0) -> RunState:
+        """Write ``.stop``; a queued run ends at once, a running one when its attempt has
+        been cancelled (by its agent, or by an agent started here if it has none)."""
+        run = self.repo.get_run(keys.valid_run_id(run_id))
+        if run.state.terminal:
+            return run.state
+        self.repo.request_stop(run_id, by="relaunch stop")
+        self.repo.add_event(run_id, "stop-requested", "stop requested (.stop written)")
+        owner = leases.read_lease(self.store, run_id)
+        if owner is not None and owner.expires_at > time.time():
+            return self._wait_state(run_id, wait)
+        agent = Agent(
+            self.store,
+            AgentOptions(queues=[run.queue], only_runs={run_id}, max_jobs=1, poll=0.1),
+            log=lambda _m: None,
+        )
+        deadline = time.monotonic() + wait
+        agent.run(
+            until=lambda: self.repo.get_run(run_id).state.terminal or time.monotonic() > deadline
+        )
+        queue.remove_items_of(self.store, run.queue, run_id)
+        return self.repo.get_run(run_id).state
+
+    def _wait_state(self, run_id: str, wait: float) -> RunState:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            state = self.repo.get_run(run_id).state
+            if state.terminal:
+                return state
+            time.sleep(0.1)
+        return self.repo.get_run(run_id).state
+
+    def preempt(self, run_id: str, notice: float = 5.0) -> None:
+        """Ask the run's agent to stage a spot preemption of its current attempt."""
+        run = self.repo.get_run(keys.valid_run_id(run_id))
+        if run.backend != "local":
+            raise UserInputError(
+                f"run {run_id} runs on {run.backend}; preempt simulates "
+                "preemption on the local backend only",
+                hint="on Google Cloud, preemption is the cloud's to make",
+            )
+        if run.state not in (RunState.RUNNING, RunState.STARTING):
+            raise UserInputError(
+                f"run {run_id} is {run.state.value}, not running",
+                hint="preempt a run while it runs (relaunch ps)",
+            )
+        owner = leases.read_lease(self.store, run_id)
+        if owner is None or owner.expires_at < time.time():
+            raise UserInputError(
+                f"no agent is looking after run {run_id}", hint="start one with `relaunch agent`"
+            )
+        body = {"notice": notice, "requested_at": time.time()}
+        self.store.put(keys.preempt_key(run_id), json.dumps(body).encode())
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def wait(
+        self,
+        run_id: str,
+        *,
+        on_change: Callable[[RunStatus], None] | None = None,
+        interval: float = 0.2,
+        timeout: float | None = None,
+    ) -> RunRecord:
+        """Wait for the run to end, running an agent in this process while no live agent
+        serves its queue. ``on_change`` sees every new status."""
+        run = self.repo.get_run(run_id)
+        agent: Agent | None = None
+        thread: threading.Thread | None = None
+        if not live_agents(self.store, run.queue):
+            opts = self.config.agent
+            agent = Agent(
+                self.store,
+                AgentOptions(
+                    queues=[run.queue],
+                    max_jobs=opts.max_jobs,
+                    poll=opts.poll,
+                    lease_ttl=opts.lease_ttl,
+                ),
+                log=lambda _m: None,
+            )
+            thread = threading.Thread(target=agent.run, name="relaunch-agent", daemon=True)
+            thread.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen: tuple[object, ...] = ()
+        try:
+            while True:
+                status = self.status(run_id)
+                key = (
+                    status.run.state,
+                    status.run.attempt,
+                    len(status.events),
+                    status.heartbeat.step if status.heartbeat else None,
+                )
+                if key != seen:
+                    seen = key
+                    if on_change:
+                        on_change(status)
+                if status.run.state.terminal:
+                    return status.run
+                if deadline is not None and time.monotonic() > deadline:
+                    return status.run
+                time.sleep(interval)
+        finally:
+            if agent is not None and thread is not None:
+                agent.stopping.set()
+                thread.join(timeout=10)
+
+
+def exit_code_of(run: RunRecord) -> int:
+    """`relaunch run --follow` exits 0 on success, 1 on failure, 3 when stopped."""
+    return {RunState.SUCCEEDED: 0, RunState.STOPPED: 3}.get(run.state, 1)
+
+
+__all__ = ["Reason", "RunState", "RunStatus", "Workspace", "exit_code_of", "new_run_id"]

@@ -1,0 +1,200 @@
+"""The local backend: each attempt is a process group on this machine.
+
+The group is started in its own session, so it outlives the agent that started it;
+its handle (pid, the kernel's start time of that pid, host) lets any later agent on
+this machine find it again and tell it from an unrelated process that reused the pid.
+Linux only (it reads ``/proc``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
+from relaunch.errors import BackendError
+from relaunch.runs.records import AttemptRecord, RunRecord
+from relaunch.states import AttemptState, Reason
+
+
+def scratch_root() -> Path:
+    return Path(
+        os.environ.get("RELAUNCH_SCRATCH_ROOT")
+        or Path(tempfile.gettempdir()) / f"relaunch-{os.getuid()}"
+    )
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The pid's start time in clock ticks since boot, or None if there is no such pid
+    (or it is a zombie: dead but not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def runtime_settings(run: RunRecord) -> str:
+    spec = run.spec
+    return json.dumps(
+        {
+            "heartbeat_interval": spec.heartbeat_interval,
+            "sync_interval": spec.checkpoints.sync_interval,
+            "keep": spec.checkpoints.keep,
+            "checkpoints": spec.checkpoints.enabled,
+            "fatal_patterns": spec.fatal_patterns,
+            "secrets": spec.env_from_secret,
+        }
+    )
+
+
+class LocalBackend(Backend):
+    name = "local"
+    poll_interval = 0.2
+
+    def __init__(self) -> None:
+        self.host = socket.gethostname()
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:
+        scratch = scratch_root() / run.run_id / str(attempt.n)
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        base = Path(run.base_dir or ".")
+        workdir = base / run.spec.workdir if run.spec.workdir else base
+        if not workdir.is_dir():
+            raise BackendError(
+                f"workdir {workdir} does not exist",
+                reason=Reason.USER_ERROR,
+                hint="fix workdir in job.yaml (relative to its folder)",
+            )
+        env = dict(os.environ)
+        # `python` in a command means the interpreter relaunch runs on (its venv).
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env.update(ctx.env)
+        env.update(
+            {
+                "RELAUNCH_RUN_ID": run.run_id,
+                "RELAUNCH_ATTEMPT": str(attempt.n),
+                "RELAUNCH_STORE": ctx.store.url,
+                "RELAUNCH_SCRATCH": str(scratch),
+                "RELAUNCH_CHECKPOINT_DIR": str(scratch / "checkpoints"),
+                "RELAUNCH_RUNTIME": runtime_settings(run),
+            }
+        )
+        argv = [sys.executable, "-m", "relaunch.runtime", "--", *ctx.command]
+        with open(scratch / "runtime.out", "wb") as out:
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=workdir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as e:
+                raise BackendError(
+                    f"cannot start the runtime: {e}", reason=Reason.USER_ERROR
+                ) from e
+        self._children[proc.pid] = proc
+        return {
+            "pid": proc.pid,
+            "start": proc_start_time(proc.pid),
+            "host": self.host,
+            "where": self.host,
+            "scratch": str(scratch),
+        }
+
+    def _alive(self, handle: Handle) -> bool:
+        pid = int(handle["pid"])
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            del self._children[pid]
+            return False
+        start = proc_start_time(pid)
+        return start is not None and start == handle.get("start")
+
+    def _group_alive(self, handle: Handle) -> bool:
+        try:
+            os.killpg(int(handle["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def poll(self, handle: Handle) -> AttemptStatus:
+        if handle.get("host") != self.host:
+            raise BackendError(
+                f"this local attempt runs on host {handle.get('host')}",
+                reason=Reason.TRANSIENT,
+                hint="run the agent on that host to manage it",
+            )
+        if self._alive(handle):
+            return AttemptStatus(AttemptState.RUNNING)
+        # The runtime (group leader) is gone: make sure nothing of the attempt survives
+        # it before saying it ended, so a next attempt can never overlap this one.
+        if handle.get("start") is not None and self._group_alive(handle):
+            self.kill(handle)
+            if self._group_alive(handle):
+                return AttemptStatus(AttemptState.RUNNING, detail="ending")
+        return AttemptStatus(AttemptState.ENDED)
+
+    def cancel(self, handle: Handle, grace: float) -> None:
+        # SIGTERM to the runtime only: it forwards it to the command (like `docker stop`);
+        # the agent kills the whole group when the grace period is over.
+        if self._alive(handle):
+            try:
+                os.kill(int(handle["pid"]), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def send_preemption_notice(self, handle: Handle) -> None:
+        self.cancel(handle, 0)
+
+    def kill(self, handle: Handle) -> None:
+        if handle.get("start") is None:
+            return
+        try:
+            os.killpg(int(handle["pid"]), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        child = self._children.get(int(handle["pid"]))
+        if child is not None:
+            try:
+                child.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def find(self, run_id: str, attempt: int) -> Handle | None:
+        wanted = {f"RELAUNCH_RUN_ID={run_id}".encode(), f"RELAUNCH_ATTEMPT={attempt}".encode()}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                if os.getpgid(pid) != pid:
+                    continue
+                environ = set((entry / "environ").read_bytes().split(b"\0"))
+            except (OSError, ProcessLookupError):
+                continue
+            if wanted <= environ:
+                return {
+                    "pid": pid,
+                    "start": proc_start_time(pid),
+                    "host": self.host,
+                    "where": self.host,
+                }
+        return None

@@ -1,0 +1,1 @@
+"""Runs in the store: records, attempts, leases, queue, events (DESIGN.md §2)."""

@@ -1,0 +1,96 @@
+"""Store keys of the layout in DESIGN.md §2. Every key built from a run id validates it.
+
+Standard library only (the runtime uses it).
+"""
+
+from __future__ import annotations
+
+import re
+
+from relaunch.errors import UserInputError
+
+RUN_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_QUEUE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def valid_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise UserInputError(
+            f"invalid run id {run_id!r}",
+            hint="a run id is 1-63 characters of a-z, 0-9 and '-', starting with a letter",
+        )
+    return run_id
+
+
+def valid_queue(queue: str) -> str:
+    if not _QUEUE_RE.match(queue):
+        raise UserInputError(
+            f"invalid queue name {queue!r}", hint="a queue name is 1-63 of a-z, 0-9, '-', '_'"
+        )
+    return queue
+
+
+def run_prefix(run_id: str) -> str:
+    return f"runs/{valid_run_id(run_id)}/"
+
+
+def run_key(run_id: str) -> str:
+    return run_prefix(run_id) + "run.json"
+
+
+def lease_key(run_id: str) -> str:
+    return run_prefix(run_id) + "lease.json"
+
+
+def attempt_key(run_id: str, n: int) -> str:
+    return run_prefix(run_id) + f"attempts/{int(n)}.json"
+
+
+def result_key(run_id: str, n: int) -> str:
+    return run_prefix(run_id) + f"attempts/{int(n)}.result.json"
+
+
+def heartbeat_key(run_id: str) -> str:
+    return run_prefix(run_id) + "heartbeat.json"
+
+
+def events_prefix(run_id: str) -> str:
+    return run_prefix(run_id) + "events/"
+
+
+def log_key(run_id: str, n: int) -> str:
+    return run_prefix(run_id) + f"logs/{int(n)}.log"
+
+
+def stop_key(run_id: str) -> str:
+    return run_prefix(run_id) + ".stop"
+
+
+def preempt_key(run_id: str) -> str:
+    return run_prefix(run_id) + "preempt.json"
+
+
+def checkpoints_prefix(run_id: str) -> str:
+    return run_prefix(run_id) + "checkpoints/"
+
+
+def latest_checkpoint_key(run_id: str) -> str:
+    return checkpoints_prefix(run_id) + "LATEST"
+
+
+def queue_prefix(queue: str) -> str:
+    return f"queues/{valid_queue(queue)}/"
+
+
+def queue_item_key(queue: str, priority: int, enqueued_ns: int, run_id: str) -> str:
+    return (
+        queue_prefix(queue) + f"{int(priority)}-{int(enqueued_ns):020d}-{valid_run_id(run_id)}.json"
+    )
+
+
+def run_id_of_queue_item(key: str) -> str:
+    return key.rsplit("/", 1)[-1].removesuffix(".json").split("-", 2)[2]
+
+
+def agent_key(agent_id: str) -> str:
+    return f"agents/{agent_id}.json"

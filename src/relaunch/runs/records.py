@@ -1,0 +1,116 @@
+"""What the store holds about a run: the run record, its attempts, heartbeat, events.
+
+These models are the wire format of ``runs/<run_id>/…`` (DESIGN.md §2). The runtime
+inside a job writes heartbeats and results as plain JSON with the same field names
+(it does not import pydantic, to start fast).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from relaunch.spec.job import JobSpec
+from relaunch.states import REASON_NOTES, AttemptState, Reason, RunState
+
+
+class Record(BaseModel):
+    # Stored records tolerate fields from newer versions of relaunch.
+    model_config = ConfigDict(extra="ignore")
+
+
+class RunRecord(Record):
+    run_id: str
+    name: str
+    queue: str
+    priority: int = 0
+    backend: str
+    spec: JobSpec
+    base_dir: str | None = Field(None, description="job.yaml's folder (local backend workdir)")
+    project: dict[str, str | None] = Field(default_factory=dict)
+    image_uri: str | None = None
+    state: RunState = RunState.QUEUED
+    attempt: int = 0  # the current (latest) attempt number; 0 before the first
+    decided: int = 0  # the latest attempt whose outcome the policy has applied
+    recoveries: int = 0
+    restarts: int = 0
+    offer_index: int = 0
+    not_before: float | None = None  # backoff: no new attempt before this time
+    reason: Reason | None = None  # the last attempt's reason (final once terminal)
+    note: str | None = None
+    detail: str | None = None
+    owner: str | None = None
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    def with_note(self, reason: Reason | None, detail: str | None = None) -> None:
+        self.reason = reason
+        self.note = REASON_NOTES.get(reason) if reason else None
+        self.detail = detail
+
+
+class PreemptionSim(Record):
+    """A simulated spot preemption in progress (local backend)."""
+
+    requested_at: float
+    notice: float
+    kill_at: float
+    source: str = "spec"
+
+
+class AttemptRecord(Record):
+    run_id: str
+    n: int
+    backend: str
+    state: AttemptState = AttemptState.SUBMITTING
+    handle: dict[str, Any] | None = None
+    placement: dict[str, Any] = Field(default_factory=dict)
+    submitted_at: float = Field(default_factory=time.time)
+    running_at: float | None = None
+    ended_at: float | None = None
+    reason: Reason | None = None
+    detail: str | None = None
+    exit_code: int | None = None
+    last_lines: list[str] = Field(default_factory=list)
+    first_step: int | None = None  # step of the first heartbeat (shows a resume)
+    last_step: int | None = None
+    cancel_reason: Reason | None = None  # why relaunch cancelled it (stop, watchdog)
+    cancel_requested_at: float | None = None
+    preemption: PreemptionSim | None = None
+    preempt_triggers_fired: list[int] = Field(default_factory=list)
+
+
+class Heartbeat(Record):
+    time: float
+    attempt: int
+    step: int | None = None
+    total: int | None = None
+    host: str | None = None
+    pid: int | None = None
+    phase: str = "running"
+    resumed_from: int | None = None
+
+
+class AttemptResult(Record):
+    """Written by the runtime when its command exits."""
+
+    attempt: int
+    exit_code: int | None = None
+    signal: str | None = None
+    reason: Reason | None = None
+    detail: str | None = None
+    last_lines: list[str] = Field(default_factory=list)
+    final_step: int | None = None
+    ended_at: float = Field(default_factory=time.time)
+
+
+class Event(Record):
+    time: float
+    kind: str
+    message: str
+    attempt: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
