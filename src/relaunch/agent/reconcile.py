@@ -131,6 +131,11 @@ class Reconciler:
             return
         attempt.state = AttemptState.PENDING
         where = backend.where(attempt.handle)
+
+        def place(r: RunRecord) -> None:
+            r.where = where
+
+        self.repo.update_run(run.run_id, place)
         self.repo.add_event(
             run.run_id,
             "attempt-submitted",
@@ -189,7 +194,11 @@ class Reconciler:
             return
         if heartbeat is not None and attempt.running_at is None:
             attempt.running_at, attempt.state = now, AttemptState.RUNNING
-            attempt.first_step = heartbeat.step
+            attempt.first_step = (
+                heartbeat.resumed_from
+                if heartbeat.resumed_from is not None
+                else heartbeat.step or 0
+            )
             resumed = (
                 f" (resumed from step {heartbeat.resumed_from})"
                 if heartbeat.resumed_from is not None
@@ -215,6 +224,8 @@ class Reconciler:
             watch.hb_generation, watch.hb_seen = hb_gen, now
         if heartbeat.step is not None:
             attempt.last_step = heartbeat.step
+        if heartbeat.total is not None:
+            attempt.total = heartbeat.total
         return heartbeat
 
     def _set_running(self, run: RunRecord) -> None:
@@ -375,7 +386,7 @@ class Reconciler:
             decision = decide(run, attempt.reason, stop_requested=stop)
             if decision.state.terminal:
                 return self._finish(
-                    run, decision.state, attempt.reason, attempt.detail, why=decision.why
+                    run, decision.state, attempt.reason, attempt.detail, decision.why, attempt
                 )
 
             def recover(r: RunRecord) -> bool:
@@ -387,6 +398,7 @@ class Reconciler:
                 r.offer_index += decision.failover
                 r.not_before = time.time() + decision.delay if decision.delay else None
                 r.with_note(attempt.reason, attempt.detail)
+                r.step, r.total = attempt.last_step, attempt.total or r.total
                 return True
 
             run = self.repo.update_run(run.run_id, recover)
@@ -403,13 +415,21 @@ class Reconciler:
         return False
 
     def _finish(
-        self, run: RunRecord, state: RunState, reason: Reason, detail: str | None, why: str = ""
+        self,
+        run: RunRecord,
+        state: RunState,
+        reason: Reason,
+        detail: str | None,
+        why: str = "",
+        attempt: AttemptRecord | None = None,
     ) -> bool:
         def finish(r: RunRecord) -> bool:
             if r.state.terminal:
                 return False
             r.state, r.ended_at, r.decided = state, time.time(), r.attempt
             r.with_note(reason, detail)
+            if attempt is not None:
+                r.step, r.total = attempt.last_step, attempt.total or r.total
             return True
 
         self.repo.update_run(run.run_id, finish)

@@ -37,6 +37,9 @@ class RunRecord(Record):
     recoveries: int = 0
     restarts: int = 0
     offer_index: int = 0
+    where: str | None = None  # the current attempt's place (host, zone, region)
+    step: int | None = None  # last step seen when an attempt ended (live: the heartbeat)
+    total: int | None = None
     not_before: float | None = None  # backoff: no new attempt before this time
     reason: Reason | None = None  # the last attempt's reason (final once terminal)
     note: str | None = None
@@ -78,6 +81,7 @@ class AttemptRecord(Record):
     last_lines: list[str] = Field(default_factory=list)
     first_step: int | None = None  # step of the first heartbeat (shows a resume)
     last_step: int | None = None
+    total: int | None = None
     cancel_reason: Reason | None = None  # why relaunch cancelled it (stop, watchdog)
     cancel_requested_at: float | None = None
     preemption: PreemptionSim | None = None

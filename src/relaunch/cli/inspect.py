@@ -1,0 +1,238 @@
+"""`relaunch ps`, `status`, `logs`, `events`: reading runs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from relaunch.cli.common import (
+    STATE_STYLE,
+    age,
+    console,
+    echo_json,
+    open_workspace,
+    parse_since,
+    since,
+    workspace_options,
+)
+
+if TYPE_CHECKING:
+    from relaunch.runs.records import Heartbeat, RunRecord
+
+RECENT = 24 * 3600  # `ps` without --all: active runs, and runs ended in the last day
+
+
+def _progress(run: RunRecord, hb: Heartbeat | None) -> str:
+    live = hb is not None and hb.attempt == run.attempt and not run.state.terminal
+    step = hb.step if live and hb else run.step
+    total = (hb.total if live and hb else None) or run.total
+    if step is None:
+        return "-"
+    return f"{step}/{total} {100 * step / total:.0f}%" if total else str(step)
+
+
+def _row(run: RunRecord, hb: Heartbeat | None) -> dict[str, Any]:
+    live = hb is not None and hb.attempt == run.attempt and not run.state.terminal
+    return {
+        "run_id": run.run_id,
+        "name": run.name,
+        "backend": run.backend,
+        "where": run.where,
+        "state": run.state.value,
+        "attempts": run.attempt,
+        "recoveries": run.recoveries,
+        "restarts": run.restarts,
+        "progress": _progress(run, hb),
+        "heartbeat_age": round(time.time() - hb.time, 1) if live and hb else None,
+        "reason": run.reason.value if run.reason else None,
+        "note": run.note,
+        "created_at": run.created_at,
+    }
+
+
+@click.command()
+@click.option("--all", "show_all", is_flag=True, help="Include runs that ended over a day ago.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@workspace_options
+def ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -> None:
+    """List runs: state, attempts, progress, heartbeat age, and what to do about problems."""
+    ws = open_workspace(project, store)
+    now = time.time()
+    rows = []
+    for run in ws.runs():
+        if not show_all and run.state.terminal and now - (run.ended_at or 0) > RECENT:
+            continue
+        hb = None if run.state.terminal else ws.repo.heartbeat(run.run_id)
+        rows.append(_row(run, hb[0] if hb else None))
+    if as_json:
+        echo_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("RUN", "NAME", "BACKEND", "WHERE", "STATE", "ATT/REC", "PROGRESS", "HB", "NOTE"):
+        table.add_column(
+            col, overflow="fold" if col == "NOTE" else "ellipsis", no_wrap=col != "NOTE"
+        )
+    for r in rows:
+        style = STATE_STYLE.get(r["state"], "")
+        table.add_row(
+            r["run_id"],
+            r["name"],
+            r["backend"],
+            r["where"] or "-",
+            f"[{style}]{r['state']}[/]",
+            f"{r['attempts']}/{r['recoveries']}",
+            r["progress"],
+            age(r["heartbeat_age"]),
+            (f"{r['reason']}: {r['note']}" if r["reason"] not in (None, "succeeded") else "") or "",
+        )
+    out = console()
+    if rows:
+        out.print(table)
+    else:
+        out.print("no runs" + ("" if show_all else " in the last day (--all for older)"))
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+@workspace_options
+def status(run_id: str, as_json: bool, project: Path | None, store: str | None) -> None:
+    """Show RUN_ID: spec, attempts (where, times, outcome, reason), heartbeat, events."""
+    ws = open_workspace(project, store)
+    st = ws.status(run_id)
+    if as_json:
+        echo_json(
+            {
+                "run": st.run.model_dump(mode="json"),
+                "attempts": [a.model_dump(mode="json") for a in st.attempts],
+                "heartbeat": st.heartbeat.model_dump(mode="json") if st.heartbeat else None,
+                "events": [e.model_dump(mode="json") for e in st.events],
+            }
+        )
+        return
+    from rich.table import Table
+
+    run, out = st.run, console()
+    style = STATE_STYLE.get(run.state.value, "")
+    out.print(
+        f"[bold]{run.run_id}[/] ({run.name}) [{style}]{run.state.value}[/] on "
+        f"{run.backend} · queue {run.queue} · created {since(run.created_at)} ago"
+    )
+    out.print(f"  command: {' '.join(run.spec.command)}")
+    out.print(
+        f"  attempts {run.attempt} · recoveries {run.recoveries}/"
+        f"{run.spec.retry.max_recoveries} · restarts {run.restarts}/"
+        f"{run.spec.retry.max_restarts_on_errors} · progress {_progress(run, st.heartbeat)}"
+    )
+    if run.reason and run.reason.value != "succeeded":
+        out.print(f"  [bold]{run.reason.value}[/]: {run.note}")
+        if run.detail:
+            out.print(f"  detail: {run.detail}")
+    if st.heartbeat:
+        hb = st.heartbeat
+        out.print(
+            f"  heartbeat: attempt {hb.attempt} step {hb.step} on {hb.host} "
+            f"({hb.phase}, {since(hb.time)} ago)"
+        )
+    table = Table(title="attempts", box=None, header_style="bold", title_justify="left")
+    for col in ("#", "WHERE", "STATE", "REASON", "STEPS", "EXIT", "STARTED", "ENDED", "DETAIL"):
+        table.add_column(col, overflow="fold")
+    for a in st.attempts:
+        where = str(a.handle.get("where", "")) if a.handle else "-"
+        steps = (
+            f"{a.first_step if a.first_step is not None else '?'}→{a.last_step}"
+            if a.last_step is not None
+            else "-"
+        )
+        table.add_row(
+            str(a.n),
+            where,
+            a.state.value,
+            a.reason.value if a.reason else "-",
+            steps,
+            "-" if a.exit_code is None else str(a.exit_code),
+            f"{since(a.submitted_at)} ago",
+            f"{since(a.ended_at)} ago" if a.ended_at else "-",
+            a.detail or "",
+        )
+    out.print(table)
+    failed = [
+        a
+        for a in st.attempts
+        if a.last_lines and a.reason and a.reason.value not in ("succeeded", "preempted", "stopped")
+    ]
+    if failed:
+        out.print(f"[bold]last lines of attempt {failed[-1].n}:[/]")
+        for line in failed[-1].last_lines[-20:]:
+            out.print("  | " + line, markup=False, highlight=False)
+    out.print("[bold]events:[/]")
+    for e in st.events[-15:]:
+        out.print(
+            f"  {time.strftime('%H:%M:%S', time.localtime(e.time))} {e.kind:>18} {e.message}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: latest).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+@workspace_options
+def logs(
+    run_id: str, attempt: int | None, follow: bool, project: Path | None, store: str | None
+) -> None:
+    """Print RUN_ID's output (one attempt), or follow it across attempts with -f."""
+    ws = open_workspace(project, store)
+    out = sys.stdout.buffer
+    if not follow:
+        out.write(ws.logs(run_id, attempt))
+        out.flush()
+        return
+    n, printed = attempt or max(ws.repo.get_run(run_id).attempt, 1), 0
+    while True:
+        run = ws.repo.get_run(run_id)
+        data = ws.repo.log(run_id, n)
+        if len(data) > printed:
+            out.write(data[printed:])
+            out.flush()
+            printed = len(data)
+        if attempt is None and run.attempt > n:
+            n, printed = n + 1, 0
+            out.write(f"--- attempt {n} ---\n".encode())
+            continue
+        if run.state.terminal:
+            return
+        time.sleep(0.5)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option(
+    "--since",
+    "since_",
+    default="30d",
+    show_default=True,
+    metavar="DURATION",
+    help="Only events newer than this (e.g. 24h, 15m).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@workspace_options
+def events(
+    run_id: str, since_: str, as_json: bool, project: Path | None, store: str | None
+) -> None:
+    """Print RUN_ID's events (claims, attempts, preemptions, recoveries, stops)."""
+    ws = open_workspace(project, store)
+    evs = ws.status(run_id, events_since=parse_since(since_)).events
+    if as_json:
+        echo_json([e.model_dump(mode="json") for e in evs])
+        return
+    for e in evs:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time))
+        click.echo(f"{stamp}  {e.kind:<18} {e.message}")
