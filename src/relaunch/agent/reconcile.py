@@ -266,6 +266,12 @@ class Reconciler:
                     f"no heartbeat for {now - watch.hb_seen:.0f}s "
                     f"(stall_timeout {spec.stall_timeout:g}s)",
                 )
+            elif heartbeat is not None and (heartbeat.idle or 0) > spec.stall_timeout:
+                cancel = (
+                    Reason.STALLED,
+                    f"the command printed nothing and reported no progress for "
+                    f"{heartbeat.idle:.0f}s (stall_timeout {spec.stall_timeout:g}s)",
+                )
             if cancel is not None:
                 attempt.cancel_reason, attempt.detail = cancel
                 attempt.cancel_requested_at = now

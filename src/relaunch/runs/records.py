@@ -97,6 +97,7 @@ class Heartbeat(Record):
     pid: int | None = None
     phase: str = "running"
     resumed_from: int | None = None
+    idle: float | None = None  # seconds the command has been silent (no output, no report)
 
 
 class AttemptResult(Record):

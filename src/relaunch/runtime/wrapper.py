@@ -95,6 +95,8 @@ class Runtime:
         self.terminating: str | None = None  # the signal we forwarded, if any
         self.resumed_from: int | None = None
         self.superseded = False
+        self.last_activity = time.monotonic()  # output line or progress report
+        self._progress_mtime = 0
         self._hb_lock = threading.Lock()
 
     # -- the store side -----------------------------------------------------------
@@ -120,6 +122,8 @@ class Runtime:
             "step": progress.get("step"),
             "total": progress.get("total"),
             "resumed_from": self.resumed_from,
+            # seconds the command has neither printed nor reported progress (runtime clock)
+            "idle": round(time.monotonic() - self.last_activity, 1),
         }
         with self._hb_lock:
             self.store.put(
@@ -173,6 +177,7 @@ class Runtime:
         assert self.child is not None and self.child.stdout is not None
         with open(self.log_file, "ab") as log:
             for raw in iter(self.child.stdout.readline, b""):
+                self.last_activity = time.monotonic()
                 log.write(raw)
                 log.flush()
                 sys.stdout.buffer.write(raw)
@@ -234,6 +239,7 @@ class Runtime:
         while (code := self.child.poll()) is None:
             time.sleep(TICK)
             now = time.monotonic()
+            self._note_progress_activity()
             progress = read_progress(str(self.progress_file))
             ckpt_step = progress.get("checkpoint_step")
             if ckpt_step is not None and ckpt_step != reported_ckpt:
@@ -252,6 +258,14 @@ class Runtime:
                 self.ship_log()
                 next_log = now + LOG_SHIP_INTERVAL
         return code
+
+    def _note_progress_activity(self) -> None:
+        try:
+            mtime = self.progress_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime != self._progress_mtime:
+            self._progress_mtime, self.last_activity = mtime, time.monotonic()
 
     def _finish(self, exit_code: int) -> int:
         progress = read_progress(str(self.progress_file))

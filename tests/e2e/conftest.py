@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from relaunch.api import Workspace
+from relaunch.spec.project import ProjectConfig
+from relaunch.store import LocalStore
+
+TRAINER = Path(__file__).with_name("trainer.py")
+
+
+class Env:
+    """A project folder with a local store, a markers folder and job writers."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.markers = root / "markers"
+        config = ProjectConfig()
+        config._root = root
+        self.ws = Workspace(config, LocalStore(root / "store"))
+        self.agents: list[subprocess.Popen[bytes]] = []
+
+    def job(
+        self,
+        name: str = "t",
+        *,
+        steps: int = 20,
+        step_time: float = 0.02,
+        every: int = 5,
+        trainer_args: list[str] | None = None,
+        **spec: Any,
+    ) -> Path:
+        command = [
+            "python",
+            str(TRAINER),
+            "--steps",
+            str(steps),
+            "--step-time",
+            str(step_time),
+            "--every",
+            str(every),
+            "--markers",
+            str(self.markers),
+            *(trainer_args or []),
+        ]
+        doc = {
+            "name": name,
+            "command": command,
+            "heartbeat_interval": 0.2,
+            "checkpoints": {"sync_interval": 0},
+            "grace_period": 5,
+            **spec,
+        }
+        path = self.root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    def markers_of(self, run_id: str, kind: str) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted(self.markers.glob(f"{run_id}.*.{kind}"))]
+
+    def start_agent(self, *extra: str) -> subprocess.Popen[bytes]:
+        argv = [
+            sys.executable,
+            "-m",
+            "relaunch.cli.main",
+            "agent",
+            "--store",
+            self.ws.store.url,
+            "--poll",
+            "0.1",
+            "--lease-ttl",
+            "2",
+            *extra,
+        ]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.agents.append(proc)
+        return proc
+
+    def wait_for(self, check: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {check}")
+            time.sleep(0.1)
+
+    def cleanup(self) -> None:
+        for proc in self.agents:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+        for run in self.ws.repo.runs():
+            for attempt in self.ws.repo.attempts(run.run_id, run.attempt):
+                if attempt.handle and attempt.handle.get("pid"):
+                    try:
+                        os.killpg(int(attempt.handle["pid"]), signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    monkeypatch.setenv("RELAUNCH_SCRATCH_ROOT", str(tmp_path / "scratch"))
+    monkeypatch.delenv("RELAUNCH_STORE", raising=False)
+    e = Env(tmp_path)
+    yield e
+    e.cleanup()

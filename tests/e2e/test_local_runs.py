@@ -1,0 +1,191 @@
+"""End to end on the local backend and local store: real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from relaunch.agent.loop import Agent, AgentOptions
+from relaunch.runs import keys
+from relaunch.states import Reason, RunState
+
+from .conftest import Env
+
+
+def test_preempt_resumes_from_checkpoint_without_losing_a_step(env: Env) -> None:
+    job = env.job(
+        steps=60,
+        step_time=0.03,
+        every=10,
+        local={"preempt": [{"attempt": 1, "at_step": 15, "notice": 5}]},
+    )
+    rid = env.ws.submit(job)
+    run = env.ws.wait(rid, timeout=90)
+    assert run.state is RunState.SUCCEEDED, run.detail
+    st = env.ws.status(rid)
+    first, second = st.attempts
+    assert first.reason is Reason.PREEMPTED and second.reason is Reason.SUCCEEDED
+    # The trainer saved on SIGTERM; the next attempt started exactly there.
+    (term,) = env.markers_of(rid, "term")
+    starts = env.markers_of(rid, "start")
+    assert [s["step"] for s in starts] == [0, term["step"]]
+    assert starts[1]["resumed"] == "1"
+    assert term["step"] >= 15
+    assert second.first_step == term["step"]
+    assert run.step == 60 and run.recoveries == 1
+    # Attempts never overlapped.
+    assert first.ended_at is not None and second.submitted_at >= first.ended_at - 0.01
+
+
+def test_preempt_command_simulates_spot_preemption(env: Env) -> None:
+    job = env.job(steps=400, step_time=0.02, every=1000)  # checkpoints only on SIGTERM
+    rid = env.ws.submit(job)
+    agent = Agent(env.ws.store, AgentOptions(poll=0.1), log=lambda _m: None)
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        env.wait_for(lambda: env.ws.repo.get_run(rid).state is RunState.RUNNING)
+        env.wait_for(lambda: len(env.markers_of(rid, "start")) == 1)
+        env.ws.preempt(rid, notice=3)
+        env.wait_for(lambda: env.ws.repo.get_run(rid).attempt == 2)
+        (term,) = env.markers_of(rid, "term")
+        env.wait_for(lambda: len(env.markers_of(rid, "start")) == 2)
+        assert env.markers_of(rid, "start")[1]["step"] == term["step"] > 0
+        assert env.ws.stop(rid) is RunState.STOPPED
+    finally:
+        agent.stopping.set()
+        thread.join(timeout=10)
+
+
+def test_trainer_that_raises_is_user_error_with_last_lines(env: Env) -> None:
+    job = env.job(trainer_args=["--raise-at", "4"])
+    rid = env.ws.submit(job)
+    run = env.ws.wait(rid, timeout=60)
+    assert run.state is RunState.FAILED
+    assert run.reason is Reason.USER_ERROR
+    (attempt,) = env.ws.status(rid).attempts  # not retried by default
+    assert attempt.exit_code == 1
+    assert "ValueError: boom at step 4" in (attempt.detail or "")
+    assert any(line.startswith("Traceback") for line in attempt.last_lines)
+    assert attempt.last_lines[-1] == "ValueError: boom at step 4"
+
+
+def test_user_error_is_retried_when_the_policy_says_so(env: Env) -> None:
+    job = env.job(
+        trainer_args=["--raise-at", "4"],
+        retry={"actions": {"user-error": "retry"}, "max_restarts_on_errors": 2},
+    )
+    rid = env.ws.submit(job)
+    run = env.ws.wait(rid, timeout=60)
+    assert run.state is RunState.FAILED and run.restarts == 2
+    assert [a.reason for a in env.ws.status(rid).attempts] == [Reason.USER_ERROR] * 3
+
+
+def test_silent_trainer_is_stalled(env: Env) -> None:
+    job = env.job(trainer_args=["--hang-at", "3"], stall_timeout=1.5)
+    rid = env.ws.submit(job)
+    run = env.ws.wait(rid, timeout=60)
+    assert run.state is RunState.FAILED
+    assert run.reason is Reason.STALLED
+    (attempt,) = env.ws.status(rid).attempts
+    assert "reported no progress" in (attempt.detail or "")
+
+
+def test_stop_ends_the_run_and_it_is_never_recovered(env: Env) -> None:
+    job = env.job(steps=10_000, step_time=0.02)
+    rid = env.ws.submit(job)
+    agent = Agent(env.ws.store, AgentOptions(poll=0.1), log=lambda _m: None)
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        env.wait_for(lambda: env.ws.repo.get_run(rid).state is RunState.RUNNING)
+        assert env.ws.stop(rid, wait=30) is RunState.STOPPED
+        time.sleep(1.0)  # the agent keeps ticking: nothing may restart the run
+        run = env.ws.repo.get_run(rid)
+        assert run.state is RunState.STOPPED and run.attempt == 1
+        (attempt,) = env.ws.status(rid).attempts
+        assert attempt.reason is Reason.STOPPED
+        assert len(env.markers_of(rid, "term")) == 1  # the trainer got SIGTERM
+        pid = int(attempt.handle["pid"])  # type: ignore[index]
+        _assert_group_gone(pid)
+    finally:
+        agent.stopping.set()
+        thread.join(timeout=10)
+
+
+def test_stop_without_any_agent(env: Env) -> None:
+    queued = env.ws.submit(env.job("q"))
+    assert env.ws.stop(queued) is RunState.STOPPED
+    assert env.ws.repo.store.list("queues/").objects == []
+
+
+def _assert_group_gone(pgid: int) -> None:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return
+    raise AssertionError(f"process group {pgid} still alive")
+
+
+def test_agent_sigkilled_mid_run_is_replaced_without_duplicates(env: Env) -> None:
+    runs = [env.ws.submit(env.job(f"r{i}", steps=60, step_time=0.05, every=10)) for i in range(3)]
+    first = env.start_agent()
+    env.wait_for(lambda: all(env.ws.repo.get_run(r).state is RunState.RUNNING for r in runs))
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    env.start_agent()
+    for rid in runs:
+        env.wait_for(lambda rid=rid: env.ws.repo.get_run(rid).state.terminal, timeout=90)
+        run = env.ws.repo.get_run(rid)
+        assert run.state is RunState.SUCCEEDED and run.attempt == 1, rid
+        assert len(env.markers_of(rid, "start")) == 1  # never a second live attempt
+        assert len(env.markers_of(rid, "end")) == 1
+        assert any(e.kind == "adopted" for e in env.ws.repo.events(rid))
+
+
+def test_two_agents_racing_over_20_runs_start_each_once(env: Env) -> None:
+    runs = [env.ws.submit(env.job(f"race{i}", steps=3, step_time=0.01)) for i in range(20)]
+    env.start_agent("--max-jobs", "20")
+    env.start_agent("--max-jobs", "20")
+    for rid in runs:
+        env.wait_for(lambda rid=rid: env.ws.repo.get_run(rid).state.terminal, timeout=120)
+    for rid in runs:
+        run = env.ws.repo.get_run(rid)
+        assert run.state is RunState.SUCCEEDED and run.attempt == 1
+        assert len(env.markers_of(rid, "start")) == 1
+        claims = [e for e in env.ws.repo.events(rid) if e.kind == "claimed"]
+        assert len(claims) == 1
+    owners = {e.message for rid in runs for e in env.ws.repo.events(rid) if e.kind == "claimed"}
+    assert env.ws.repo.store.list("queues/").objects == []
+    assert owners  # (which agent won each claim is up to the race)
+
+
+def test_attempt_started_but_unrecorded_is_found_not_resubmitted(env: Env) -> None:
+    """An agent that died between starting an attempt and recording its handle: the
+    next agent finds the running process instead of starting a second one."""
+    from relaunch.backends.base import SubmitContext
+    from relaunch.backends.registry import get_backend
+    from relaunch.runs.records import AttemptRecord
+
+    rid = env.ws.submit(env.job(steps=40, step_time=0.05))
+    repo = env.ws.repo
+
+    def name_attempt(r: object) -> None:
+        r.attempt, r.state = 1, RunState.STARTING  # type: ignore[attr-defined]
+
+    run = repo.update_run(rid, name_attempt)
+    for key in [m.key for m in repo.store.list("queues/").objects]:
+        repo.store.delete(key)
+    attempt = AttemptRecord(run_id=rid, n=1, backend="local")
+    repo.put_attempt(attempt, if_generation_match=0)
+    backend = get_backend("local")
+    backend.submit(run, attempt, SubmitContext(store=repo.store, command=run.spec.command))
+    # ...and the agent "dies" here: the attempt record has no handle.
+    assert repo.find_attempt(rid, 1)[0].handle is None  # type: ignore[index]
+    assert repo.store.stat(keys.lease_key(rid)) is None
+    run_final = env.ws.wait(rid, timeout=60)
+    assert run_final.state is RunState.SUCCEEDED and run_final.attempt == 1
+    assert len(env.markers_of(rid, "start")) == 1
+    assert any(e.kind == "attempt-found" for e in repo.events(rid))
