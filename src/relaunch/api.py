@@ -16,18 +16,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from relaunch.agent.loop import Agent, AgentOptions, live_agents
-from relaunch.backends.registry import BACKENDS
 from relaunch.errors import NotFoundError, UserInputError
-from relaunch.runs import keys, leases, queue
-from relaunch.runs.records import AttemptRecord, Event, Heartbeat, RunRecord
-from relaunch.runs.repo import RunRepo
-from relaunch.spec.loader import load_job, load_project, store_url
+from relaunch.runs import keys, leases
+from relaunch.runs.summary import RunSummary, run_summaries
+from relaunch.spec.loader import load_project, store_url
 from relaunch.spec.project import ProjectConfig
 from relaunch.states import Reason, RunState
 from relaunch.store import ObjectStore, open_store
+
+if TYPE_CHECKING:  # the records import pydantic models of the whole job spec
+    from relaunch.runs.records import AttemptRecord, Event, Heartbeat, RunRecord
+    from relaunch.runs.repo import RunRepo
 
 
 def new_run_id(name: str) -> str:
@@ -51,7 +54,12 @@ class Workspace:
     def __init__(self, config: ProjectConfig, store: ObjectStore) -> None:
         self.config = config
         self.store = store
-        self.repo = RunRepo(store)
+
+    @cached_property
+    def repo(self) -> RunRepo:
+        from relaunch.runs.repo import RunRepo
+
+        return RunRepo(self.store)
 
     @classmethod
     def open(
@@ -71,6 +79,11 @@ class Workspace:
         run_id: str | None = None,
     ) -> str:
         """Validate ``job`` and queue it; return the run id. Nothing is written on error."""
+        from relaunch.backends.registry import BACKENDS
+        from relaunch.runs import queue
+        from relaunch.runs.records import RunRecord
+        from relaunch.spec.loader import load_job
+
         loaded = load_job(Path(job), values)
         spec = loaded.spec
         if spec.backend not in BACKENDS:
@@ -103,6 +116,10 @@ class Workspace:
         return rid
 
     # -- reading ------------------------------------------------------------------------
+
+    def summaries(self) -> list[RunSummary]:
+        """Every run, newest first, read without validating specs (fast listings)."""
+        return run_summaries(self.store)
 
     def runs(self, include_ended: bool = True) -> list[RunRecord]:
         runs = [r for r in self.repo.runs() if include_ended or not r.state.terminal]
@@ -138,6 +155,9 @@ class Workspace:
         run = self.repo.get_run(keys.valid_run_id(run_id))
         if run.state.terminal:
             return run.state
+        from relaunch.agent.loop import Agent, AgentOptions
+        from relaunch.runs import queue
+
         self.repo.request_stop(run_id, by="relaunch stop")
         self.repo.add_event(run_id, "stop-requested", "stop requested (.stop written)")
         owner = leases.read_lease(self.store, run_id)
@@ -198,6 +218,8 @@ class Workspace:
     ) -> RunRecord:
         """Wait for the run to end, running an agent in this process while no live agent
         serves its queue. ``on_change`` sees every new status."""
+        from relaunch.agent.loop import Agent, AgentOptions, live_agents
+
         run = self.repo.get_run(run_id)
         agent: Agent | None = None
         thread: threading.Thread | None = None
@@ -241,9 +263,17 @@ class Workspace:
                 thread.join(timeout=10)
 
 
-def exit_code_of(run: RunRecord) -> int:
+def exit_code_of(run: RunRecord | RunSummary) -> int:
     """`relaunch run --follow` exits 0 on success, 1 on failure, 3 when stopped."""
-    return {RunState.SUCCEEDED: 0, RunState.STOPPED: 3}.get(run.state, 1)
+    return {"SUCCEEDED": 0, "STOPPED": 3}.get(RunState(run.state).value, 1)
 
 
-__all__ = ["Reason", "RunState", "RunStatus", "Workspace", "exit_code_of", "new_run_id"]
+__all__ = [
+    "Reason",
+    "RunState",
+    "RunStatus",
+    "RunSummary",
+    "Workspace",
+    "exit_code_of",
+    "new_run_id",
+]

@@ -21,34 +21,35 @@ from relaunch.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from relaunch.runs.records import Heartbeat, RunRecord
+    from relaunch.api import RunStatus
+    from relaunch.runs.summary import RunSummary
 
 RECENT = 24 * 3600  # `ps` without --all: active runs, and runs ended in the last day
 
 
-def _progress(run: RunRecord, hb: Heartbeat | None) -> str:
-    live = hb is not None and hb.attempt == run.attempt and not run.state.terminal
-    step = hb.step if live and hb else run.step
-    total = (hb.total if live and hb else None) or run.total
+def _progress(step: int | None, total: int | None) -> str:
     if step is None:
         return "-"
     return f"{step}/{total} {100 * step / total:.0f}%" if total else str(step)
 
 
-def _row(run: RunRecord, hb: Heartbeat | None) -> dict[str, Any]:
-    live = hb is not None and hb.attempt == run.attempt and not run.state.terminal
+def _row(run: RunSummary, hb: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    step = hb.get("step") if hb else run.step
+    total = (hb.get("total") if hb else None) or run.total
     return {
         "run_id": run.run_id,
         "name": run.name,
         "backend": run.backend,
         "where": run.where,
-        "state": run.state.value,
+        "state": run.state,
         "attempts": run.attempt,
         "recoveries": run.recoveries,
         "restarts": run.restarts,
-        "progress": _progress(run, hb),
-        "heartbeat_age": round(time.time() - hb.time, 1) if live and hb else None,
-        "reason": run.reason.value if run.reason else None,
+        "step": step,
+        "total": total,
+        "progress": _progress(step, total),
+        "heartbeat_age": round(now - hb["time"], 1) if hb else None,
+        "reason": run.reason,
         "note": run.note,
         "created_at": run.created_at,
     }
@@ -60,42 +61,50 @@ def _row(run: RunRecord, hb: Heartbeat | None) -> dict[str, Any]:
 @workspace_options
 def ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -> None:
     """List runs: state, attempts, progress, heartbeat age, and what to do about problems."""
+    from relaunch.cli.table import render_table
+    from relaunch.runs.summary import live_heartbeat
+
     ws = open_workspace(project, store)
     now = time.time()
     rows = []
-    for run in ws.runs():
-        if not show_all and run.state.terminal and now - (run.ended_at or 0) > RECENT:
+    for run in ws.summaries():
+        if not show_all and run.terminal and now - (run.ended_at or 0) > RECENT:
             continue
-        hb = None if run.state.terminal else ws.repo.heartbeat(run.run_id)
-        rows.append(_row(run, hb[0] if hb else None))
+        hb = None if run.terminal else live_heartbeat(ws.store, run)
+        rows.append(_row(run, hb, now))
     if as_json:
         echo_json(rows)
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("RUN", "NAME", "BACKEND", "WHERE", "STATE", "ATT/REC", "PROGRESS", "HB", "NOTE"):
-        table.add_column(
-            col, overflow="fold" if col == "NOTE" else "ellipsis", no_wrap=col != "NOTE"
-        )
-    for r in rows:
-        style = STATE_STYLE.get(r["state"], "")
-        table.add_row(
+    if not rows:
+        click.echo("no runs" + ("" if show_all else " in the last day (--all for older)"))
+        return
+    headers = ("RUN", "NAME", "BACKEND", "WHERE", "STATE", "ATT/REC", "PROGRESS", "HB", "NOTE")
+    cells = [
+        (
             r["run_id"],
             r["name"],
             r["backend"],
             r["where"] or "-",
-            f"[{style}]{r['state']}[/]",
+            r["state"],
             f"{r['attempts']}/{r['recoveries']}",
             r["progress"],
             age(r["heartbeat_age"]),
-            (f"{r['reason']}: {r['note']}" if r["reason"] not in (None, "succeeded") else "") or "",
+            f"{r['reason']}: {r['note']}" if r["reason"] not in (None, "succeeded") else "",
         )
-    out = console()
-    if rows:
-        out.print(table)
-    else:
-        out.print("no runs" + ("" if show_all else " in the last day (--all for older)"))
+        for r in rows
+    ]
+    click.echo(
+        render_table(
+            headers, cells, lambda col, value: STATE_STYLE.get(value) if col == 4 else None
+        )
+    )
+
+
+def _status_progress(st: RunStatus) -> str:
+    hb, run = st.heartbeat, st.run
+    if hb is not None and hb.attempt == run.attempt and not run.state.terminal:
+        return _progress(hb.step, hb.total or run.total)
+    return _progress(run.step, run.total)
 
 
 @click.command()
@@ -128,7 +137,7 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
     out.print(
         f"  attempts {run.attempt} · recoveries {run.recoveries}/"
         f"{run.spec.retry.max_recoveries} · restarts {run.restarts}/"
-        f"{run.spec.retry.max_restarts_on_errors} · progress {_progress(run, st.heartbeat)}"
+        f"{run.spec.retry.max_restarts_on_errors} · progress {_status_progress(st)}"
     )
     if run.reason and run.reason.value != "succeeded":
         out.print(f"  [bold]{run.reason.value}[/]: {run.note}")

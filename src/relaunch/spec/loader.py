@@ -6,16 +6,16 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
 from relaunch.errors import NotFoundError, SpecError
 from relaunch.spec.common import spec_error
-from relaunch.spec.job import JobSpec
 from relaunch.spec.project import ProjectConfig
-from relaunch.spec.templates import check_macros, fill_templates, mark_templates
+
+if TYPE_CHECKING:
+    from relaunch.spec.job import JobSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -86,6 +86,11 @@ def store_url(config: ProjectConfig, override: str | None = None) -> str:
 
 def parse_job(text: str, source: str, values: dict[str, str] | None = None) -> JobSpec:
     """Validate a job document's text. Templates filled from ``values`` and defaults."""
+    import yaml
+
+    from relaunch.spec.job import JobSpec
+    from relaunch.spec.templates import check_macros, fill_templates, mark_templates
+
     try:
         doc: Any = yaml.safe_load(mark_templates(text))
     except yaml.YAMLError as e:
