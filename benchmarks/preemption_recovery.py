@@ -28,7 +28,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--blob-mb", type=int, default=0, help="checkpoint size to restore")
     args = parser.parse_args()
-    recover, lost, cold, restore_sizes = [], [], [], []
+    recover: list[float] = []
+    lost: list[int] = []
+    cold: list[float] = []
+    phases: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "request_to_notice",
+            "notice_to_trainer_saved",
+            "saved_to_attempt_ended",
+            "ended_to_next_submitted",
+            "submitted_to_trainer_start_incl_restore",
+        )
+    }
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Path(tmp))
         try:
@@ -45,7 +57,17 @@ def main() -> None:
                 start2 = bench.marker(run_id, 2, "start")
                 recover.append(start2["time"] - requested)
                 lost.append(term["step"] - start2["step"])
-                restore_sizes.append(args.blob_mb)
+                events = {(e.kind, e.attempt): e.time for e in bench.ws.repo.events(run_id)}
+                notice = events[("preemption-notice", 1)]
+                phases["request_to_notice"].append(notice - requested)
+                phases["notice_to_trainer_saved"].append(term["time"] - notice)
+                phases["saved_to_attempt_ended"].append(events[("attempt-ended", 1)] - term["time"])
+                phases["ended_to_next_submitted"].append(
+                    events[("attempt-submitted", 2)] - events[("attempt-ended", 1)]
+                )
+                phases["submitted_to_trainer_start_incl_restore"].append(
+                    start2["time"] - events[("attempt-submitted", 2)]
+                )
                 bench.ws.stop(run_id, wait=30)
         finally:
             bench.close()
@@ -55,6 +77,7 @@ def main() -> None:
         "checkpoint_mb": args.blob_mb,
         "notice_to_next_trainer_start_s": summary(recover),
         "steps_lost": {"max": max(lost), "all": lost},
+        "phases_p50_s": {k: summary(v)["p50"] for k, v in phases.items()},
         "baseline_enqueue_to_trainer_start_s": summary(cold),
         "target": "≤ 2 s plus checkpoint restore; steps lost 0",
     }

@@ -216,8 +216,8 @@ class Workspace:
         interval: float = 0.2,
         timeout: float | None = None,
     ) -> RunRecord:
-        """Wait for the run to end, running an agent in this process while no live agent
-        serves its queue. ``on_change`` sees every new status."""
+        """Wait for the run to end, running an agent for it in this process while no live
+        agent serves its queue. ``on_change`` sees every new status."""
         from relaunch.agent.loop import Agent, AgentOptions, live_agents
 
         run = self.repo.get_run(run_id)
@@ -227,11 +227,14 @@ class Workspace:
             opts = self.config.agent
             agent = Agent(
                 self.store,
+                # Only this run: others in the queue wait for a long-running agent
+                # rather than being started by a process that exits with this run.
                 AgentOptions(
                     queues=[run.queue],
-                    max_jobs=opts.max_jobs,
+                    max_jobs=1,
                     poll=opts.poll,
                     lease_ttl=opts.lease_ttl,
+                    only_runs={run_id},
                 ),
                 log=lambda _m: None,
             )

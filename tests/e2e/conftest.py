@@ -83,7 +83,9 @@ class Env:
             "2",
             *extra,
         ]
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = open(self.root / f"agent-{len(self.agents)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
         self.agents.append(proc)
         return proc
 
@@ -91,8 +93,17 @@ class Env:
         deadline = time.monotonic() + timeout
         while not check():
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {check}")
+                raise AssertionError(f"timed out after {timeout}s\n{self.diagnose()}")
             time.sleep(0.1)
+
+    def diagnose(self) -> str:
+        """The runs' states and the agents' stderr, for a failure message."""
+        lines = []
+        for run in self.ws.repo.runs():
+            lines.append(f"{run.run_id}: {run.state.value} attempt {run.attempt} {run.detail}")
+        for log in sorted(self.root.glob("agent-*.log")):
+            lines.append(f"--- {log.name}\n" + log.read_text()[-3000:])
+        return "\n".join(lines)
 
     def cleanup(self) -> None:
         for proc in self.agents:

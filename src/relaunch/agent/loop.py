@@ -83,15 +83,18 @@ class Agent:
         try:
             while not self.stopping.is_set() and not (until and until()):
                 started = time.monotonic()
-                self.tick()
+                try:
+                    self.tick()
+                except RelaunchError as e:  # the store is unreachable, say: try again
+                    self.log(f"tick failed: {e}")
+                    self.stopping.wait(min(5.0, self.opts.lease_ttl / 4))
                 self.stopping.wait(max(0.0, self.poll - (time.monotonic() - started)))
         finally:
             self.shutdown()
 
     def tick(self) -> None:
         now = time.time()
-        if now >= self._next_renew:
-            self._renew(now)
+        self._renew_if_due()
         for run_id in list(self.owned):
             self._reconcile(run_id)
         self._claim()
@@ -108,6 +111,13 @@ class Agent:
         self.store.delete(keys.agent_key(self.id))
 
     # -- pieces -----------------------------------------------------------------------
+
+    def _renew_if_due(self) -> None:
+        """Called between pieces of work too: a long tick (many claims on a loaded
+        machine) must not let leases expire under runs this agent is still managing."""
+        now = time.time()
+        if now >= self._next_renew:
+            self._renew(now)
 
     def _renew(self, now: float) -> None:
         ttl = self.opts.lease_ttl
@@ -131,7 +141,10 @@ class Agent:
         self._next_renew = now + ttl / 3
 
     def _reconcile(self, run_id: str) -> None:
-        owned = self.owned[run_id]
+        self._renew_if_due()
+        owned = self.owned.get(run_id)
+        if owned is None:  # its lease was lost during this tick
+            return
         try:
             done = self.reconciler.reconcile(run_id, owned.watch)
         except RelaunchError as e:

@@ -14,50 +14,47 @@ crash harmless:
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from relaunch.agent.policy import decide
+from relaunch.agent.supervise import Supervisor, Watch
 from relaunch.backends.base import (
     AttemptStatus,
     Backend,
     FindsAttempts,
-    SimulatesPreemption,
     SubmitContext,
 )
 from relaunch.backends.registry import get_backend
 from relaunch.errors import BackendError, PreconditionFailed, RelaunchError
-from relaunch.runs import keys
-from relaunch.runs.records import AttemptRecord, Heartbeat, PreemptionSim, RunRecord
+from relaunch.runs.records import AttemptRecord, Heartbeat, RunRecord
 from relaunch.runs.repo import RunRepo
 from relaunch.spec.templates import resolve_macros
 from relaunch.states import REASON_NOTES, AttemptState, Reason, RunState
-
-
-@dataclass
-class Watch:
-    """What an agent remembers about a run between ticks (only timing; the truth is in
-    the store). Heartbeat age is measured on the agent's clock, from the moment it saw
-    the heartbeat object change, so clocks of other machines do not matter."""
-
-    hb_generation: int = 0
-    hb_seen: float = field(default_factory=time.time)
-    next_poll: float = 0.0
-    last_status: AttemptStatus | None = None
 
 
 class Reconciler:
     def __init__(self, repo: RunRepo, agent_id: str) -> None:
         self.repo = repo
         self.agent_id = agent_id
+        self.supervisor = Supervisor(repo)
+        self._named_attempt = False
 
     # -- entry point ----------------------------------------------------------------
 
     def reconcile(self, run_id: str, watch: Watch) -> bool:
-        """One step for ``run_id``. Returns True when the run is terminal."""
+        """Bring ``run_id`` forward. Returns True when the run is terminal."""
+        # A step that named a new attempt goes straight on to submit it: recovery after
+        # a preemption should not wait for the next tick.
+        for _ in range(3):
+            self._named_attempt = False
+            if self._step(run_id, watch):
+                return True
+            if not self._named_attempt:
+                return False
+        return False
+
+    def _step(self, run_id: str, watch: Watch) -> bool:
         run = self.repo.get_run(run_id)
         if run.state.terminal:
             return True
@@ -90,6 +87,7 @@ class Reconciler:
             if r.attempt >= n:
                 return False
             r.attempt, r.not_before, r.owner = n, None, self.agent_id
+            self._named_attempt = True
             r.state = RunState.STARTING if n == 1 else RunState.RECOVERING
             return True
 
@@ -211,7 +209,7 @@ class Reconciler:
                 attempt=attempt.n,
             )
             self._set_running(run)
-        self._enforce(run, attempt, backend, stop, watch, heartbeat, now)
+        self.supervisor.enforce(run, attempt, backend, stop, watch, heartbeat, now)
 
     def _heartbeat(
         self, run: RunRecord, attempt: AttemptRecord, watch: Watch, now: float
@@ -237,118 +235,6 @@ class Reconciler:
             return True
 
         self.repo.update_run(run.run_id, running)
-
-    def _enforce(
-        self,
-        run: RunRecord,
-        attempt: AttemptRecord,
-        backend: Backend,
-        stop: bool,
-        watch: Watch,
-        heartbeat: Heartbeat | None,
-        now: float,
-    ) -> None:
-        """Stop requests, watchdog, simulated preemption, and kills after grace."""
-        assert attempt.handle is not None
-        spec = run.spec
-        if attempt.cancel_reason is None:
-            cancel: tuple[Reason, str] | None = None
-            if stop:
-                cancel = (Reason.STOPPED, "stop requested")
-            elif attempt.running_at is None and now - attempt.submitted_at > spec.startup_timeout:
-                cancel = (
-                    Reason.STARTUP_TIMEOUT,
-                    f"no heartbeat {spec.startup_timeout:g}s after submission",
-                )
-            elif attempt.running_at is not None and now - watch.hb_seen > spec.stall_timeout:
-                cancel = (
-                    Reason.STALLED,
-                    f"no heartbeat for {now - watch.hb_seen:.0f}s "
-                    f"(stall_timeout {spec.stall_timeout:g}s)",
-                )
-            elif heartbeat is not None and (heartbeat.idle or 0) > spec.stall_timeout:
-                cancel = (
-                    Reason.STALLED,
-                    f"the command printed nothing and reported no progress for "
-                    f"{heartbeat.idle:.0f}s (stall_timeout {spec.stall_timeout:g}s)",
-                )
-            if cancel is not None:
-                attempt.cancel_reason, attempt.detail = cancel
-                attempt.cancel_requested_at = now
-                backend.cancel(attempt.handle, spec.grace_period)
-                self.repo.add_event(
-                    run.run_id,
-                    "cancel",
-                    f"attempt {attempt.n}: {cancel[1]}; cancelling",
-                    attempt=attempt.n,
-                )
-                if stop:
-                    self.repo.update_run(run.run_id, _set_state(RunState.STOPPING))
-        elif attempt.cancel_requested_at and now > attempt.cancel_requested_at + spec.grace_period:
-            self._kill(backend, attempt)
-        if isinstance(backend, SimulatesPreemption):
-            self._simulate_preemption(run, attempt, backend, heartbeat, now)
-
-    def _kill(self, backend: Backend, attempt: AttemptRecord) -> None:
-        assert attempt.handle is not None
-        if isinstance(backend, SimulatesPreemption):
-            backend.kill(attempt.handle)
-        else:
-            backend.cancel(attempt.handle, 0)
-
-    def _simulate_preemption(
-        self,
-        run: RunRecord,
-        attempt: AttemptRecord,
-        backend: SimulatesPreemption,
-        heartbeat: Heartbeat | None,
-        now: float,
-    ) -> None:
-        assert attempt.handle is not None
-        if attempt.preemption is not None:
-            if now >= attempt.preemption.kill_at:
-                backend.kill(attempt.handle)
-            return
-        if attempt.cancel_reason is not None:
-            return
-        notice, source = self._preemption_due(run, attempt, heartbeat, now)
-        if notice is None:
-            return
-        attempt.preemption = PreemptionSim(
-            requested_at=now, notice=notice, kill_at=now + notice, source=source
-        )
-        backend.send_preemption_notice(attempt.handle)
-        self.repo.add_event(
-            run.run_id,
-            "preemption-notice",
-            f"attempt {attempt.n}: spot preemption notice ({source}); killed in {notice:g}s",
-            attempt=attempt.n,
-        )
-
-    def _preemption_due(
-        self, run: RunRecord, attempt: AttemptRecord, heartbeat: Heartbeat | None, now: float
-    ) -> tuple[float | None, str]:
-        try:
-            data, _ = self.repo.store.get(keys.preempt_key(run.run_id))
-        except RelaunchError:
-            data = None
-        if data is not None:
-            self.repo.store.delete(keys.preempt_key(run.run_id))
-            request: dict[str, Any] = json.loads(data)
-            return float(request.get("notice", 5.0)), "relaunch preempt"
-        for i, rule in enumerate(run.spec.local.preempt):
-            if rule.attempt != attempt.n or i in attempt.preempt_triggers_fired:
-                continue
-            step = heartbeat.step if heartbeat else None
-            hit = (rule.at_step is not None and step is not None and step >= rule.at_step) or (
-                rule.after is not None
-                and attempt.running_at is not None
-                and now - attempt.running_at >= rule.after
-            )
-            if hit:
-                attempt.preempt_triggers_fired.append(i)
-                return rule.notice, f"job.yaml local.preempt[{i}]"
-        return None, ""
 
     def _conclude(self, run: RunRecord, attempt: AttemptRecord, status: AttemptStatus) -> None:
         """The attempt is over: settle its reason from what relaunch itself did, then the
@@ -447,13 +333,3 @@ class Reconciler:
             state=state.value,
         )
         return True
-
-
-def _set_state(state: RunState) -> Any:
-    def set_state(r: RunRecord) -> bool:
-        if r.state.terminal or r.state is state:
-            return False
-        r.state = state
-        return True
-
-    return set_state

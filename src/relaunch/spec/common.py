@@ -10,8 +10,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from relaunch.errors import SpecError
 
-RUN_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -32,15 +30,6 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-def check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
-        raise SpecError(
-            f"invalid run id {run_id!r}",
-            hint="a run id is 1-63 characters of a-z, 0-9 and '-', starting with a letter",
-        )
-    return run_id
 
 
 class Strict(BaseModel):

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from relaunch.runs.keys import RUN_ID_RE
 from relaunch.spec.common import Duration, Strict
 from relaunch.states import DEFAULT_ACTIONS, Action, Reason
 
@@ -154,8 +155,6 @@ class JobSpec(Strict):
     @field_validator("run_id")
     @classmethod
     def _run_id(cls, v: str | None) -> str | None:
-        from relaunch.spec.common import RUN_ID_RE
-
         if v is not None and not RUN_ID_RE.match(v):
             raise ValueError("a run id is 1-63 of a-z, 0-9, '-', starting with a letter")
         return v

@@ -117,23 +117,37 @@ class LocalBackend(Backend):
             "scratch": str(scratch),
         }
 
+    def _reap(self) -> None:
+        """Collect every child of ours that exited — including attempts another agent
+        has taken over, whose exit would otherwise stay a zombie in our process table."""
+        for pid, child in list(self._children.items()):
+            if child.poll() is not None:
+                del self._children[pid]
+
     def _alive(self, handle: Handle) -> bool:
-        pid = int(handle["pid"])
-        child = self._children.get(pid)
-        if child is not None and child.poll() is not None:
-            del self._children[pid]
-            return False
-        start = proc_start_time(pid)
+        self._reap()
+        start = proc_start_time(int(handle["pid"]))
         return start is not None and start == handle.get("start")
 
     def _group_alive(self, handle: Handle) -> bool:
+        """Whether any live (non-zombie) process remains in the attempt's group."""
+        pgid = int(handle["pid"])
         try:
-            os.killpg(int(handle["pid"]), 0)
+            os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        return True
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                return True
+        return False
 
     def poll(self, handle: Handle) -> AttemptStatus:
         if handle.get("host") != self.host:

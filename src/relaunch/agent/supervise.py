@@ -1,0 +1,162 @@
+"""Supervising a live attempt: stop requests, the two-phase watchdog, simulated spot
+preemptions, and kills once a grace period is over.
+
+Everything here only *asks* the backend to end an attempt and records why
+(``cancel_reason``, ``preemption``); the reconciler concludes the attempt when the
+backend reports it gone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from relaunch.backends.base import AttemptStatus, Backend, SimulatesPreemption
+from relaunch.errors import RelaunchError
+from relaunch.runs import keys
+from relaunch.runs.records import AttemptRecord, Heartbeat, PreemptionSim, RunRecord
+from relaunch.runs.repo import RunRepo
+from relaunch.states import Reason, RunState
+
+
+@dataclass
+class Watch:
+    """What an agent remembers about a run between ticks (only timing; the truth is in
+    the store). Heartbeat age is measured on the agent's clock, from the moment it saw
+    the heartbeat object change, so clocks of other machines do not matter."""
+
+    hb_generation: int = 0
+    hb_seen: float = field(default_factory=time.time)
+    next_poll: float = 0.0
+    last_status: AttemptStatus | None = None
+
+
+class Supervisor:
+    def __init__(self, repo: RunRepo) -> None:
+        self.repo = repo
+
+    def enforce(
+        self,
+        run: RunRecord,
+        attempt: AttemptRecord,
+        backend: Backend,
+        stop: bool,
+        watch: Watch,
+        heartbeat: Heartbeat | None,
+        now: float,
+    ) -> None:
+        """Stop requests, watchdog, simulated preemption, and kills after grace."""
+        assert attempt.handle is not None
+        spec = run.spec
+        if attempt.cancel_reason is None:
+            cancel: tuple[Reason, str] | None = None
+            if stop:
+                cancel = (Reason.STOPPED, "stop requested")
+            elif attempt.running_at is None and now - attempt.submitted_at > spec.startup_timeout:
+                cancel = (
+                    Reason.STARTUP_TIMEOUT,
+                    f"no heartbeat {spec.startup_timeout:g}s after submission",
+                )
+            elif attempt.running_at is not None and now - watch.hb_seen > spec.stall_timeout:
+                cancel = (
+                    Reason.STALLED,
+                    f"no heartbeat for {now - watch.hb_seen:.0f}s "
+                    f"(stall_timeout {spec.stall_timeout:g}s)",
+                )
+            elif heartbeat is not None and (heartbeat.idle or 0) > spec.stall_timeout:
+                cancel = (
+                    Reason.STALLED,
+                    f"the command printed nothing and reported no progress for "
+                    f"{heartbeat.idle:.0f}s (stall_timeout {spec.stall_timeout:g}s)",
+                )
+            if cancel is not None:
+                attempt.cancel_reason, attempt.detail = cancel
+                attempt.cancel_requested_at = now
+                backend.cancel(attempt.handle, spec.grace_period)
+                self.repo.add_event(
+                    run.run_id,
+                    "cancel",
+                    f"attempt {attempt.n}: {cancel[1]}; cancelling",
+                    attempt=attempt.n,
+                )
+                if stop:
+                    self.repo.update_run(run.run_id, set_state(RunState.STOPPING))
+        elif attempt.cancel_requested_at and now > attempt.cancel_requested_at + spec.grace_period:
+            self._kill(backend, attempt)
+        if isinstance(backend, SimulatesPreemption):
+            self._simulate_preemption(run, attempt, backend, heartbeat, now)
+
+    def _kill(self, backend: Backend, attempt: AttemptRecord) -> None:
+        assert attempt.handle is not None
+        if isinstance(backend, SimulatesPreemption):
+            backend.kill(attempt.handle)
+        else:
+            backend.cancel(attempt.handle, 0)
+
+    def _simulate_preemption(
+        self,
+        run: RunRecord,
+        attempt: AttemptRecord,
+        backend: SimulatesPreemption,
+        heartbeat: Heartbeat | None,
+        now: float,
+    ) -> None:
+        assert attempt.handle is not None
+        if attempt.preemption is not None:
+            if now >= attempt.preemption.kill_at:
+                backend.kill(attempt.handle)
+            return
+        if attempt.cancel_reason is not None:
+            return
+        notice, source = self._preemption_due(run, attempt, heartbeat, now)
+        if notice is None:
+            return
+        attempt.preemption = PreemptionSim(
+            requested_at=now, notice=notice, kill_at=now + notice, source=source
+        )
+        backend.send_preemption_notice(attempt.handle)
+        self.repo.add_event(
+            run.run_id,
+            "preemption-notice",
+            f"attempt {attempt.n}: spot preemption notice ({source}); killed in {notice:g}s",
+            attempt=attempt.n,
+        )
+
+    def _preemption_due(
+        self, run: RunRecord, attempt: AttemptRecord, heartbeat: Heartbeat | None, now: float
+    ) -> tuple[float | None, str]:
+        try:
+            data, _ = self.repo.store.get(keys.preempt_key(run.run_id))
+        except RelaunchError:
+            data = None
+        if data is not None:
+            self.repo.store.delete(keys.preempt_key(run.run_id))
+            request: dict[str, Any] = json.loads(data)
+            return float(request.get("notice", 5.0)), "relaunch preempt"
+        for i, rule in enumerate(run.spec.local.preempt):
+            if rule.attempt != attempt.n or i in attempt.preempt_triggers_fired:
+                continue
+            step = heartbeat.step if heartbeat else None
+            hit = (rule.at_step is not None and step is not None and step >= rule.at_step) or (
+                rule.after is not None
+                and attempt.running_at is not None
+                and now - attempt.running_at >= rule.after
+            )
+            if hit:
+                attempt.preempt_triggers_fired.append(i)
+                return rule.notice, f"job.yaml local.preempt[{i}]"
+        return None, ""
+
+
+def set_state(state: RunState) -> Any:
+    """A run-record mutation that moves a live run to ``state``."""
+
+    def mutate(r: RunRecord) -> bool:
+        if r.state.terminal or r.state is state:
+            return False
+        r.state = state
+        return True
+
+    return mutate

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from relaunch.backends.base import SubmitContext
+from relaunch.backends.local.backend import LocalBackend, proc_start_time
+from relaunch.runs.records import AttemptRecord, RunRecord
+from relaunch.spec.loader import parse_job
+from relaunch.states import AttemptState
+from relaunch.store import LocalStore
+
+
+def _run(tmp_path: Path, command: str) -> RunRecord:
+    spec = parse_job(f"name: t\ncommand: {command}\ncheckpoints: {{enabled: false}}\n", "j")
+    return RunRecord(
+        run_id="r",
+        name="t",
+        queue="default",
+        backend="local",
+        spec=spec,
+        base_dir=str(tmp_path),
+        attempt=1,
+    )
+
+
+def _submit(backend: LocalBackend, run: RunRecord, store: LocalStore) -> dict[str, object]:
+    store.put("runs/r/run.json", run.model_dump_json().encode())
+    attempt = AttemptRecord(run_id="r", n=1, backend="local")
+    return backend.submit(run, attempt, SubmitContext(store=store, command=run.spec.command))
+
+
+def test_an_exited_attempt_of_another_agent_is_ended_even_as_a_zombie(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Agent A started it (so it is A's child); agent B took the run over. When it
+    exits before A reaps it, B must still see it ENDED, not wait on a zombie forever."""
+    monkeypatch.setenv("RELAUNCH_SCRATCH_ROOT", str(tmp_path / "scratch"))
+    store = LocalStore(tmp_path / "store")
+    agent_a, agent_b = LocalBackend(), LocalBackend()
+    handle = _submit(agent_a, _run(tmp_path, "[python, -c, 'pass']"), store)
+    deadline = time.monotonic() + 30
+    while proc_start_time(int(handle["pid"])) is not None:  # type: ignore[call-overload]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert Path(f"/proc/{handle['pid']}").exists()  # a zombie: A never reaped it
+    assert agent_b.poll(handle).state is AttemptState.ENDED
+
+
+def test_cancel_then_kill_ends_the_whole_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAUNCH_SCRATCH_ROOT", str(tmp_path / "scratch"))
+    store = LocalStore(tmp_path / "store")
+    backend = LocalBackend()
+    # The command ignores SIGTERM: only the kill after the grace period ends it.
+    code = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    cmd = f"[python, -c, '{code}']"
+    handle = _submit(backend, _run(tmp_path, cmd), store)
+    time.sleep(1.0)
+    assert backend.poll(handle).state is AttemptState.RUNNING
+    backend.cancel(handle, grace=5)
+    time.sleep(0.5)
+    backend.kill(handle)
+    deadline = time.monotonic() + 10
+    while backend.poll(handle).state is not AttemptState.ENDED:
+        assert time.monotonic() < deadline, "the group survived SIGKILL"
+        time.sleep(0.1)
+
+
+def test_find_recovers_a_handle_from_the_process_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAUNCH_SCRATCH_ROOT", str(tmp_path / "scratch"))
+    store = LocalStore(tmp_path / "store")
+    backend = LocalBackend()
+    handle = _submit(backend, _run(tmp_path, "[python, -c, 'import time; time.sleep(30)']"), store)
+    try:
+        found = backend.find("r", 1)
+        assert found is not None and found["pid"] == handle["pid"]
+        assert found["start"] == handle["start"]
+        assert backend.find("r", 2) is None
+    finally:
+        backend.kill(handle)
