@@ -43,7 +43,12 @@ class FakeGCP:
         self._clock = threading.Thread(target=self._run_clock, daemon=True)
 
     def _add_services(self) -> None:
-        pass
+        from tests.fakegcp.vertex import VertexService
+
+        self.vertex = VertexService(self)
+        for service in (self.vertex,):
+            service.register(self.router)
+            self._services.append(service)
 
     # -- lifecycle -------------------------------------------------------------
 

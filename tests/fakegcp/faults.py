@@ -171,6 +171,17 @@ class Faults:
     def image_pull(self, image: str, *, times: int | None = None) -> Fault:
         return self._add(Fault("image_pull", times=times, where=image))
 
+    def active(self, kind: str, where: str, **extra: Any) -> bool:
+        """Whether a live ``kind`` fault for ``where`` exists (without using it up)."""
+        with self._lock:
+            return any(
+                f.kind == kind
+                and f.where == where
+                and (f.times is None or f.times > 0)
+                and all(f.extra.get(k) == v for k, v in extra.items())
+                for f in self._faults
+            )
+
     def take_stockout(self, zone_or_region: str) -> bool:
         """True when a placement in ``zone_or_region`` (or a zone of that region) stocks out."""
         return (

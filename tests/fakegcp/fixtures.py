@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from tests.fakegcp.fake import FakeGCP
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -19,3 +23,15 @@ def fake_gcp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGC
         monkeypatch.setenv(key, value)
     with fake:
         yield fake
+
+
+def wait_until(predicate: Callable[[], T | None], timeout: float = 20.0, every: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        time.sleep(every)

@@ -20,7 +20,8 @@ _NO_CAPACITY = re.compile(
     r"resources are insufficient|currently unavailable in the .* zone",
     re.IGNORECASE,
 )
-_QUOTA = re.compile(r"QUOTA_EXCEEDED|quotaExceeded|quota exceeded|exceeds? (the )?quota", re.I)
+_PREEMPTED = re.compile(r"\bpreempted\b|compute\.instances\.preempted", re.IGNORECASE)
+_QUOTA = re.compile(r"QUOTA_EXCEEDED|quotaExceeded|quota exceeded|exceed\w* (the )?quota", re.I)
 _RATE = re.compile(r"rateLimitExceeded|rate limit|per minute|per second|too many requests", re.I)
 _IMAGE = re.compile(
     r"ErrImagePull|ImagePullBackOff|failed to pull|pull access denied|manifest unknown|"
@@ -46,6 +47,8 @@ _RPC_HTTP = {1: 499, 3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 13: 500, 14: 503, 1
 def classify(status: int | None, message: str = "", codes: Iterable[str] = ()) -> Reason:
     """The reason for a failure with HTTP ``status``, error ``codes`` and ``message``."""
     text = " ".join([*codes, message])
+    if _PREEMPTED.search(text):
+        return Reason.PREEMPTED
     if _NO_CAPACITY.search(text):
         return Reason.NO_CAPACITY
     if _IMAGE.search(text):
