@@ -43,12 +43,14 @@ class FakeGCP:
         self._clock = threading.Thread(target=self._run_clock, daemon=True)
 
     def _add_services(self) -> None:
+        from tests.fakegcp.compute import ComputeService
         from tests.fakegcp.vertex import VertexService
 
         self.vertex = VertexService(self)
-        for service in (self.vertex,):
+        self.compute = ComputeService(self)
+        for service in (self.vertex, self.compute):
             service.register(self.router)
-            self._services.append(service)
+        self._services += [self.vertex, self.compute, self.compute.ops]
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -61,6 +63,7 @@ class FakeGCP:
         self._stop.set()
         self._clock.join(timeout=5)
         self.executor.stop_all()
+        self.compute.stop_all()
         self.http.stop()
 
     def __enter__(self) -> FakeGCP:

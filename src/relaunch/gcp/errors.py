@@ -85,8 +85,11 @@ def exception_parts(exc: BaseException) -> tuple[int | None, str, list[str]]:
     message = str(getattr(exc, "message", None) or exc)
     codes: list[str] = []
     for err in getattr(exc, "errors", None) or []:
-        if isinstance(err, dict):
-            codes.extend(str(err[k]) for k in ("reason", "code") if err.get(k))
+        # JSON errors are dicts; a compute operation's errors are proto messages.
+        get = err.get if isinstance(err, dict) else lambda k, e=err: getattr(e, k, None)
+        codes.extend(str(get(k)) for k in ("reason", "code") if get(k))
+        if get("message") and str(get("message")) not in message:
+            message = f"{message} {get('message')}"
     reason = getattr(exc, "reason", None)
     if reason:
         codes.append(str(reason))
