@@ -12,7 +12,16 @@ from tests.fakegcp.gcs import rfc3339
 from tests.fakegcp.server import FakeError, Request
 
 _ids = itertools.count(int(time.time()) % 100000 * 1000)
-_TERM = re.compile(r'^\s*([\w.\-]+)\s*(=|:)\s*"?([^"]*)"?\s*$')
+_TERM = re.compile(r'^\s*([\w.\-]+)\s*(>=|<=|=|:|>|<)\s*"?([^"]*)"?\s*$')
+_COMPARE: dict[str, Callable[[str, str], bool]] = {
+    "=": lambda a, b: a == b,
+    ":": lambda a, b: b in a,
+    # Timestamps compare on their first 19 characters (RFC 3339 to the second).
+    ">=": lambda a, b: a[:19] >= b[:19],
+    "<=": lambda a, b: a[:19] <= b[:19],
+    ">": lambda a, b: a[:19] > b[:19],
+    "<": lambda a, b: a[:19] < b[:19],
+}
 
 
 def now() -> str:
@@ -37,13 +46,13 @@ def page(req: Request, items: Sequence[Any], key: str, default_size: int = 100) 
 
 
 def matcher(expression: str) -> Callable[[dict[str, Any]], bool]:
-    """A predicate for the ``filter=`` subset relaunch uses: ``a.b="v" AND c=v``."""
+    """A predicate for the ``filter=`` subset relaunch uses: ``a.b="v" AND t>="..."``."""
     terms = []
     for part in re.split(r"\s+AND\s+", expression.strip()) if expression.strip() else []:
         match = _TERM.match(part)
         if not match:
             raise FakeError(400, f"Unsupported filter in the fake: {part!r}", reason="invalid")
-        terms.append((match.group(1), match.group(3)))
+        terms.append((match.group(1), match.group(2), match.group(3)))
 
     def lookup(resource: dict[str, Any], path: str) -> Any:
         value: Any = resource
@@ -55,10 +64,11 @@ def matcher(expression: str) -> Callable[[dict[str, Any]], bool]:
         head, *rest = path.split("_")
         return head + "".join(p.title() for p in rest)
 
-    return lambda r: all(
-        str(lookup(r, p) if lookup(r, p) is not None else lookup(r, snake_to_camel(p))) == v
-        for p, v in terms
-    )
+    def value(resource: dict[str, Any], path: str) -> str:
+        found = lookup(resource, path)
+        return str(found if found is not None else lookup(resource, snake_to_camel(path)))
+
+    return lambda r: all(_COMPARE[op](value(r, p), v) for p, op, v in terms)
 
 
 def container_env(env_list: list[dict[str, Any]] | None) -> dict[str, str]:

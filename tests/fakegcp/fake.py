@@ -43,14 +43,30 @@ class FakeGCP:
         self._clock = threading.Thread(target=self._run_clock, daemon=True)
 
     def _add_services(self) -> None:
+        from tests.fakegcp.cloudbuild import CloudBuildService
         from tests.fakegcp.compute import ComputeService
+        from tests.fakegcp.logging import LoggingService
+        from tests.fakegcp.run import RunService
+        from tests.fakegcp.secrets import SecretsService
         from tests.fakegcp.vertex import VertexService
 
         self.vertex = VertexService(self)
         self.compute = ComputeService(self)
-        for service in (self.vertex, self.compute):
+        self.cloudbuild = CloudBuildService(self)
+        self.run = RunService(self)
+        self.logging = LoggingService(self)
+        self.secrets = SecretsService()
+        services = (
+            self.vertex,
+            self.compute,
+            self.cloudbuild,
+            self.run,
+            self.logging,
+            self.secrets,
+        )
+        for service in services:
             service.register(self.router)
-        self._services += [self.vertex, self.compute, self.compute.ops]
+        self._services += [self.vertex, self.compute, self.compute.ops, self.cloudbuild, self.run]
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -119,7 +119,7 @@ class Router:
                     with self._log_lock:
                         self.log.append((route.api, req.method, req.path))
                     late = self.before(route.api, req) if self.before else None
-                    groups = {k: unquote(v) for k, v in match.groupdict().items()}
+                    groups = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
                     out = route.handler(req, **groups)
                     if late is not None:
                         raise late
@@ -127,6 +127,11 @@ class Router:
             raise FakeError(404, f"no route for {req.method} {req.path} in the fake")
         except FakeError as e:
             return Response(e.code, e.body())
+        except Exception as e:  # a bug in the fake: say so instead of dropping the connection
+            import traceback
+
+            error = FakeError(500, f"fakegcp bug: {e!r}\n{traceback.format_exc()}")
+            return Response(500, error.body())
 
 
 class _Handler(BaseHTTPRequestHandler):
