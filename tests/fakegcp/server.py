@@ -189,6 +189,12 @@ class _Server(ThreadingHTTPServer):
         self.router = router
         super().__init__(("127.0.0.1", 0), _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a killed workload's socket
+            super().handle_error(request, client_address)
+
 
 class HttpServer:
     """Serves ``router`` on an OS-chosen port of 127.0.0.1 from a background thread."""
