@@ -7,10 +7,24 @@ import pytest
 
 from relaunch.store import LocalStore, ObjectStore
 
+pytest_plugins = ["tests.fakegcp.fixtures"]
+
+
+def _gcs_store(tmp: Path, request: pytest.FixtureRequest) -> ObjectStore:
+    """A GCSStore on a fresh bucket of the fake cloud (its endpoint is in the environment,
+    so processes spawned by the test reach it too)."""
+    from relaunch.store.gcs import GCSStore
+
+    fake = request.getfixturevalue("fake_gcp")
+    fake.gcs.create_bucket("relaunch-test")
+    return GCSStore("gs://relaunch-test/store", retry_initial=0.05)
+
+
 # Every kind of store runs the same contract tests. A kind is a factory that opens a
 # fresh, empty store reachable from other processes by its URL.
 STORE_KINDS: dict[str, Callable[[Path, pytest.FixtureRequest], ObjectStore]] = {
     "local": lambda tmp, request: LocalStore(tmp / "store"),
+    "gcs": _gcs_store,
 }
 
 

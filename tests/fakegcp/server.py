@@ -1,0 +1,219 @@
+"""The HTTP side of the fake: a threaded server on 127.0.0.1, routing, Google's error shape.
+
+Services register routes ``(api, method, regex, handler)``; a handler takes the
+:class:`Request` and the regex's named groups and returns a JSON-able dict or a
+:class:`Response`, or raises :class:`FakeError`, which is rendered the way Google
+renders errors (``{"error": {"code", "message", "status", "errors", "details"}}``).
+Before routing, the fault script may answer instead (tests/fakegcp/faults.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    412: "FAILED_PRECONDITION",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+class FakeError(Exception):
+    """An error answer in Google's JSON shape."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        status: str | None = None,
+        reason: str | None = None,
+        domain: str = "global",
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or _STATUS_NAMES.get(code, "UNKNOWN")
+        self.reason = reason
+        self.domain = domain
+        self.details = details or []
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
+        if self.reason:
+            err["errors"] = [
+                {"message": self.message, "domain": self.domain, "reason": self.reason}
+            ]
+        if self.details:
+            err["details"] = self.details
+        return {"error": err}
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes | dict[str, Any] | list[Any] = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # percent-decoded
+    raw_path: str  # as sent (object names keep their %2F)
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        if not self.body:
+            return {}
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            raise FakeError(400, "Invalid JSON payload received.", reason="parseError") from None
+
+
+Handler = Callable[..., "Response | dict[str, Any]"]
+
+
+@dataclass
+class Route:
+    api: str
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+class Router:
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+        # Called before a route runs; may raise (a fault) or return a FakeError to send
+        # *after* the route ran (the call took effect but its answer was lost).
+        self.before: Callable[[str, Request], FakeError | None] | None = None
+        self.log: list[tuple[str, str, str]] = []  # (api, method, path) of every request
+        self._log_lock = threading.Lock()
+
+    def add(self, api: str, method: str, pattern: str, handler: Handler) -> None:
+        self.routes.append(Route(api, method, re.compile(pattern + r"$"), handler))
+
+    def dispatch(self, req: Request) -> Response:
+        try:
+            for route in self.routes:
+                match = route.pattern.match(req.raw_path)
+                if match and route.method == req.method:
+                    with self._log_lock:
+                        self.log.append((route.api, req.method, req.path))
+                    late = self.before(route.api, req) if self.before else None
+                    groups = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
+                    out = route.handler(req, **groups)
+                    if late is not None:
+                        raise late
+                    return out if isinstance(out, Response) else Response(200, out)
+            raise FakeError(404, f"no route for {req.method} {req.path} in the fake")
+        except FakeError as e:
+            return Response(e.code, e.body())
+        except Exception as e:  # a bug in the fake: say so instead of dropping the connection
+            import traceback
+
+            error = FakeError(500, f"fakegcp bug: {e!r}\n{traceback.format_exc()}")
+            return Response(500, error.body())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        req = Request(
+            self.command,
+            unquote(parts.path),
+            parts.path,
+            query,
+            {k.lower(): v for k, v in self.headers.items()},
+            self._body(),
+        )
+        resp = self.server.router.dispatch(req)
+        body = resp.body
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+            resp.headers.setdefault("Content-Type", "application/json; charset=UTF-8")
+        self.send_response(resp.status)
+        for k, v in resp.headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a killed workload's socket
+            super().handle_error(request, client_address)
+
+
+class HttpServer:
+    """Serves ``router`` on an OS-chosen port of 127.0.0.1 from a background thread."""
+
+    def __init__(self, router: Router) -> None:
+        self._server = _Server(router)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def start(self) -> None:
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Idempotent; safe before start."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self._server.server_close()

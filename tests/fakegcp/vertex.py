@@ -1,0 +1,251 @@
+"""Vertex AI v1 CustomJobs: create / get / list / cancel, with the full JobState lifecycle.
+
+A job goes QUEUED → PENDING → RUNNING (one ``fake.step`` each) → SUCCEEDED | FAILED,
+or CANCELLING → CANCELLED. While running, replica 0 of worker pool 0 runs its
+``containerSpec`` command + args as a local process (env: the container's ``env`` and
+the fake's endpoints). A job without a command stays RUNNING until the test calls
+:meth:`VertexService.finish`. How the fake reports each ending:
+
+- exit 0 → SUCCEEDED; exit N → FAILED, error code 3 "The replica workerpool0-0 exited
+  with a non-zero status of N".
+- :meth:`preempt` → SIGTERM, ``fake.notice`` seconds, SIGKILL, then FAILED with error
+  code 14 "The replica workerpool0-0 was preempted ..." (the spot VM was reclaimed).
+- stockout fault in the region → FAILED, code 8 "Resources are insufficient ...".
+- image pull fault → FAILED, code 3 "Unable to pull image ...".
+- quota fault ``sync=True`` → create answers 429; ``sync=False`` → the job stays
+  QUEUED while the fault lives (Vertex queues jobs that lack quota).
+- ``scheduling.timeout`` elapsed → FAILED, code 4 DEADLINE_EXCEEDED.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tests.fakegcp.common import container_env, matcher, new_id, now, page
+from tests.fakegcp.executor import Workload, base_env
+from tests.fakegcp.schemas import validate
+from tests.fakegcp.server import FakeError, Request, Router
+
+if TYPE_CHECKING:
+    from tests.fakegcp.fake import FakeGCP
+
+_PARENT = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/customJobs"
+_TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"}
+
+
+def _seconds(duration: str | None) -> float | None:
+    return float(duration[:-1]) if duration else None
+
+
+@dataclass
+class Job:
+    resource: dict[str, Any]
+    region: str
+    changed: float = field(default_factory=time.monotonic)
+    workload: Workload | None = None
+    preempt_at: float | None = None
+    ending: tuple[str, int, str] | None = None  # state, error code, message once the process ends
+    started: float | None = None
+
+    @property
+    def state(self) -> str:
+        return str(self.resource["state"])
+
+    def set_state(self, state: str) -> None:
+        self.resource["state"] = state
+        self.resource["updateTime"] = now()
+        self.changed = time.monotonic()
+        if state == "JOB_STATE_RUNNING":
+            self.resource["startTime"] = now()
+            self.started = time.monotonic()
+        if state in _TERMINAL:
+            self.resource["endTime"] = now()
+
+    def fail(self, state: str, code: int, message: str) -> None:
+        if code:
+            self.resource["error"] = {"code": code, "message": message}
+        self.set_state(state)
+
+
+def _check_required(job: dict[str, Any]) -> None:
+    missing = []
+    if not job.get("displayName"):
+        missing.append("display_name")
+    pools = (job.get("jobSpec") or {}).get("workerPoolSpecs") or []
+    if not pools:
+        missing.append("job_spec.worker_pool_specs")
+    for i, pool in enumerate(pools):
+        if not (pool.get("machineSpec") or {}).get("machineType"):
+            missing.append(f"job_spec.worker_pool_specs[{i}].machine_spec.machine_type")
+        if not (pool.get("containerSpec") or {}).get("imageUri") and not pool.get(
+            "pythonPackageSpec"
+        ):
+            missing.append(f"job_spec.worker_pool_specs[{i}].container_spec.image_uri")
+    if missing:
+        raise FakeError(400, f"Required field(s) not set: {', '.join(missing)}.")
+
+
+class VertexService:
+    def __init__(self, fake: FakeGCP) -> None:
+        self.fake = fake
+        self.lock = threading.RLock()
+        self.jobs: dict[str, Job] = {}
+
+    def register(self, router: Router) -> None:
+        router.add("aiplatform", "POST", _PARENT, self.create)
+        router.add("aiplatform", "GET", _PARENT, self.list)
+        router.add("aiplatform", "GET", _PARENT + r"/(?P<job>[^/:]+)", self.get)
+        router.add("aiplatform", "POST", _PARENT + r"/(?P<job>[^/:]+):cancel", self.cancel)
+
+    # -- routes ----------------------------------------------------------------
+
+    def create(self, req: Request, project: str, location: str) -> dict[str, Any]:
+        body = validate("aiplatform.v1", "GoogleCloudAiplatformV1CustomJob", req.json())
+        _check_required(body)
+        quota = self.fake.faults.take_quota(location, sync=True)
+        if quota is not None:
+            metric = f"custom_model_training_{quota.extra['metric'].lower()}"
+            raise FakeError(
+                429,
+                f"The following quota metrics exceed quota limits: "
+                f"aiplatform.googleapis.com/{metric} in region {location}.",
+            )
+        name = f"projects/{project}/locations/{location}/customJobs/{new_id()}"
+        body.update(name=name, createTime=now(), updateTime=now(), state="JOB_STATE_QUEUED")
+        with self.lock:
+            self.jobs[name] = Job(body, location)
+            return dict(body)
+
+    def _job(self, project: str, location: str, job: str) -> Job:
+        name = f"projects/{project}/locations/{location}/customJobs/{job}"
+        found = self.jobs.get(name)
+        if found is None:
+            raise FakeError(404, f'The CustomJob "{name}" does not exist.')
+        return found
+
+    def get(self, req: Request, project: str, location: str, job: str) -> dict[str, Any]:
+        with self.lock:
+            return dict(self._job(project, location, job).resource)
+
+    def list(self, req: Request, project: str, location: str) -> dict[str, Any]:
+        keep = matcher(req.query.get("filter", ""))
+        prefix = f"projects/{project}/locations/{location}/"
+        with self.lock:
+            items = [
+                dict(j.resource)
+                for n, j in self.jobs.items()
+                if n.startswith(prefix) and keep(j.resource)
+            ]
+        return page(req, items, "customJobs")
+
+    def cancel(self, req: Request, project: str, location: str, job: str) -> dict[str, Any]:
+        with self.lock:
+            found = self._job(project, location, job)
+            if found.state in _TERMINAL:
+                raise FakeError(
+                    400,
+                    f"Cannot cancel the job in state {found.state}.",
+                    status="FAILED_PRECONDITION",
+                )
+            found.set_state("JOB_STATE_CANCELLING")
+            found.ending = ("JOB_STATE_CANCELLED", 1, "CANCELED")
+            if found.workload is not None:
+                found.workload.terminate(self.fake.notice)
+        return {}
+
+    # -- scripting -------------------------------------------------------------
+
+    def preempt(self, name: str, *, after: float = 0.0) -> None:
+        """Reclaim the job's spot VM ``after`` seconds from now (or once it runs)."""
+        with self.lock:
+            self.jobs[name].preempt_at = time.monotonic() + after
+
+    def finish(self, name: str, *, succeeded: bool = True) -> None:
+        """End a job that runs no command."""
+        with self.lock:
+            job = self.jobs[name]
+            if succeeded:
+                job.set_state("JOB_STATE_SUCCEEDED")
+            else:
+                job.fail("JOB_STATE_FAILED", 3, "The replica workerpool0-0 exited with status 1.")
+
+    # -- the clock ---------------------------------------------------------------
+
+    def tick(self) -> None:
+        with self.lock:
+            for job in list(self.jobs.values()):
+                self._advance(job)
+
+    def _advance(self, job: Job) -> None:
+        state, faults = job.state, self.fake.faults
+        due = time.monotonic() - job.changed >= self.fake.step
+        pool = job.resource["jobSpec"]["workerPoolSpecs"][0]
+        if state == "JOB_STATE_QUEUED" and due:
+            if not faults.active("quota", job.region, sync=False):
+                job.set_state("JOB_STATE_PENDING")
+        elif state == "JOB_STATE_PENDING" and due:
+            image = (pool.get("containerSpec") or {}).get("imageUri", "")
+            if faults.take_stockout(job.region):
+                job.fail(
+                    "JOB_STATE_FAILED",
+                    8,
+                    f"Resources are insufficient in region: {job.region}. "
+                    "Please try a different region.",
+                )
+            elif faults.take_image_pull(image):
+                job.fail("JOB_STATE_FAILED", 3, f"Unable to pull image {image}: manifest unknown")
+            else:
+                job.set_state("JOB_STATE_RUNNING")
+                self._start(job, pool)
+        elif state == "JOB_STATE_RUNNING":
+            self._watch(job)
+        elif state == "JOB_STATE_CANCELLING" and (
+            job.workload is None or job.workload.exit_code is not None
+        ):
+            assert job.ending is not None
+            job.fail(*job.ending)
+
+    def _start(self, job: Job, pool: dict[str, Any]) -> None:
+        spec = pool.get("containerSpec") or {}
+        argv = [*(spec.get("command") or []), *(spec.get("args") or [])]
+        if not argv or not self.fake.execute:
+            return
+        env = {**base_env(), **self.fake.env(), **container_env(spec.get("env"))}
+        env["CLOUD_ML_JOB_ID"] = job.resource["name"].rsplit("/", 1)[-1]
+        out_dir = (job.resource["jobSpec"].get("baseOutputDirectory") or {}).get("outputUriPrefix")
+        if out_dir:
+            env["AIP_MODEL_DIR"] = f"{out_dir}/model/"
+            env["AIP_CHECKPOINT_DIR"] = f"{out_dir}/checkpoints/"
+        job.workload = self.fake.executor.start(job.resource["name"], argv, env)
+
+    def _watch(self, job: Job) -> None:
+        workload, t = job.workload, time.monotonic()
+        timeout = _seconds((job.resource["jobSpec"].get("scheduling") or {}).get("timeout"))
+        if job.ending is None and job.preempt_at is not None and t >= job.preempt_at:
+            job.ending = (
+                "JOB_STATE_FAILED",
+                14,
+                "The replica workerpool0-0 was preempted: its Spot VM was reclaimed by "
+                "Compute Engine.",
+            )
+            if workload is not None:
+                workload.terminate(self.fake.notice)
+        elif job.ending is None and timeout and job.started and t - job.started > timeout:
+            job.ending = ("JOB_STATE_FAILED", 4, f"Job timed out after {timeout:g}s.")
+            if workload is not None:
+                workload.terminate(self.fake.notice)
+        code = workload.exit_code if workload is not None else None
+        if job.ending is not None and (workload is None or code is not None):
+            job.fail(*job.ending)
+        elif code == 0:
+            job.set_state("JOB_STATE_SUCCEEDED")
+        elif code is not None:
+            job.fail(
+                "JOB_STATE_FAILED",
+                3,
+                f"The replica workerpool0-0 exited with a non-zero status of {code}. "
+                "To find out more about why your job exited please check the logs.",
+            )
