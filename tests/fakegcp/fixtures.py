@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
 from tests.fakegcp.fake import FakeGCP
 
 T = TypeVar("T")

@@ -11,12 +11,12 @@ import pytest
 import requests
 from google.api_core import exceptions as gexc
 from google.cloud import compute_v1 as ce
-from tests.fakegcp.fake import FakeGCP
-from tests.fakegcp.fixtures import wait_until
 
 from relaunch.gcp import clients
 from relaunch.gcp.errors import classify_exception, classify_operation_errors
 from relaunch.states import Reason
+from tests.fakegcp.fake import FakeGCP
+from tests.fakegcp.fixtures import wait_until
 
 P, Z = "fake-project", "us-central1-a"
 

@@ -9,11 +9,11 @@ import requests
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 from google.cloud.devtools import cloudbuild_v1
-from tests.fakegcp.fake import FakeGCP
 
 from relaunch.gcp import clients
 from relaunch.gcp.errors import classify_exception
 from relaunch.states import Reason
+from tests.fakegcp.fake import FakeGCP
 
 P = "fake-project"
 

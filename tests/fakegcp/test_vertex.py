@@ -11,12 +11,12 @@ import requests
 from google.api_core import exceptions as gexc
 from google.cloud import aiplatform_v1 as ai
 from google.protobuf import duration_pb2
-from tests.fakegcp.fake import FakeGCP
-from tests.fakegcp.fixtures import wait_until
 
 from relaunch.gcp.clients import vertex_job_client
 from relaunch.gcp.errors import classify_exception, classify_rpc_status
 from relaunch.states import Reason
+from tests.fakegcp.fake import FakeGCP
+from tests.fakegcp.fixtures import wait_until
 
 S = ai.JobState
 PARENT = "projects/fake-project/locations/us-central1"

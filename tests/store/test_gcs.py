@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.fakegcp.fake import FakeGCP
 
 from relaunch.errors import PreconditionFailed, StoreError
 from relaunch.store import open_store
 from relaunch.store.gcs import GCSStore
+from tests.fakegcp.fake import FakeGCP
 
 
 @pytest.fixture
