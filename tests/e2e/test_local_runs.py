@@ -93,6 +93,16 @@ def test_silent_trainer_is_stalled(env: Env) -> None:
     assert "reported no progress" in (attempt.detail or "")
 
 
+def test_no_first_heartbeat_in_time_is_startup_timeout(env: Env) -> None:
+    """The runtime needs ~0.1 s to start the command here; a 10 ms startup_timeout
+    cannot be met, so the first phase of the watchdog ends the attempt."""
+    rid = env.ws.submit(env.job(startup_timeout="10ms"))
+    run = env.ws.wait(rid, timeout=60)
+    assert run.state is RunState.FAILED and run.reason is Reason.STARTUP_TIMEOUT
+    (attempt,) = env.ws.status(rid).attempts
+    assert attempt.running_at is None and "no heartbeat" in (attempt.detail or "")
+
+
 def test_stop_ends_the_run_and_it_is_never_recovered(env: Env) -> None:
     job = env.job(steps=10_000, step_time=0.02)
     rid = env.ws.submit(job)

@@ -25,8 +25,11 @@ def test_minimal_job_and_defaults() -> None:
 
 
 def test_command_string_is_split_and_numbers_become_text() -> None:
-    spec = parse_job("name: t\ncommand: python train.py --lr 0.1\nenv: {BATCH: 32}", "j")
+    spec = parse_job(
+        "name: t\ncommand: python train.py --lr 0.1\nargs: [--bs, 32]\nenv: {BATCH: 32}", "j"
+    )
     assert spec.command == ["python", "train.py", "--lr", "0.1"]
+    assert spec.argv == ["python", "train.py", "--lr", "0.1", "--bs", "32"]
     assert spec.env == {"BATCH": "32"}
 
 

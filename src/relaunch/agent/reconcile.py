@@ -115,7 +115,7 @@ class Reconciler:
             "entity_name": run.project.get("entity") or "",
         }
         try:
-            command = [resolve_macros(a, macros, os.environ) for a in run.spec.command]
+            command = [resolve_macros(a, macros, os.environ) for a in run.spec.argv]
             env = {k: resolve_macros(v, macros, os.environ) for k, v in run.spec.env.items()}
             ctx = SubmitContext(
                 store=self.repo.store, command=command, env=env, image_uri=run.image_uri

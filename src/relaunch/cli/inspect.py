@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -133,7 +134,7 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
         f"[bold]{run.run_id}[/] ({run.name}) [{style}]{run.state.value}[/] on "
         f"{run.backend} · queue {run.queue} · created {since(run.created_at)} ago"
     )
-    out.print(f"  command: {' '.join(run.spec.command)}")
+    out.print(f"  command: {shlex.join(run.spec.argv)}")
     out.print(
         f"  attempts {run.attempt} · recoveries {run.recoveries}/"
         f"{run.spec.retry.max_recoveries} · restarts {run.restarts}/"

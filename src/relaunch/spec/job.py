@@ -95,6 +95,7 @@ class JobSpec(Strict):
     run_id: str | None = Field(None, description="fixed run id (default: generated)")
     image: str | None = Field(None, description="an image of the stack or a full image URI")
     command: list[str] = Field(..., min_length=1)
+    args: list[str] = Field(default_factory=list, description="appended to command")
     workdir: str | None = Field(None, description="local backend: relative to job.yaml's folder")
     env: dict[str, str] = Field(default_factory=dict)
     env_from_secret: dict[str, str] = Field(
@@ -114,7 +115,7 @@ class JobSpec(Strict):
     )
     local: LocalOptions = Field(default_factory=LocalOptions)
 
-    @field_validator("command", mode="before")
+    @field_validator("command", "args", mode="before")
     @classmethod
     def _split_command(cls, v: object) -> object:
         if isinstance(v, str):
@@ -125,6 +126,11 @@ class JobSpec(Strict):
     @classmethod
     def _env_text(cls, v: object) -> object:
         return {k: _scalar_text(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    @property
+    def argv(self) -> list[str]:
+        """The full command line: command, then args."""
+        return [*self.command, *self.args]
 
     @field_validator("queue")
     @classmethod
