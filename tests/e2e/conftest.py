@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from relaunch.agent.loop import Agent, AgentOptions
 from relaunch.api import Workspace
 from relaunch.spec.project import ProjectConfig
 from relaunch.store import LocalStore
@@ -88,6 +91,18 @@ class Env:
         log.close()
         self.agents.append(proc)
         return proc
+
+    @contextlib.contextmanager
+    def agent_thread(self) -> Iterator[Agent]:
+        """An agent ticking in this process for the duration of the block."""
+        agent = Agent(self.ws.store, AgentOptions(poll=0.1), log=lambda _m: None)
+        thread = threading.Thread(target=agent.run, daemon=True)
+        thread.start()
+        try:
+            yield agent
+        finally:
+            agent.stopping.set()
+            thread.join(timeout=10)
 
     def wait_for(self, check: Callable[[], bool], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

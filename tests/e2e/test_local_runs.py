@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
-from relaunch.agent.loop import Agent, AgentOptions
 from relaunch.runs import keys
 from relaunch.states import Reason, RunState
 
@@ -42,10 +40,7 @@ def test_preempt_resumes_from_checkpoint_without_losing_a_step(env: Env) -> None
 def test_preempt_command_simulates_spot_preemption(env: Env) -> None:
     job = env.job(steps=400, step_time=0.02, every=1000)  # checkpoints only on SIGTERM
     rid = env.ws.submit(job)
-    agent = Agent(env.ws.store, AgentOptions(poll=0.1), log=lambda _m: None)
-    thread = threading.Thread(target=agent.run, daemon=True)
-    thread.start()
-    try:
+    with env.agent_thread():
         env.wait_for(lambda: env.ws.repo.get_run(rid).state is RunState.RUNNING)
         env.wait_for(lambda: len(env.markers_of(rid, "start")) == 1)
         env.ws.preempt(rid, notice=3)
@@ -54,9 +49,6 @@ def test_preempt_command_simulates_spot_preemption(env: Env) -> None:
         env.wait_for(lambda: len(env.markers_of(rid, "start")) == 2)
         assert env.markers_of(rid, "start")[1]["step"] == term["step"] > 0
         assert env.ws.stop(rid) is RunState.STOPPED
-    finally:
-        agent.stopping.set()
-        thread.join(timeout=10)
 
 
 def test_trainer_that_raises_is_user_error_with_last_lines(env: Env) -> None:
@@ -106,10 +98,7 @@ def test_no_first_heartbeat_in_time_is_startup_timeout(env: Env) -> None:
 def test_stop_ends_the_run_and_it_is_never_recovered(env: Env) -> None:
     job = env.job(steps=10_000, step_time=0.02)
     rid = env.ws.submit(job)
-    agent = Agent(env.ws.store, AgentOptions(poll=0.1), log=lambda _m: None)
-    thread = threading.Thread(target=agent.run, daemon=True)
-    thread.start()
-    try:
+    with env.agent_thread():
         env.wait_for(lambda: env.ws.repo.get_run(rid).state is RunState.RUNNING)
         assert env.ws.stop(rid, wait=30) is RunState.STOPPED
         time.sleep(1.0)  # the agent keeps ticking: nothing may restart the run
@@ -120,9 +109,6 @@ def test_stop_ends_the_run_and_it_is_never_recovered(env: Env) -> None:
         assert len(env.markers_of(rid, "term")) == 1  # the trainer got SIGTERM
         pid = int(attempt.handle["pid"])  # type: ignore[index]
         _assert_group_gone(pid)
-    finally:
-        agent.stopping.set()
-        thread.join(timeout=10)
 
 
 def test_stop_without_any_agent(env: Env) -> None:
