@@ -86,13 +86,18 @@ def test_silent_trainer_is_stalled(env: Env) -> None:
 
 
 def test_no_first_heartbeat_in_time_is_startup_timeout(env: Env) -> None:
-    """The runtime needs ~0.1 s to start the command here; a 10 ms startup_timeout
-    cannot be met, so the first phase of the watchdog ends the attempt."""
-    rid = env.ws.submit(env.job(startup_timeout="10ms"))
+    """A start-up slower than startup_timeout (here: the job's Python sleeps 3 s in
+    sitecustomize before the runtime can even run) ends the attempt in the first
+    phase of the watchdog."""
+    slow = env.root / "slow-start"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text("import time\ntime.sleep(3)\n")
+    rid = env.ws.submit(env.job(startup_timeout="0.5s", env={"PYTHONPATH": str(slow)}))
     run = env.ws.wait(rid, timeout=60)
     assert run.state is RunState.FAILED and run.reason is Reason.STARTUP_TIMEOUT
     (attempt,) = env.ws.status(rid).attempts
     assert attempt.running_at is None and "no heartbeat" in (attempt.detail or "")
+    assert env.markers_of(rid, "start") == []  # the command never started
 
 
 def test_stop_ends_the_run_and_it_is_never_recovered(env: Env) -> None:
