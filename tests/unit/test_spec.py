@@ -166,3 +166,17 @@ def test_schema_lists_fields() -> None:
     )
     assert result.returncode == 0
     assert '"stall_timeout"' in result.stdout and '"additionalProperties": false' in result.stdout
+
+
+def test_without_relaunch_toml_every_command_uses_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relaunch.spec.loader import load_project, store_url
+
+    (tmp_path / "examples").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RELAUNCH_STORE", raising=False)
+    from_job = load_project(start=tmp_path / "examples")
+    assert store_url(from_job) == store_url(load_project()) == str(tmp_path / ".relaunch")
+    (tmp_path / "examples" / "relaunch.toml").write_text('[store]\nurl = "s"\n')
+    assert store_url(load_project(start=tmp_path / "examples")) == str(tmp_path / "examples/s")

@@ -52,15 +52,17 @@ def find_project_file(start: Path) -> Path | None:
 
 
 def load_project(path: Path | None = None, *, start: Path | None = None) -> ProjectConfig:
-    """relaunch.toml at ``path``, or the nearest one above ``start`` (default: cwd),
-    or the defaults rooted at ``start`` when there is none."""
-    start = (start or Path.cwd()).resolve()
+    """relaunch.toml at ``path``, or the nearest one above ``start`` (a job file's
+    folder) or above the working directory; without one, the defaults rooted at the
+    working directory — so every command finds the same store."""
+    cwd = Path.cwd().resolve()
     if path is None:
         env = os.environ.get("RELAUNCH_PROJECT")
-        path = Path(env) if env else find_project_file(start)
+        path = Path(env) if env else (
+            (start and find_project_file(start.resolve())) or find_project_file(cwd))
     if path is None:
         config = ProjectConfig()
-        config._root = start
+        config._root = cwd
         return config
     path = path.resolve()
     text = _read(path, PROJECT_FILE)
