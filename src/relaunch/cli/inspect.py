@@ -147,7 +147,8 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
     if st.heartbeat:
         hb = st.heartbeat
         out.print(
-            f"  heartbeat: attempt {hb.attempt} step {hb.step} on {hb.host} "
+            f"  heartbeat: attempt {hb.attempt} step {'-' if hb.step is None else hb.step} "
+            f"on {hb.host} "
             f"({hb.phase}, {since(hb.time)} ago)"
         )
     table = Table(title="attempts", box=None, header_style="bold", title_justify="left")

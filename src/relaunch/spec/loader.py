@@ -58,8 +58,11 @@ def load_project(path: Path | None = None, *, start: Path | None = None) -> Proj
     cwd = Path.cwd().resolve()
     if path is None:
         env = os.environ.get("RELAUNCH_PROJECT")
-        path = Path(env) if env else (
-            (start and find_project_file(start.resolve())) or find_project_file(cwd))
+        path = (
+            Path(env)
+            if env
+            else ((start and find_project_file(start.resolve())) or find_project_file(cwd))
+        )
     if path is None:
         config = ProjectConfig()
         config._root = cwd
