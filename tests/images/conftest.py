@@ -47,6 +47,9 @@ def commit_all(root: Path) -> None:
 SEEDS_STACK = {
     "Stack/arr-pytorch-base/Dockerfile": "FROM nvidia/cuda:12.4.1-devel-ubuntu22.04\n"
     "RUN echo compile torch\n",
+    "Stack/arr-pytorch-base/Dockerfile.dockerignore": "*\n!Stack/arr-pytorch-base\n",
+    "Stack/arr-ml-stack/Dockerfile.dockerignore": "*\n!Stack/arr-ml-stack\n",
+    "Stack/arr-ml-stack/requirements.txt": "transformers==4.44\n",
     "Stack/arr-ml-stack/Dockerfile": "ARG BASE_IMAGE=arr-pytorch-base:latest\n"
     "FROM ${BASE_IMAGE}\nRUN pip install transformers\n",
     "Stack/arr-trainer/Dockerfile": "ARG BASE_IMAGE=arr-ml-stack\nFROM $BASE_IMAGE\n"

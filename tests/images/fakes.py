@@ -203,7 +203,9 @@ class FakeGoogle:
     def __init__(self) -> None:
         self.state = FakeState()
         self._server = _Server(self.state)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -73,7 +73,7 @@ def dirty_inputs(stack: Stack, items: list[PlanItem]) -> list[str]:
             )
         return [p for p in done.stdout.decode("utf-8", "replace").split("\0") if p]
 
-    top = Path(git("rev-parse", "--show-toplevel", "-z")[0].strip()).resolve()
+    top = Path(git("rev-parse", "--show-toplevel")[0].strip()).resolve()
     tracked = set(git("ls-files", "-z", "--full-name"))
     changed = set(git("diff", "HEAD", "--name-only", "-z", "--no-renames"))
     dirty: set[str] = set()
