@@ -63,7 +63,11 @@ def classify(exc: BaseException, doing: str, *, permission_hint: str) -> Backend
     ``permission_hint``; 429 and 5xx → transient; 404 → the thing is missing."""
     from google.api_core import exceptions as gexc
 
+    if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+        return classify(exc.cause, f"{doing} (after retries)", permission_hint=permission_hint)
     code = getattr(exc, "code", None)
+    if code is None:  # google-resumable-media's InvalidResponse carries the HTTP response
+        code = getattr(getattr(exc, "response", None), "status_code", None)
     message = getattr(exc, "message", None) or str(exc)
     first = str(message).splitlines()[0][:300] if message else type(exc).__name__
     if isinstance(exc, gexc.GoogleAPICallError):

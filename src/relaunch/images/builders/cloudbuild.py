@@ -38,10 +38,12 @@ class CloudBuildBuilder:
         *,
         poll_interval: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
+        retry_deadline: float = 120.0,
     ) -> None:
         self.config = config
         self.poll_interval = poll_interval
         self.sleep = sleep
+        self.retry_deadline = retry_deadline  # upload retries on 429/5xx; 0: no retry
 
     def configured(self) -> bool:
         return bool(self.config.gcp.project and self.config.gcp.staging_bucket)
@@ -92,13 +94,18 @@ class CloudBuildBuilder:
 
     def _upload(self, req: BuildRequest, bucket: str) -> str:
         from google.api_core import exceptions as gexc
+        from google.cloud.storage.retry import DEFAULT_RETRY
 
+        retry = DEFAULT_RETRY.with_deadline(self.retry_deadline) if self.retry_deadline else None
         tarball = req.context_tarball()
         name = f"{SOURCES}/{req.item.name}-{req.item.tag}-{tarball.sha256[:12]}.tar.gz"
         blob = storage_client(self.config).bucket(bucket).blob(name)
         try:
             blob.upload_from_filename(
-                str(tarball.path), content_type="application/gzip", if_generation_match=0
+                str(tarball.path),
+                content_type="application/gzip",
+                if_generation_match=0,
+                retry=retry,
             )
         except gexc.PreconditionFailed:
             pass  # the same bytes are already staged (the name carries their digest)
