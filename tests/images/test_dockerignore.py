@@ -135,3 +135,35 @@ def test_walk_never_sends_git_or_relaunch_state(tmp_path: Path) -> None:
         tmp_path, Matcher([], "t"), state_dir=tmp_path / ".relaunch/images", include_git=True
     )
     assert ".git/HEAD" in [e.rel for e in with_git.files]
+
+
+TREE = [
+    "a.txt",
+    "a.py",
+    "docs/README.md",
+    "docs/deep/x.md",
+    "dir/file",
+    "dir/dir2/file",
+    "dir/dir2/file.txt",
+    "abc/def/ghi",
+    "x/__pycache__/m.pyc",
+    "x/y/__pycache__/n.pyc",
+    ".foo",
+    "bar.foo",
+    "myfile",
+]
+
+
+@pytest.mark.parametrize(
+    "patterns",
+    [[p] for p, _, _ in SINGLE if "\\" not in p] + [m[0] for m in MULTI],
+    ids=str,
+)
+def test_walk_agrees_with_the_reference_matcher(tmp_path: Path, patterns: list[str]) -> None:
+    """The walk (with its one-regex fast path and folder pruning) keeps exactly the files
+    Matcher.excluded keeps, for every pattern list above."""
+    for rel in TREE:
+        write(tmp_path, rel, rel)
+    m = Matcher(read_patterns("\n".join(patterns)), "t")
+    walked = {e.rel for e in context_files(tmp_path, m, state_dir=tmp_path / ".relaunch/x").files}
+    assert walked == {p for p in TREE if not m.excluded(p)}

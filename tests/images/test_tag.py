@@ -114,7 +114,7 @@ def test_stat_cache_skips_reading_unchanged_files(
     changed = tags(seeds)
     assert reads == ["ARR_COC/model.py"]
     assert changed["arr-trainer"] != first["arr-trainer"]
-    cache = seeds / ".relaunch/images/stat-cache.json"
+    cache = seeds / ".relaunch/images/stat-cache"
     assert cache.is_file() and not list(cache.parent.glob(".stat-cache-*"))
 
 
@@ -132,5 +132,18 @@ def test_racy_entries_are_reread(seeds: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_damaged_stat_cache_is_ignored(seeds: Path) -> None:
     first = tags(seeds)
-    (seeds / ".relaunch/images/stat-cache.json").write_text("{not json")
+    (seeds / ".relaunch/images/stat-cache").write_bytes(b"\x00garbage")
     assert tags(seeds) == first
+
+
+def test_worker_processes_hash_like_the_serial_path(
+    seeds: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relaunch.images.dockerignore import Matcher
+    from relaunch.images.files import context_files
+
+    fs = context_files(seeds, Matcher([], "t"), state_dir=seeds / ".relaunch/images")
+    serial = hashing.digest_entries(fs.files, workers=1)
+    monkeypatch.setattr(hashing, "_POOL_MIN_FILES", 1)
+    assert hashing.digest_entries(fs.files, workers=3) == serial
+    assert len(set(serial)) > 5

@@ -89,7 +89,7 @@ def _forced(image: Image, listed: set[str]) -> list[FileEntry]:
             continue
         if rel not in listed:
             s = p.lstat()
-            out.append(FileEntry(rel, str(p), s.st_size, s.st_mtime_ns, s.st_ino, s.st_mode))
+            out.append(FileEntry(rel, s.st_size, s.st_mtime_ns, s.st_ino, s.st_mode, str(p)))
     return out
 
 

@@ -173,6 +173,19 @@ class Pattern:
     regex: re.Pattern[str] | None
     literal_prefix: str  # the part before the first wildcard: used to prune folders
 
+    def as_regex(self) -> str:
+        """The same test as :meth:`match_one`, as a regex (to combine patterns)."""
+        if self.kind == "exact":
+            return re.escape(self.text) + r"\Z"
+        if self.kind == "prefix":
+            return re.escape(self.text[:-2])
+        if self.kind == "suffix":
+            suffix = self.text[2:]
+            alt = f"|{re.escape(suffix[1:])}\\Z" if suffix[:1] == "/" else ""
+            return f"(?s:.*){re.escape(suffix)}\\Z{alt}"
+        assert self.regex is not None
+        return self.regex.pattern[1:]  # drop the '^': re.match anchors
+
     def match_one(self, path: str) -> bool:
         if self.kind == "exact":
             return path == self.text
@@ -214,6 +227,10 @@ class Matcher:
         self.source = source
         self.patterns = [compile_pattern(p, source) for p in patterns]
         self._exceptions = [p for p in self.patterns if p.exception]
+        # Without exceptions, "last match wins" is "any pattern matches": one regex.
+        self.any_of: re.Pattern[str] | None = None
+        if self.patterns and not self._exceptions:
+            self.any_of = re.compile("|".join(f"(?:{p.as_regex()})" for p in self.patterns))
 
     @classmethod
     def from_file(cls, path: Path | None) -> Matcher:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from relaunch.images.dockerignore import Matcher
 from relaunch.images.files import FileSet, context_files, input_files
-from relaunch.images.hashing import StatCache, compute_tag, digest_all, file_kind
+from relaunch.images.hashing import StatCache, compute_tag, hash_filesets
 from relaunch.images.stack import Image, Stack
 
 
@@ -91,6 +91,13 @@ def image_files(stack: Stack, image: Image) -> FileSet:
     )
 
 
+def _cache_key(stack: Stack, image: Image) -> str:
+    """Cache entries are per walk base: the same folder seen from another base has other
+    relative paths."""
+    base = stack.root if image.inputs is not None else image.context
+    return base.relative_to(stack.root).as_posix() if base.is_relative_to(stack.root) else str(base)
+
+
 def fingerprints(
     stack: Stack, names: list[str] | None = None, *, use_cache: bool = True
 ) -> dict[str, Fingerprint]:
@@ -101,24 +108,24 @@ def fingerprints(
         stack.get(n)
         wanted.update(stack.lineage(n))
     order = [n for n in stack.order if n in wanted]
-    sets = {n: image_files(stack, stack.images[n]) for n in order}
-    cache = StatCache(stack.state_dir / "stat-cache.json", stack.root) if use_cache else None
-    digests = digest_all((e for s in sets.values() for e in s.files), cache)
+    sets = [
+        (_cache_key(stack, stack.images[n]), image_files(stack, stack.images[n])) for n in order
+    ]
+    cache = StatCache(stack.state_dir / "stat-cache") if use_cache else None
+    hashed = dict(zip(order, hash_filesets(sets, cache), strict=True))
     if cache is not None:
         cache.save()
     out: dict[str, Fingerprint] = {}
     for n in order:
         image = stack.images[n]
         dockerfile = image.dockerfile.read_bytes()
-        files = {e.rel: f"{file_kind(e)}:{digests[e.path]}" for e in sets[n].files}
         parent_tag = out[image.parent].tag if image.parent else None
-        args = {**image.args, "(platform)": image.platform}
         tag = compute_tag(
             dockerfile=dockerfile,
             args=image.args,
             platform=image.platform,
             parent_tag=parent_tag,
-            files=((e.rel, file_kind(e), digests[e.path]) for e in sets[n].files),
+            file_records=hashed[n].records,
             length=stack.tag_length,
         )
         out[n] = Fingerprint(
@@ -126,8 +133,8 @@ def fingerprints(
             tag=tag,
             uri=image.uri(tag),
             dockerfile=hashlib.sha256(dockerfile).hexdigest(),
-            args=args,
+            args={**image.args, "(platform)": image.platform},
             parent_tag=parent_tag,
-            files=files,
+            files=hashed[n].as_dict(),
         )
     return out
