@@ -26,6 +26,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "events": ("relaunch.cli.inspect", "events", "Print a run's events."),
     "stop": ("relaunch.cli.control", "stop", "Stop a run: write .stop, cancel its attempt."),
     "preempt": ("relaunch.cli.control", "preempt", "Simulate a spot preemption of a local run."),
+    "images": (
+        "relaunch.cli.images",
+        "images",
+        "Plan, build and list the container image stack (content-hash tags).",
+    ),
     "schema": (
         "relaunch.cli.schema",
         "schema",

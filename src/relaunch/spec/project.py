@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, PrivateAttr, field_validator
 
 from relaunch.spec.common import Duration, Strict
+from relaunch.spec.images import ImageName, ImageSpec, ImageStackSection
 
 GCP_APIS = (
     "aiplatform",
@@ -59,6 +60,10 @@ class ProjectConfig(Strict):
     store: StoreSection = Field(default_factory=StoreSection)  # type: ignore[arg-type]
     agent: AgentSection = Field(default_factory=AgentSection)  # type: ignore[arg-type]
     gcp: GcpSection = Field(default_factory=GcpSection)
+    images: dict[ImageName, ImageSpec] = Field(
+        default_factory=dict, description="[images.NAME]: the container image stack"
+    )
+    image_stack: ImageStackSection = Field(default_factory=ImageStackSection)  # type: ignore[arg-type]
 
     # Where relaunch.toml was found (None: defaults, rooted at the working directory).
     _root: Path = PrivateAttr(default_factory=Path.cwd)

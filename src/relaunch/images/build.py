@@ -1,0 +1,211 @@
+"""Building what the plan says, parent → child, and the library entry points the rest of
+relaunch uses: :func:`plan_images`, :func:`build_images`, :func:`resolve_image`."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from relaunch.errors import NotFoundError, SpecError, UserInputError
+from relaunch.images.builders.base import Builder, BuildRequest, BuildResult
+from relaunch.images.fingerprint import BuildRecord, save_record
+from relaunch.images.gcp import endpoint
+from relaunch.images.plan import Plan, PlanItem, State, make_plan
+from relaunch.images.registry import Registry
+from relaunch.images.stack import Stack, load_stack
+from relaunch.spec.project import ProjectConfig
+
+# (event, item, text): event is "start", "line", "done" or "skip".
+Progress = Callable[[str, PlanItem, str], None]
+
+
+def registry_for(config: ProjectConfig) -> Registry:
+    url = endpoint(config, "artifactregistry")
+    if url and url.startswith("http://"):
+        return Registry(url, token=None)
+    return Registry(url)
+
+
+def plan_images(
+    config: ProjectConfig,
+    names: list[str] | None = None,
+    *,
+    offline: bool = False,
+    discover_dir: str | Path | None = None,
+) -> Plan:
+    stack = load_stack(config, discover_dir=discover_dir)
+    for n in names or []:
+        stack.get(n)
+    return make_plan(stack, names, registry=None if offline else registry_for(config))
+
+
+def make_builder(config: ProjectConfig, name: str) -> Builder:
+    from relaunch.images.builders.auto import AutoBuilder
+    from relaunch.images.builders.cloudbuild import CloudBuildBuilder
+    from relaunch.images.builders.docker import DockerBuilder
+
+    if name == "docker":
+        return DockerBuilder()
+    if name == "cloudbuild":
+        return CloudBuildBuilder(config)
+    if name == "auto":
+        return AutoBuilder(config)
+    raise UserInputError(f"unknown builder '{name}'", hint="use docker, cloudbuild or auto")
+
+
+def dirty_inputs(stack: Stack, items: list[PlanItem]) -> list[str]:
+    """Input files (and Dockerfiles) of ``items`` that differ from git's HEAD or are not
+    tracked at all, as paths relative to the project root."""
+
+    def git(*args: str) -> list[str]:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(stack.root), *args], capture_output=True, check=False
+            )
+        except OSError:
+            done = None
+        if done is None or done.returncode != 0:
+            raise UserInputError(
+                f"--require-clean needs a git repository at {stack.root}",
+                hint="commit the project to git, or build without --require-clean",
+            )
+        return [p for p in done.stdout.decode("utf-8", "replace").split("\0") if p]
+
+    top = Path(git("rev-parse", "--show-toplevel")[0].strip()).resolve()
+    tracked = set(git("ls-files", "-z", "--full-name"))
+    changed = set(git("diff", "HEAD", "--name-only", "-z", "--no-renames"))
+    dirty: set[str] = set()
+    for it in items:
+        image = it.image
+        base = stack.root if image.inputs is not None else image.context
+        paths = [base / rel for rel in it.fingerprint.files] + [image.dockerfile]
+        for p in paths:
+            rel = p.resolve().relative_to(top).as_posix() if p.is_absolute() else str(p)
+            if rel not in tracked or rel in changed:
+                dirty.add(rel)
+    return sorted(dirty)
+
+
+def _line_reporter(progress: Progress | None, item: PlanItem) -> Callable[[str], None]:
+    def report(line: str) -> None:
+        if progress is not None:
+            progress("line", item, line)
+
+    return report
+
+
+@dataclass
+class Built:
+    item: PlanItem
+    result: BuildResult | None  # None on --dry-run
+
+
+def build_images(
+    config: ProjectConfig,
+    names: list[str] | None = None,
+    *,
+    builder: str | None = None,
+    push: bool = False,
+    dry_run: bool = False,
+    require_clean: bool = False,
+    offline: bool = False,
+    plan: Plan | None = None,
+    progress: Progress | None = None,
+    make: Callable[[ProjectConfig, str], Builder] = make_builder,
+) -> list[Built]:
+    """Build what the plan says (or ``names`` and their out-of-date ancestors), parents
+    first. Each build's log is saved under ``.relaunch/images/logs/``."""
+    plan = plan or plan_images(config, names, offline=offline)
+    todo = plan.to_build(names)
+    unknown = [it for it in todo if it.state is State.UNKNOWN]
+    if unknown:
+        raise UserInputError(
+            f"cannot tell whether {unknown[0].uri} is in the registry: {unknown[0].note}",
+            hint="fix registry access, or build with --offline to trust local records",
+        )
+    if push:
+        for it in todo:
+            if not it.image.repository:
+                raise SpecError(
+                    f"{it.image.source}: no registry repository to push {it.name} to",
+                    hint="set [image_stack] repository (or [images.NAME] repository)",
+                )
+    if require_clean:
+        dirty = dirty_inputs(plan.stack, todo)
+        if dirty:
+            more = f" (and {len(dirty) - 1} more)" if len(dirty) > 1 else ""
+            raise UserInputError(
+                f"--require-clean: {dirty[0]} is not committed{more}",
+                hint="commit or stash the change; a release image must match a commit",
+            )
+    kind = builder or config.image_stack.builder
+    impl = None if dry_run else make(config, kind)
+    uris = {it.name: it.uri for it in plan.items}
+    out: list[Built] = []
+    for it in todo:
+        if progress:
+            progress("start", it, kind)
+        if impl is None:
+            out.append(Built(it, None))
+            if progress:
+                progress("skip", it, "dry run")
+            continue
+        log_path = plan.stack.state_dir / "logs" / f"{it.name}-{it.tag}.log"
+        req = BuildRequest(
+            stack=plan.stack,
+            item=it,
+            parent_uri=uris.get(it.image.parent) if it.image.parent else None,
+            push=push,
+            log_path=log_path,
+            on_line=_line_reporter(progress, it),
+        )
+        result = impl.build(req)
+        save_record(
+            plan.stack,
+            BuildRecord(
+                fingerprint=it.fingerprint,
+                pushed=result.pushed,
+                builder=result.builder,
+                log=str(result.log),
+                extra=result.detail,
+            ),
+        )
+        it.state, it.in_registry = State.UP_TO_DATE, (True if result.pushed else it.in_registry)
+        out.append(Built(it, result))
+        if progress:
+            progress("done", it, str(result.log))
+    return out
+
+
+def _looks_like_reference(value: str) -> bool:
+    return any(c in value for c in "/:@")
+
+
+def resolve_image(config: ProjectConfig, name_or_uri: str, *, build_missing: bool) -> str:
+    """The full image URI a job's ``image:`` means.
+
+    - A stack image name → ``<repository>/<name>:<current tag>``. When that tag is not
+      in the registry: with ``build_missing`` it (and any out-of-date ancestor) is built
+      with the configured builder and pushed first; without, NotFoundError says which
+      command builds it. A stale tag is never returned.
+    - A full reference (contains ``/``, ``:`` or ``@``) → returned unchanged.
+    - Anything else → SpecError (a typo must not silently pull from Docker Hub).
+    """
+    stack = load_stack(config)
+    if name_or_uri not in stack.images:
+        if _looks_like_reference(name_or_uri):
+            return name_or_uri
+        stack.get(name_or_uri)  # raises with "did you mean" / the known images
+    plan = make_plan(stack, [name_or_uri], registry=registry_for(config))
+    item = plan.item(name_or_uri)
+    if not item.needs_build:
+        return item.uri
+    if not build_missing:
+        raise NotFoundError(
+            f"image {item.uri} is not built ({item.state.value})",
+            hint=f"run `relaunch images build {name_or_uri} --push`",
+        )
+    build_images(config, [name_or_uri], plan=plan, push=item.image.repository is not None)
+    return item.uri

@@ -1,0 +1,140 @@
+"""An image's fingerprint (its tag and what went into it) and the record of its last
+build, which the plan compares against to say *what* changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from relaunch.images.dockerignore import Matcher
+from relaunch.images.files import FileSet, context_files, input_files
+from relaunch.images.hashing import StatCache, compute_tag, hash_filesets
+from relaunch.images.stack import Image, Stack
+
+
+@dataclass
+class Fingerprint:
+    name: str
+    tag: str
+    uri: str
+    dockerfile: str  # digest of the Dockerfile
+    args: dict[str, str]  # build args and platform, as hashed
+    parent_tag: str | None
+    files: dict[str, str]  # path → "<kind>:<digest>"
+
+    def changes_since(self, old: Fingerprint) -> list[str]:
+        """What differs from ``old`` in this image's own inputs (not its parent)."""
+        out: list[str] = []
+        if self.dockerfile != old.dockerfile:
+            out.append("Dockerfile")
+        for k in sorted(set(self.args) | set(old.args)):
+            if self.args.get(k) != old.args.get(k):
+                out.append(f"arg {k}")
+        for path in sorted(set(self.files) | set(old.files)):
+            new, was = self.files.get(path), old.files.get(path)
+            if new != was:
+                out.append(f"+{path}" if was is None else f"-{path}" if new is None else path)
+        return out
+
+
+@dataclass
+class BuildRecord:
+    fingerprint: Fingerprint
+    pushed: bool
+    builder: str
+    log: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _record_path(stack: Stack, name: str) -> Path:
+    return stack.state_dir / "built" / f"{name}.json"
+
+
+def load_record(stack: Stack, name: str) -> BuildRecord | None:
+    try:
+        doc = json.loads(_record_path(stack, name).read_text())
+        doc["fingerprint"] = Fingerprint(**doc["fingerprint"])
+        return BuildRecord(**doc)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def save_record(stack: Stack, record: BuildRecord) -> None:
+    path = _record_path(stack, record.fingerprint.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".record-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(record), f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def image_files(stack: Stack, image: Image) -> FileSet:
+    """The files whose content makes ``image``'s tag."""
+    if image.inputs is not None:
+        globs = Matcher(image.inputs, image.inputs_source)
+        return input_files(
+            stack.root, globs, state_dir=stack.state_dir, include_git=image.include_git
+        )
+    return context_files(
+        image.context,
+        Matcher.from_file(image.dockerignore),
+        state_dir=stack.state_dir,
+        include_git=image.include_git,
+    )
+
+
+def _cache_key(stack: Stack, image: Image) -> str:
+    """Cache entries are per walk base: the same folder seen from another base has other
+    relative paths."""
+    base = stack.root if image.inputs is not None else image.context
+    return base.relative_to(stack.root).as_posix() if base.is_relative_to(stack.root) else str(base)
+
+
+def fingerprints(
+    stack: Stack, names: list[str] | None = None, *, use_cache: bool = True
+) -> dict[str, Fingerprint]:
+    """Fingerprints of ``names`` and their ancestors (default: the whole stack), computed
+    parent first. Files shared by several images are read once."""
+    wanted: set[str] = set()
+    for n in names if names is not None else stack.order:
+        stack.get(n)
+        wanted.update(stack.lineage(n))
+    order = [n for n in stack.order if n in wanted]
+    sets = [
+        (_cache_key(stack, stack.images[n]), image_files(stack, stack.images[n])) for n in order
+    ]
+    cache = StatCache(stack.state_dir / "stat-cache") if use_cache else None
+    hashed = dict(zip(order, hash_filesets(sets, cache), strict=True))
+    if cache is not None:
+        cache.save()
+    out: dict[str, Fingerprint] = {}
+    for n in order:
+        image = stack.images[n]
+        dockerfile = image.dockerfile.read_bytes()
+        parent_tag = out[image.parent].tag if image.parent else None
+        tag = compute_tag(
+            dockerfile=dockerfile,
+            args=image.args,
+            platform=image.platform,
+            parent_tag=parent_tag,
+            file_records=hashed[n].records,
+            length=stack.tag_length,
+        )
+        out[n] = Fingerprint(
+            name=n,
+            tag=tag,
+            uri=image.uri(tag),
+            dockerfile=hashlib.sha256(dockerfile).hexdigest(),
+            args={**image.args, "(platform)": image.platform},
+            parent_tag=parent_tag,
+            files=hashed[n].as_dict(),
+        )
+    return out

@@ -1,0 +1,141 @@
+"""The rebuild plan: for each image (parents first) its tag, whether that tag is already
+in the registry, and if not, why not — compared with the image's last recorded build."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from relaunch.errors import BackendError, UserInputError
+from relaunch.images.fingerprint import Fingerprint, fingerprints, load_record
+from relaunch.images.registry import Registry
+from relaunch.images.stack import Image, Stack
+
+
+class State(str, enum.Enum):
+    UP_TO_DATE = "up to date"
+    NOT_IN_REGISTRY = "not in registry"
+    INPUTS_CHANGED = "inputs changed"
+    PARENT_CHANGED = "parent changed"
+    UNKNOWN = "unknown"  # the registry could not be asked
+
+
+@dataclass
+class PlanItem:
+    image: Image
+    fingerprint: Fingerprint
+    state: State
+    changes: list[str] = field(default_factory=list)  # for changed images: what changed
+    note: str | None = None
+    in_registry: bool | None = None  # None: not asked (no repository, --offline, error)
+
+    @property
+    def name(self) -> str:
+        return self.image.name
+
+    @property
+    def tag(self) -> str:
+        return self.fingerprint.tag
+
+    @property
+    def uri(self) -> str:
+        return self.fingerprint.uri
+
+    @property
+    def needs_build(self) -> bool:
+        return self.state is not State.UP_TO_DATE
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "image": self.name,
+            "tag": self.tag,
+            "uri": self.uri,
+            "parent": self.image.parent,
+            "state": self.state.value,
+            "changes": self.changes,
+            "note": self.note,
+            "in_registry": self.in_registry,
+        }
+
+
+@dataclass
+class Plan:
+    stack: Stack
+    items: list[PlanItem]  # parents first
+
+    def item(self, name: str) -> PlanItem:
+        for it in self.items:
+            if it.name == name:
+                return it
+        self.stack.get(name)  # unknown name → SpecError with a suggestion
+        raise KeyError(name)
+
+    def to_build(self, names: list[str] | None = None) -> list[PlanItem]:
+        """What must be built, parent → child: every image that needs it (or, given
+        ``names``, those and their ancestors that need it)."""
+        if names is None:
+            return [it for it in self.items if it.needs_build]
+        wanted: set[str] = set()
+        for n in names:
+            wanted.update(self.stack.lineage(self.stack.get(n).name))
+        return [it for it in self.items if it.name in wanted and it.needs_build]
+
+
+def _state(
+    image: Image,
+    fp: Fingerprint,
+    in_registry: bool | None,
+    stack: Stack,
+    parents: dict[str, PlanItem],
+) -> tuple[State, list[str], str | None]:
+    record = load_record(stack, image.name)
+    built_here = record is not None and record.fingerprint.tag == fp.tag
+    if in_registry or (in_registry is None and built_here):
+        note = None
+        if in_registry is None and record is not None and not record.pushed:
+            note = "built locally, not pushed"
+        return State.UP_TO_DATE, [], note
+    if record is None or built_here:
+        note = "pushed before, now missing" if built_here and record and record.pushed else None
+        return State.NOT_IN_REGISTRY, [], note
+    own = fp.changes_since(record.fingerprint)
+    parent_moved = fp.parent_tag != record.fingerprint.parent_tag
+    if own:
+        return State.INPUTS_CHANGED, [*own, *(["(parent)"] if parent_moved else [])], None
+    if parent_moved:
+        parent = parents.get(image.parent or "")
+        why = f"{image.parent}:{fp.parent_tag}"
+        return State.PARENT_CHANGED, [why], (parent.state.value if parent else None)
+    return State.NOT_IN_REGISTRY, [], None
+
+
+def make_plan(
+    stack: Stack,
+    names: list[str] | None = None,
+    *,
+    registry: Registry | None,
+    use_cache: bool = True,
+) -> Plan:
+    """The plan for ``names`` and their ancestors (default: all). ``registry=None``
+    plans offline: an image is up to date when its tag is the last one built here."""
+    fps = fingerprints(stack, names, use_cache=use_cache)
+    items: list[PlanItem] = []
+    by_name: dict[str, PlanItem] = {}
+    for name, fp in fps.items():
+        image = stack.images[name]
+        in_registry: bool | None = None
+        error: str | None = None
+        if registry is not None and image.repository:
+            try:
+                in_registry = registry.exists(fp.uri)
+            except (BackendError, UserInputError) as e:
+                error = str(e)
+        state, changes, note = _state(image, fp, in_registry, stack, by_name)
+        if error is not None and state is not State.UP_TO_DATE:
+            state, note = State.UNKNOWN, error
+        elif image.repository is None and registry is not None:
+            note = note or "no repository configured"
+        item = PlanItem(image, fp, state, changes, note, in_registry)
+        items.append(item)
+        by_name[name] = item
+    return Plan(stack, items)

@@ -1,0 +1,165 @@
+"""Does a tag exist in the registry? Docker Registry HTTP API v2 (what Artifact Registry
+speaks): ``HEAD /v2/<path>/manifests/<tag>``, with the registry's Bearer-token challenge
+answered by a Google access token (``oauth2accesstoken``). Standard library HTTP only;
+google-auth is imported when a token is first needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+
+from relaunch.errors import BackendError, UserInputError
+
+_ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def split_uri(uri: str) -> tuple[str, str, str]:
+    """``host/path/name:tag`` → (host, path/name, tag)."""
+    ref, _, tag = uri.rpartition(":")
+    if not ref or "/" in tag or "/" not in ref:
+        raise UserInputError(
+            f"'{uri}' is not a registry image reference",
+            hint="set [image_stack] repository, e.g. us-central1-docker.pkg.dev/PROJECT/REPO",
+        )
+    host, _, path = ref.partition("/")
+    return host, path, tag
+
+
+def google_access_token() -> str:
+    """An OAuth access token from Application Default Credentials (never logged)."""
+    import google.auth
+    import google.auth.exceptions
+    import google.auth.transport.requests
+
+    try:
+        creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        creds.refresh(google.auth.transport.requests.Request())
+    except google.auth.exceptions.GoogleAuthError as e:
+        raise BackendError(
+            f"no Google credentials to read the registry: {e}",
+            reason="permission",
+            hint="run `gcloud auth application-default login`",
+        ) from None
+    return str(creds.token)
+
+
+class Registry:
+    """Checks tags. ``endpoint`` replaces ``https://<host>`` (a private endpoint or a
+    local fake); ``token`` supplies the Google access token for the auth challenge."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        token: Callable[[], str] | None = google_access_token,
+        timeout: float = 15.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/") if endpoint else None
+        self._token = token
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._bearer: dict[str, str] = {}  # host → registry token
+        self._broken: dict[str, BackendError] = {}  # host → why it cannot be asked
+
+    def exists(self, uri: str) -> bool:
+        host, path, tag = split_uri(uri)
+        if host in self._broken:  # do not wait for the same timeout once per image
+            raise self._broken[host]
+        try:
+            return self._exists(host, path, tag)
+        except BackendError as e:
+            if e.reason in ("permission", "transient"):
+                self._broken[host] = e
+            raise
+
+    def _exists(self, host: str, path: str, tag: str) -> bool:
+        base = self.endpoint or f"https://{host}"
+        url = f"{base}/v2/{path}/manifests/{urllib.parse.quote(tag)}"
+        for attempt in range(self.retries + 1):
+            status, headers = self._head(url, host)
+            if status == 401 and host not in self._bearer:
+                self._bearer[host] = self._answer_challenge(headers.get("WWW-Authenticate", ""))
+                status, headers = self._head(url, host)
+            if status == 200:
+                return True
+            if status == 404:
+                return False
+            if status in (401, 403):
+                raise BackendError(
+                    f"registry refused to show {host}/{path} (HTTP {status})",
+                    reason="permission",
+                    hint="grant roles/artifactregistry.reader on that repository to the "
+                    "account relaunch runs as (see `gcloud auth list`)",
+                )
+            if status == 429 or status >= 500:
+                if attempt < self.retries:
+                    time.sleep(self.backoff * 2**attempt)
+                    continue
+                raise BackendError(
+                    f"registry {host} kept failing (HTTP {status})",
+                    reason="transient",
+                    hint="retry later; check the Google Cloud status page",
+                )
+            raise BackendError(
+                f"registry {host} answered HTTP {status} for {path}:{tag}", reason="transient"
+            )
+        raise AssertionError("unreachable")
+
+    def _head(self, url: str, host: str) -> tuple[int, dict[str, str]]:
+        req = urllib.request.Request(url, method="HEAD", headers={"Accept": _ACCEPT})
+        if host in self._bearer:
+            req.add_header("Authorization", f"Bearer {self._bearer[host]}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.status, dict(resp.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers)
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise BackendError(
+                f"cannot reach the registry at {url.split('/v2/')[0]}: {reason}",
+                reason="transient",
+                hint="check the network, or plan with --offline",
+            ) from None
+
+    def _answer_challenge(self, challenge: str) -> str:
+        """Docker token auth: trade our Google token for a registry token at ``realm``."""
+        scheme, _, params = challenge.partition(" ")
+        fields = dict(_CHALLENGE.findall(params))
+        if scheme.lower() != "bearer" or "realm" not in fields:
+            return ""
+        query = urllib.parse.urlencode({k: v for k, v in fields.items() if k != "realm"})
+        req = urllib.request.Request(f"{fields['realm']}?{query}")
+        if self._token is not None:
+            basic = base64.b64encode(f"oauth2accesstoken:{self._token()}".encode()).decode()
+            req.add_header("Authorization", f"Basic {basic}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                doc = json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            raise BackendError(
+                f"registry token request failed (HTTP {e.code})",
+                reason="permission",
+                hint="run `gcloud auth application-default login` and check IAM on the repository",
+            ) from None
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise BackendError(f"registry token request failed: {e}", reason="transient") from None
+        return str(doc.get("token") or doc.get("access_token") or "")

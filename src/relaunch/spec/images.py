@@ -1,0 +1,88 @@
+"""The image stack as relaunch.toml declares it: ``[images.NAME]`` and ``[image_stack]``."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator
+
+from relaunch.spec.common import Duration, Strict
+
+# A Docker repository path component: lowercase, digits, separated by . _ __ or -.
+_IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BUILDER_NAMES = ("auto", "docker", "cloudbuild")
+
+
+def check_image_name(name: str) -> str:
+    if not _IMAGE_NAME.match(name) or len(name) > 128:
+        raise ValueError(
+            f"{name!r} is not a valid image name (lowercase letters, digits, '.', '_', '-')"
+        )
+    return name
+
+
+ImageName = Annotated[str, AfterValidator(check_image_name)]
+
+
+class ImageSpec(Strict):
+    """One image of the stack. Paths are relative to the folder of relaunch.toml."""
+
+    dockerfile: str = Field(description="path to the Dockerfile")
+    context: str = Field(".", description="the build context folder")
+    parent: ImageName | None = Field(None, description="the stack image this one is FROM")
+    parent_arg: str = Field(
+        "BASE_IMAGE", description="build arg that receives the parent's full URI (FROM ${...})"
+    )
+    inputs: list[str] | None = Field(
+        None,
+        description="globs (Docker pattern syntax) of the files whose content makes the tag; "
+        "default: every file of the context after the dockerignore",
+    )
+    args: dict[str, str] = Field(default_factory=dict, description="build args")
+    repository: str | None = Field(
+        None, description="registry repository, e.g. us-central1-docker.pkg.dev/PROJECT/REPO"
+    )
+    dockerignore: str | None = Field(
+        None, description="default: <dockerfile>.dockerignore, else <context>/.dockerignore"
+    )
+    platform: str = Field("linux/amd64", description="target platform of the build")
+    timeout: Duration = Field(4 * 3600.0, gt=0, le=24 * 3600, description="Cloud Build timeout")
+    machine_type: str | None = Field(None, description="Cloud Build machine, e.g. E2_HIGHCPU_32")
+    include_git: bool = Field(False, description="send .git/ in the context (e.g. setuptools-scm)")
+
+    @field_validator("parent_arg")
+    @classmethod
+    def _arg_name(cls, v: str) -> str:
+        if not _ARG_NAME.match(v):
+            raise ValueError(f"{v!r} is not a build arg name")
+        return v
+
+    @field_validator("args")
+    @classmethod
+    def _arg_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if not _ARG_NAME.match(k):
+                raise ValueError(f"{k!r} is not a build arg name")
+        return v
+
+    @field_validator("inputs")
+    @classmethod
+    def _non_empty(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not [g for g in v if g.strip()]:
+            raise ValueError("inputs is empty; remove it to hash the whole context")
+        return v
+
+
+class ImageStackSection(Strict):
+    """Settings for the whole stack."""
+
+    discover: str | None = Field(
+        None,
+        description="folder of <name>/Dockerfile images to discover (the seeds' Stack/); "
+        "default: Stack/ when no [images.*] is declared",
+    )
+    repository: str | None = Field(None, description="default registry repository of images")
+    tag_length: int = Field(12, ge=7, le=64, description="hex digits of the content hash")
+    builder: Literal["auto", "docker", "cloudbuild"] = Field("auto")

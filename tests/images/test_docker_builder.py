@@ -1,0 +1,131 @@
+"""The docker builder against a fake `docker` on PATH that records its argv."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from relaunch.errors import BackendError
+from relaunch.images.build import build_images, plan_images
+from relaunch.images.plan import State
+
+from .conftest import config_at
+
+
+def calls(record: Path) -> list[dict[str, object]]:
+    if not record.exists():
+        return []
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def test_builds_parent_before_child_with_the_parent_uri(seeds: Path, fake_docker: Path) -> None:
+    config = config_at(seeds)
+    plan = plan_images(config, offline=True)
+    events: list[tuple[str, str]] = []
+    built = build_images(
+        config,
+        ["arr-trainer"],
+        builder="docker",
+        push=True,
+        plan=plan,
+        progress=lambda ev, it, text: events.append((ev, it.name)),
+    )
+    assert [b.item.name for b in built] == ["arr-pytorch-base", "arr-ml-stack", "arr-trainer"]
+    argvs = [c["argv"] for c in calls(fake_docker)]
+    assert len(argvs) == 3
+    ml = plan.item("arr-ml-stack")
+    base = plan.item("arr-pytorch-base")
+    assert argvs[1] == [
+        "buildx",
+        "build",
+        "--file",
+        "Stack/arr-ml-stack/Dockerfile",
+        "--tag",
+        ml.uri,
+        "--platform",
+        "linux/amd64",
+        "--progress",
+        "plain",
+        "--label",
+        "dev.relaunch.image=arr-ml-stack",
+        "--label",
+        f"dev.relaunch.tag={ml.tag}",
+        "--build-arg",
+        f"BASE_IMAGE={base.uri}",
+        "--push",
+        "-",
+    ]
+    assert ("start", "arr-pytorch-base") in events and events[-1] == ("done", "arr-trainer")
+    assert ("line", "arr-trainer") in events
+
+
+def test_stdin_is_the_context_tarball_and_the_log_is_saved(seeds: Path, fake_docker: Path) -> None:
+    config = config_at(seeds)
+    built = build_images(config, ["arr-vertex-launcher"], builder="docker", offline=True)
+    (call,) = calls(fake_docker)
+    assert call["argv"][-2:] == ["--load", "-"]  # type: ignore[index]
+    item = built[0].item
+    tar = seeds / ".relaunch/images/contexts" / f"arr-vertex-launcher-{item.tag}.tar.gz"
+    assert call["stdin_sha256"] == hashlib.sha256(tar.read_bytes()).hexdigest()
+    log = seeds / ".relaunch/images/logs" / f"arr-vertex-launcher-{item.tag}.log"
+    text = log.read_text()
+    assert "#1 [internal] load build definition" in text and "buildx build" in text
+
+
+def test_after_a_build_the_plan_is_up_to_date_and_nothing_rebuilds(
+    seeds: Path, fake_docker: Path
+) -> None:
+    config = config_at(seeds)
+    build_images(config, builder="docker", offline=True)
+    assert len(calls(fake_docker)) == 4
+    plan = plan_images(config, offline=True)
+    assert {it.state for it in plan.items} == {State.UP_TO_DATE}
+    assert build_images(config, builder="docker", offline=True) == []
+    assert len(calls(fake_docker)) == 4
+
+
+def test_dry_run_runs_nothing(seeds: Path, fake_docker: Path) -> None:
+    built = build_images(config_at(seeds), builder="docker", dry_run=True, offline=True)
+    assert [b.result for b in built] == [None] * 4
+    assert calls(fake_docker) == []
+
+
+def test_failing_build_is_a_clear_error_and_stops_the_children(
+    seeds: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_RC", "1")
+    with pytest.raises(BackendError) as e:
+        build_images(config_at(seeds), ["arr-trainer"], builder="docker", offline=True)
+    assert e.value.reason == "user-error"
+    assert "docker build of arr-pytorch-base:" in str(e.value) and "see the log" in str(e.value)
+    assert len(calls(fake_docker)) == 1
+    assert plan_images(config_at(seeds), offline=True).item("arr-pytorch-base").needs_build
+
+
+def test_push_without_repository_is_refused(tmp_path: Path, fake_docker: Path) -> None:
+    from relaunch.errors import SpecError
+
+    from .conftest import write
+
+    write(tmp_path, "Dockerfile", "FROM debian\n")
+    write(tmp_path, "relaunch.toml", '[images.app]\ndockerfile = "Dockerfile"\n')
+    with pytest.raises(SpecError, match="no registry repository to push app"):
+        build_images(config_at(tmp_path), builder="docker", push=True, offline=True)
+    assert calls(fake_docker) == []
+
+
+def test_require_clean_refuses_uncommitted_inputs(seeds: Path, fake_docker: Path) -> None:
+    from relaunch.errors import UserInputError
+
+    config = config_at(seeds)
+    (seeds / "ARR_COC/model.py").write_text("dirty\n")
+    with pytest.raises(UserInputError, match=r"ARR_COC/model.py is not committed"):
+        build_images(config, ["arr-trainer"], builder="docker", require_clean=True, offline=True)
+    assert calls(fake_docker) == []
+    # the launcher's inputs are clean, so it builds
+    launcher = ["arr-vertex-launcher"]
+    build_images(config, launcher, builder="docker", require_clean=True, offline=True)
+    assert len(calls(fake_docker)) == 1
