@@ -101,6 +101,13 @@ class Workspace:
                     f"{loaded.source}: workdir {workdir} does not exist",
                     hint="workdir is relative to the job file's folder",
                 )
+        image_uri = None
+        if spec.image and spec.backend != "local":
+            # A stack image name becomes the URI of its current tag, built (parents
+            # first) when the registry does not have it: never a stale image.
+            from relaunch.images import resolve_image
+
+            image_uri = resolve_image(self.config, spec.image, build_missing=True)
         record = RunRecord(
             run_id=rid,
             name=spec.name,
@@ -110,6 +117,7 @@ class Workspace:
             spec=spec,
             base_dir=str(loaded.base_dir),
             project={"name": self.config.project.name, "entity": self.config.project.entity},
+            image_uri=image_uri,
         )
         queue.enqueue(self.store, record)
         self.repo.add_event(rid, "queued", f"queued on '{spec.queue}' from {loaded.source}")
