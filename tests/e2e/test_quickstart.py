@@ -41,3 +41,7 @@ def test_quickstart_survives_a_preemption_and_finishes(tmp_path: Path) -> None:
     assert second["first_step"] == first["last_step"] > 150
     log2 = _relaunch("logs", row["run_id"], env=env).stdout
     assert f"resumed from step {first['last_step']}" in log2
+    followed = _relaunch("logs", row["run_id"], "-f", env=env).stdout
+    assert followed.index("--- attempt 1 ---") < followed.index("SIGTERM: checkpoint saved")
+    assert followed.index("--- attempt 2 ---") < followed.index("resumed from step")
+    assert "done: 400 steps" in followed.split("--- attempt 2 ---")[1]

@@ -206,7 +206,10 @@ def logs(
         out.write(ws.logs(run_id, attempt))
         out.flush()
         return
-    n, printed = attempt or max(ws.repo.get_run(run_id).attempt, 1), 0
+    # Following a run tells its whole story: every attempt from the first, in order.
+    n, printed = attempt or 1, 0
+    if attempt is None:
+        out.write(b"--- attempt 1 ---\n")
     while True:
         run = ws.repo.get_run(run_id)
         data = ws.repo.log(run_id, n)
