@@ -31,6 +31,7 @@ from relaunch.store import ObjectStore, open_store
 if TYPE_CHECKING:  # the records import pydantic models of the whole job spec
     from relaunch.runs.records import AttemptRecord, Event, Heartbeat, RunRecord
     from relaunch.runs.repo import RunRepo
+    from relaunch.spec.job import JobSpec
 
 
 def new_run_id(name: str) -> str:
@@ -79,7 +80,7 @@ class Workspace:
         run_id: str | None = None,
     ) -> str:
         """Validate ``job`` and queue it; return the run id. Nothing is written on error."""
-        from relaunch.backends.registry import BACKENDS
+        from relaunch.backends.registry import BACKENDS, get_backend
         from relaunch.runs import queue
         from relaunch.runs.records import RunRecord
         from relaunch.spec.loader import load_job
@@ -117,11 +118,32 @@ class Workspace:
             spec=spec,
             base_dir=str(loaded.base_dir),
             project={"name": self.config.project.name, "entity": self.config.project.entity},
+            gcp=self._gcp_settings(spec) if spec.backend != "local" else {},
             image_uri=image_uri,
         )
+        get_backend(spec.backend).check(record, self.store)
         queue.enqueue(self.store, record)
         self.repo.add_event(rid, "queued", f"queued on '{spec.queue}' from {loaded.source}")
         return rid
+
+    def _gcp_settings(self, spec: JobSpec) -> dict[str, object]:
+        """What a cloud run needs of relaunch.toml, recorded so any agent can start it."""
+        gcp = self.config.gcp
+        queue_spec = spec.vertex.spec
+        project = (
+            spec.vertex.project
+            or (queue_spec.project if queue_spec else None)
+            or gcp.project
+            or os.environ.get("GOOGLE_CLOUD_PROJECT")
+            or os.environ.get("CLOUDSDK_CORE_PROJECT")
+        )
+        return {
+            "project": project,
+            "region": gcp.region,
+            "staging_bucket": gcp.staging_bucket,
+            "service_account": gcp.service_account,
+            "endpoints": dict(gcp.endpoints),
+        }
 
     # -- reading ------------------------------------------------------------------------
 

@@ -76,11 +76,12 @@ def test_find_recovers_a_handle_from_the_process_table(
     monkeypatch.setenv("RELAUNCH_SCRATCH_ROOT", str(tmp_path / "scratch"))
     store = LocalStore(tmp_path / "store")
     backend = LocalBackend()
-    handle = _submit(backend, _run(tmp_path, "[python, -c, 'import time; time.sleep(30)']"), store)
+    run = _run(tmp_path, "[python, -c, 'import time; time.sleep(30)']")
+    handle = _submit(backend, run, store)
     try:
-        found = backend.find("r", 1)
+        found = backend.find(run, AttemptRecord(run_id="r", n=1, backend="local"))
         assert found is not None and found["pid"] == handle["pid"]
         assert found["start"] == handle["start"]
-        assert backend.find("r", 2) is None
+        assert backend.find(run, AttemptRecord(run_id="r", n=2, backend="local")) is None
     finally:
         backend.kill(handle)

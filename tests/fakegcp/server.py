@@ -106,6 +106,7 @@ class Router:
         # *after* the route ran (the call took effect but its answer was lost).
         self.before: Callable[[str, Request], FakeError | None] | None = None
         self.log: list[tuple[str, str, str]] = []  # (api, method, path) of every request
+        self.requests: list[bytes] = []  # every request as sent: line, query, body
         self._log_lock = threading.Lock()
 
     def add(self, api: str, method: str, pattern: str, handler: Handler) -> None:
@@ -118,6 +119,8 @@ class Router:
                 if match and route.method == req.method:
                     with self._log_lock:
                         self.log.append((route.api, req.method, req.path))
+                        line = f"{req.method} {req.raw_path} {req.query}\n".encode()
+                        self.requests.append(line + req.body)
                     late = self.before(route.api, req) if self.before else None
                     groups = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
                     out = route.handler(req, **groups)

@@ -9,7 +9,9 @@ the fake's endpoints). A job without a command stays RUNNING until the test call
 - exit 0 → SUCCEEDED; exit N → FAILED, error code 3 "The replica workerpool0-0 exited
   with a non-zero status of N".
 - :meth:`preempt` → SIGTERM, ``fake.notice`` seconds, SIGKILL, then FAILED with error
-  code 14 "The replica workerpool0-0 was preempted ..." (the spot VM was reclaimed).
+  code 14 "STOCKOUT: the replica workerpool0-0 was preempted ..." (the spot VM was
+  reclaimed); with ``restart=True`` the command starts again and the job stays RUNNING
+  (Vertex restarting the worker on another VM).
 - stockout fault in the region → FAILED, code 8 "Resources are insufficient ...".
 - image pull fault → FAILED, code 3 "Unable to pull image ...".
 - quota fault ``sync=True`` → create answers 429; ``sync=False`` → the job stays
@@ -47,6 +49,9 @@ class Job:
     changed: float = field(default_factory=time.monotonic)
     workload: Workload | None = None
     preempt_at: float | None = None
+    restart_in_place: bool = False  # on preemption: restart the container, job RUNNING
+    restarting: bool = False
+    restarts: int = 0
     ending: tuple[str, int, str] | None = None  # state, error code, message once the process ends
     started: float | None = None
 
@@ -158,10 +163,16 @@ class VertexService:
 
     # -- scripting -------------------------------------------------------------
 
-    def preempt(self, name: str, *, after: float = 0.0) -> None:
-        """Reclaim the job's spot VM ``after`` seconds from now (or once it runs)."""
+    def preempt(self, name: str, *, after: float = 0.0, restart: bool = False) -> None:
+        """Reclaim the job's spot VM ``after`` seconds from now (or once it runs).
+
+        ``restart=False``: the job FAILS with a preemption (STOCKOUT) error.
+        ``restart=True``: Vertex restarts the worker on another VM and the job stays
+        RUNNING — the container's command starts again from the beginning."""
         with self.lock:
-            self.jobs[name].preempt_at = time.monotonic() + after
+            job = self.jobs[name]
+            job.preempt_at = time.monotonic() + after
+            job.restart_in_place = restart
 
     def finish(self, name: str, *, succeeded: bool = True) -> None:
         """End a job that runs no command."""
@@ -224,12 +235,23 @@ class VertexService:
     def _watch(self, job: Job) -> None:
         workload, t = job.workload, time.monotonic()
         timeout = _seconds((job.resource["jobSpec"].get("scheduling") or {}).get("timeout"))
+        if job.restarting:
+            if workload is None or workload.exit_code is not None:
+                job.restarting, job.restarts = False, job.restarts + 1
+                self._start(job, job.resource["jobSpec"]["workerPoolSpecs"][0])
+            return
         if job.ending is None and job.preempt_at is not None and t >= job.preempt_at:
+            job.preempt_at = None
+            if job.restart_in_place:
+                job.restarting = True
+                if workload is not None:
+                    workload.terminate(self.fake.notice)
+                return
             job.ending = (
                 "JOB_STATE_FAILED",
                 14,
-                "The replica workerpool0-0 was preempted: its Spot VM was reclaimed by "
-                "Compute Engine.",
+                "STOCKOUT: the replica workerpool0-0 was preempted: its Spot VM was "
+                "reclaimed by Compute Engine.",
             )
             if workload is not None:
                 workload.terminate(self.fake.notice)

@@ -34,8 +34,18 @@ def test_permission_and_image_pull_never_retried_blindly() -> None:
 
 def test_quota_and_stockout_fail_over_to_the_next_offer() -> None:
     for reason in (Reason.QUOTA, Reason.NO_CAPACITY):
-        d = decide(_run("retry: {max_restarts_on_errors: 3}"), reason, stop_requested=False)
-        assert d.state is RunState.RECOVERING and d.failover
+        d = decide(_run(), reason, stop_requested=False, offers=3)
+        assert d.state is RunState.RECOVERING and d.failover and d.counts_as_recovery
+
+
+def test_quota_is_never_retried_in_a_place_already_tried() -> None:
+    d = decide(_run(), Reason.QUOTA, stop_requested=False, offers=1)
+    assert d.state is RunState.FAILED and "quota exceeded in that place" in d.why
+    d = decide(_run(offer_index=2), Reason.QUOTA, stop_requested=False, offers=3)
+    assert d.state is RunState.FAILED and "every one of the 3 places" in d.why
+    # A stockout is temporary: after the last region relaunch goes round again.
+    d = decide(_run(offer_index=2), Reason.NO_CAPACITY, stop_requested=False, offers=3)
+    assert d.state is RunState.RECOVERING and d.failover
 
 
 def test_transient_backs_off_exponentially_with_a_cap() -> None:

@@ -18,8 +18,9 @@ class Decision:
     why: str = ""
 
 
-def decide(run: RunRecord, reason: Reason, *, stop_requested: bool) -> Decision:
-    """What to do with ``run`` whose latest attempt ended with ``reason``."""
+def decide(run: RunRecord, reason: Reason, *, stop_requested: bool, offers: int = 1) -> Decision:
+    """What to do with ``run`` whose latest attempt ended with ``reason``; ``offers`` is
+    how many places (regions, zones) the run may fail over across."""
     if stop_requested or reason is Reason.STOPPED:
         return Decision(RunState.STOPPED, why="stop requested")
     if reason is Reason.SUCCEEDED:
@@ -28,7 +29,15 @@ def decide(run: RunRecord, reason: Reason, *, stop_requested: bool) -> Decision:
     action = policy.action_for(reason)
     if action is Action.FAIL:
         return Decision(RunState.FAILED, action, why=f"policy: {reason.value} → fail")
-    recovery = reason in RECOVERY_REASONS
+    untried = offers - 1 - run.offer_index  # offers not yet tried after this one
+    # Quota does not come back by waiting: move on, never retry the same place.
+    if action is Action.FAILOVER and reason is Reason.QUOTA and untried <= 0:
+        where = f"every one of the {offers} places listed" if offers > 1 else "that place"
+        return Decision(RunState.FAILED, action, why=f"quota exceeded in {where}")
+    # Moving to an untried place after the cloud refused this one is a recovery.
+    recovery = reason in RECOVERY_REASONS or (
+        action is Action.FAILOVER and reason is Reason.QUOTA and untried > 0
+    )
     if recovery and run.recoveries >= policy.max_recoveries:
         return Decision(
             RunState.FAILED, action, why=f"max_recoveries ({policy.max_recoveries}) reached"

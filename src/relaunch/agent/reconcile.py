@@ -66,7 +66,12 @@ class Reconciler:
             run = self._name_attempt(run, 1)
         found = self.repo.find_attempt(run_id, run.attempt)
         if found is None:
-            attempt = AttemptRecord(run_id=run_id, n=run.attempt, backend=run.backend)
+            attempt = AttemptRecord(
+                run_id=run_id,
+                n=run.attempt,
+                backend=run.backend,
+                placement=backend.placement(run),
+            )
             try:
                 self.repo.put_attempt(attempt, if_generation_match=0)
             except PreconditionFailed:
@@ -96,7 +101,7 @@ class Reconciler:
     def _submit(self, run: RunRecord, attempt: AttemptRecord, backend: Backend) -> None:
         """Submit (or find) the attempt; fills handle or ends it with a reason."""
         if isinstance(backend, FindsAttempts):
-            handle = backend.find(run.run_id, attempt.n)
+            handle = backend.find(run, attempt)
             if handle is not None:
                 attempt.handle, attempt.state = handle, AttemptState.PENDING
                 self.repo.add_event(
@@ -118,7 +123,12 @@ class Reconciler:
             command = [resolve_macros(a, macros, os.environ) for a in run.spec.argv]
             env = {k: resolve_macros(v, macros, os.environ) for k, v in run.spec.env.items()}
             ctx = SubmitContext(
-                store=self.repo.store, command=command, env=env, image_uri=run.image_uri
+                store=self.repo.store,
+                command=command,
+                env=env,
+                placement=attempt.placement,
+                image_uri=run.image_uri,
+                macros=macros,
             )
             attempt.handle = backend.submit(run, attempt, ctx)
         except BackendError as e:
@@ -220,11 +230,33 @@ class Reconciler:
         heartbeat, hb_gen = found
         if hb_gen != watch.hb_generation:
             watch.hb_generation, watch.hb_seen = hb_gen, now
+            if heartbeat.phase == "exited":
+                watch.next_poll = 0.0  # the command is over: ask the backend now
+            self._note_restart(run, attempt, heartbeat)
         if heartbeat.step is not None:
             attempt.last_step = heartbeat.step
         if heartbeat.total is not None:
             attempt.total = heartbeat.total
         return heartbeat
+
+    def _note_restart(self, run: RunRecord, attempt: AttemptRecord, heartbeat: Heartbeat) -> None:
+        """A new runtime instance within one attempt: the platform restarted the
+        container in place (Vertex does after a spot VM is reclaimed, or a worker exits)."""
+        instance = heartbeat.instance
+        if instance is None or instance == attempt.instance:
+            return
+        if attempt.instance is not None:
+            attempt.restarts_in_place += 1
+            resumed = heartbeat.resumed_from
+            self.repo.add_event(
+                run.run_id,
+                "attempt-restarted",
+                f"attempt {attempt.n}: the container was restarted in place on "
+                f"{heartbeat.host or 'a new machine'}"
+                + (f" (resumed from step {resumed})" if resumed is not None else ""),
+                attempt=attempt.n,
+            )
+        attempt.instance = instance
 
     def _set_running(self, run: RunRecord) -> None:
         def running(r: RunRecord) -> bool:
@@ -275,7 +307,8 @@ class Reconciler:
     ) -> bool:
         assert attempt.reason is not None
         if run.decided < attempt.n:
-            decision = decide(run, attempt.reason, stop_requested=stop)
+            offers = len(get_backend(run.backend).offers(run))
+            decision = decide(run, attempt.reason, stop_requested=stop, offers=offers)
             if decision.state.terminal:
                 return self._finish(
                     run, decision.state, attempt.reason, attempt.detail, decision.why, attempt

@@ -55,10 +55,7 @@ class Supervisor:
             if stop:
                 cancel = (Reason.STOPPED, "stop requested")
             elif attempt.running_at is None and now - attempt.submitted_at > spec.startup_timeout:
-                cancel = (
-                    Reason.STARTUP_TIMEOUT,
-                    f"no heartbeat {spec.startup_timeout:g}s after submission",
-                )
+                cancel = self._startup_timeout(spec.startup_timeout, watch.last_status)
             elif attempt.running_at is not None and now - watch.hb_seen > spec.stall_timeout:
                 cancel = (
                     Reason.STALLED,
@@ -87,6 +84,14 @@ class Supervisor:
             self._kill(backend, attempt)
         if isinstance(backend, SimulatesPreemption):
             self._simulate_preemption(run, attempt, backend, heartbeat, now)
+
+    @staticmethod
+    def _startup_timeout(timeout: float, status: AttemptStatus | None) -> tuple[Reason, str]:
+        """Why an attempt never started: the backend's best guess, else a timeout."""
+        waited = f"no heartbeat {timeout:g}s after submission"
+        if status is not None and status.pending_reason is not None:
+            return status.pending_reason, f"{waited}: {status.detail or 'waiting'}"
+        return Reason.STARTUP_TIMEOUT, waited
 
     def _kill(self, backend: Backend, attempt: AttemptRecord) -> None:
         assert attempt.handle is not None

@@ -22,6 +22,7 @@ from relaunch.states import AttemptState, Reason
 from relaunch.store.base import ObjectStore
 
 Handle = dict[str, Any]
+Placement = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class AttemptStatus:
     reason: Reason | None = None
     detail: str | None = None
     exit_code: int | None = None
+    #: for an attempt not yet running: the likely reason if it never starts (e.g. a job
+    #: Vertex holds in QUEUED for lack of quota); the startup watchdog ends it with this
+    pending_reason: Reason | None = None
 
 
 @dataclass
@@ -48,6 +52,7 @@ class SubmitContext:
     env: dict[str, str] = field(default_factory=dict)  # resolved, non-secret environment
     placement: dict[str, Any] = field(default_factory=dict)
     image_uri: str | None = None
+    macros: dict[str, str] = field(default_factory=dict)  # ${run_id}… for backend config
 
 
 class Backend(ABC):
@@ -83,13 +88,27 @@ class Backend(ABC):
         """A short place name for tables: host, zone, region."""
         return str(handle.get("where", ""))
 
+    def check(self, run: RunRecord, store: ObjectStore) -> None:
+        """Refuse, with a UserInputError that says what to fix, a run this backend could
+        never start (called before anything is queued)."""
+        return None
+
+    def offers(self, run: RunRecord) -> list[Placement]:
+        """The places a run may go, in order of preference (zones, regions). A failover
+        moves the run to the next one (``run.offer_index``), wrapping around."""
+        return [{}]
+
+    def placement(self, run: RunRecord) -> Placement:
+        offers = self.offers(run)
+        return offers[run.offer_index % len(offers)]
+
 
 @runtime_checkable
 class FindsAttempts(Protocol):
     """Backends that can find an attempt by run id and number without its handle —
     for an agent that died between starting an attempt and recording its handle."""
 
-    def find(self, run_id: str, attempt: int) -> Handle | None: ...
+    def find(self, run: RunRecord, attempt: AttemptRecord) -> Handle | None: ...
 
 
 @runtime_checkable

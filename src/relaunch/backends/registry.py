@@ -9,6 +9,7 @@ from relaunch.errors import UserInputError
 
 BACKENDS: dict[str, str] = {
     "local": "relaunch.backends.local.backend:LocalBackend",
+    "vertex": "relaunch.backends.vertex.backend:VertexBackend",
 }
 
 _instances: dict[str, Backend] = {}

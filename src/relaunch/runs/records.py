@@ -30,6 +30,9 @@ class RunRecord(Record):
     spec: JobSpec
     base_dir: str | None = Field(None, description="job.yaml's folder (local backend workdir)")
     project: dict[str, str | None] = Field(default_factory=dict)
+    gcp: dict[str, Any] = Field(
+        default_factory=dict, description="[gcp] of relaunch.toml when queued (cloud backends)"
+    )
     image_uri: str | None = None
     state: RunState = RunState.QUEUED
     attempt: int = 0  # the current (latest) attempt number; 0 before the first
@@ -86,6 +89,8 @@ class AttemptRecord(Record):
     cancel_requested_at: float | None = None
     preemption: PreemptionSim | None = None
     preempt_triggers_fired: list[int] = Field(default_factory=list)
+    instance: str | None = None  # the runtime instance last heard from
+    restarts_in_place: int = 0  # container restarts the platform did within the attempt
 
 
 class Heartbeat(Record):
@@ -98,6 +103,7 @@ class Heartbeat(Record):
     phase: str = "running"
     resumed_from: int | None = None
     idle: float | None = None  # seconds the command has been silent (no output, no report)
+    instance: str | None = None  # random id of the runtime process: changes on a restart
 
 
 class AttemptResult(Record):

@@ -38,6 +38,20 @@ from relaunch.store.base import ObjectStore
 
 LOG_SHIP_INTERVAL = 2.0
 TICK = 0.1
+# Exit status after a SIGTERM from outside (spot reclaim, cancel): never 0, so a platform
+# that restarts or judges containers by their exit (Vertex AI) never takes it for success.
+TERMINATED_EXIT = 128 + signal.SIGTERM
+
+
+def is_leader(env: dict[str, str] | os._Environ[str]) -> bool:
+    """Whether this replica writes heartbeats, checkpoints and the result. In a
+    multi-replica Vertex job (``CLUSTER_SPEC``) only replica 0 of worker pool 0 does;
+    the others restore the checkpoint and run the command."""
+    try:
+        task = json.loads(env.get("CLUSTER_SPEC") or "{}").get("task") or {}
+    except ValueError:
+        return True
+    return task.get("type", "workerpool0") == "workerpool0" and int(task.get("index", 0)) == 0
 
 
 @dataclass
@@ -95,6 +109,9 @@ class Runtime:
         self.terminating: str | None = None  # the signal we forwarded, if any
         self.resumed_from: int | None = None
         self.superseded = False
+        self.leader = is_leader(os.environ)
+        self.instance = os.urandom(4).hex()  # tells a restarted container from this one
+        self.external_term = False  # SIGTERM came from outside (not a fatal-output stop)
         self.last_activity = time.monotonic()  # output line or progress report
         self._progress_mtime = 0
         self._hb_lock = threading.Lock()
@@ -112,6 +129,8 @@ class Runtime:
         return bool(int(record.get("attempt", 0)) == self.cfg.attempt)
 
     def heartbeat(self, phase: str = "running") -> None:
+        if not self.leader:
+            return
         progress = read_progress(str(self.progress_file))
         body = {
             "time": time.time(),
@@ -122,6 +141,7 @@ class Runtime:
             "step": progress.get("step"),
             "total": progress.get("total"),
             "resumed_from": self.resumed_from,
+            "instance": self.instance,
             # seconds the command has neither printed nor reported progress (runtime clock)
             "idle": round(time.monotonic() - self.last_activity, 1),
         }
@@ -132,11 +152,11 @@ class Runtime:
             )
 
     def ship_log(self) -> None:
-        if self.log_file.exists():
+        if self.leader and self.log_file.exists():
             self.store.upload_file(keys.log_key(self.cfg.run_id, self.cfg.attempt), self.log_file)
 
     def sync_checkpoint(self, step: int | None) -> None:
-        if not self.cfg.checkpoints or self.superseded:
+        if not self.cfg.checkpoints or self.superseded or not self.leader:
             return
         try:
             seq = self.ckpt.commit(step)
@@ -193,6 +213,7 @@ class Runtime:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.terminating is None:
+            self.external_term = True
             self._say(
                 f"{signal.Signals(signum).name} received: forwarding to the command "
                 "(save a checkpoint now)"
@@ -271,13 +292,18 @@ class Runtime:
         progress = read_progress(str(self.progress_file))
         self.sync_checkpoint(progress.get("step"))
         finding = self.scanner.classify(exit_code)
+        reason, detail = finding.reason.value, finding.detail
+        if self.external_term and self.scanner.fatal is None:
+            reason, detail = "preempted", f"SIGTERM from outside; the command exited {exit_code}"
         self.ship_log()
+        if not self.leader:
+            return TERMINATED_EXIT if self.external_term else exit_code
         result = {
             "attempt": self.cfg.attempt,
             "exit_code": exit_code,
             "signal": self.terminating,
-            "reason": finding.reason.value,
-            "detail": finding.detail,
+            "reason": reason,
+            "detail": detail,
             "last_lines": list(self.scanner.last_lines),
             "final_step": progress.get("step"),
             "ended_at": time.time(),
@@ -286,7 +312,7 @@ class Runtime:
             keys.result_key(self.cfg.run_id, self.cfg.attempt), json.dumps(result).encode()
         )
         self.heartbeat("exited")
-        return exit_code
+        return TERMINATED_EXIT if self.external_term else exit_code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from relaunch.runs.keys import RUN_ID_RE
 from relaunch.spec.common import Duration, Strict
+from relaunch.spec.vertex import VertexOptions, check_labels, check_region
 from relaunch.states import DEFAULT_ACTIONS, Action, Reason
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -39,6 +40,13 @@ class Resources(Strict):
     max_wait: Duration | None = Field(None, description="flex-start: longest wait for capacity")
     regions: list[str] = Field(default_factory=list, description="tried in order on failover")
     zones: list[str] = Field(default_factory=list)
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("a region is listed twice")
+        return [check_region(r) for r in v]
 
 
 class RetryPolicy(Strict):
@@ -94,7 +102,9 @@ class JobSpec(Strict):
     priority: int = Field(0, ge=0, le=9, description="0 runs first")
     run_id: str | None = Field(None, description="fixed run id (default: generated)")
     image: str | None = Field(None, description="an image of the stack or a full image URI")
-    command: list[str] = Field(..., min_length=1)
+    command: list[str] = Field(
+        default_factory=list, description="required, unless every vertex worker pool has one"
+    )
     args: list[str] = Field(default_factory=list, description="appended to command")
     workdir: str | None = Field(None, description="local backend: relative to job.yaml's folder")
     env: dict[str, str] = Field(default_factory=dict)
@@ -113,7 +123,38 @@ class JobSpec(Strict):
     fatal_patterns: list[str] = Field(
         default_factory=list, description="extra regexes in output that fail the attempt"
     )
+    labels: dict[str, str] = Field(default_factory=dict, description="cloud resource labels")
     local: LocalOptions = Field(default_factory=LocalOptions)
+    vertex: VertexOptions = Field(default_factory=VertexOptions)  # type: ignore[arg-type]
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_labels(v)
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> JobSpec:
+        pools = self.vertex.spec.worker_pool_specs if self.vertex.spec else []
+        if not self.command and (self.backend != "vertex" or not pools):
+            raise ValueError("command is required: the training command, e.g. [python, train.py]")
+        if not self.command and not all(p.container_spec.command for p in pools):
+            raise ValueError("command is required (a worker pool has no container_spec.command)")
+        if self.backend != "vertex":
+            return self
+        if not pools and not self.resources.machine_type:
+            raise ValueError(
+                "backend vertex needs resources.machine_type or a queue config "
+                "(vertex.spec.worker_pool_specs)"
+            )
+        if not self.image and not (pools and all(p.container_spec.image_uri for p in pools)):
+            raise ValueError("backend vertex needs image: (a stack image or a full image URI)")
+        env_refs = [n for n, ref in self.env_from_secret.items() if ref.startswith("env:")]
+        if env_refs:
+            raise ValueError(
+                f"env_from_secret {env_refs[0]}: env:VAR secrets exist only where the agent "
+                "runs; on vertex use a Secret Manager reference projects/P/secrets/S"
+            )
+        return self
 
     @field_validator("command", "args", mode="before")
     @classmethod

@@ -8,7 +8,6 @@ Linux only (it reads ``/proc``).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -19,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
+from relaunch.backends.contract import job_environment
 from relaunch.errors import BackendError
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.states import AttemptState, Reason
@@ -42,20 +42,6 @@ def proc_start_time(pid: int) -> int | None:
     if fields[0] in ("Z", "X"):
         return None
     return int(fields[19])
-
-
-def runtime_settings(run: RunRecord) -> str:
-    spec = run.spec
-    return json.dumps(
-        {
-            "heartbeat_interval": spec.heartbeat_interval,
-            "sync_interval": spec.checkpoints.sync_interval,
-            "keep": spec.checkpoints.keep,
-            "checkpoints": spec.checkpoints.enabled,
-            "fatal_patterns": spec.fatal_patterns,
-            "secrets": spec.env_from_secret,
-        }
-    )
 
 
 class LocalBackend(Backend):
@@ -82,16 +68,9 @@ class LocalBackend(Backend):
         # `python` in a command means the interpreter relaunch runs on (its venv).
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update(ctx.env)
-        env.update(
-            {
-                "RELAUNCH_RUN_ID": run.run_id,
-                "RELAUNCH_ATTEMPT": str(attempt.n),
-                "RELAUNCH_STORE": ctx.store.url,
-                "RELAUNCH_SCRATCH": str(scratch),
-                "RELAUNCH_CHECKPOINT_DIR": str(scratch / "checkpoints"),
-                "RELAUNCH_RUNTIME": runtime_settings(run),
-            }
-        )
+        env.update(job_environment(run, attempt.n, ctx.store.url))
+        env["RELAUNCH_SCRATCH"] = str(scratch)
+        env["RELAUNCH_CHECKPOINT_DIR"] = str(scratch / "checkpoints")
         argv = [sys.executable, "-m", "relaunch.runtime", "--", *ctx.command]
         with open(scratch / "runtime.out", "wb") as out:
             try:
@@ -192,8 +171,11 @@ class LocalBackend(Backend):
             except subprocess.TimeoutExpired:
                 pass
 
-    def find(self, run_id: str, attempt: int) -> Handle | None:
-        wanted = {f"RELAUNCH_RUN_ID={run_id}".encode(), f"RELAUNCH_ATTEMPT={attempt}".encode()}
+    def find(self, run: RunRecord, attempt: AttemptRecord) -> Handle | None:
+        wanted = {
+            f"RELAUNCH_RUN_ID={run.run_id}".encode(),
+            f"RELAUNCH_ATTEMPT={attempt.n}".encode(),
+        }
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue

@@ -1,0 +1,1 @@
+"""Vertex AI custom training: one CustomJob per attempt (see ``backend.py``)."""

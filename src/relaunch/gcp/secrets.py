@@ -1,0 +1,38 @@
+"""Secret Manager: read one secret version's value (inside a job, at start).
+
+The value goes straight to the caller; nothing here logs it or puts it in an error.
+"""
+
+from __future__ import annotations
+
+from relaunch.errors import RelaunchError
+
+
+def access_secret(name: str) -> str:
+    """The value of ``projects/P/secrets/S/versions/V`` as text. Raises a
+    RelaunchError naming the secret (never its value) and what to do."""
+    from google.api_core import exceptions as gexc
+
+    from relaunch.gcp.clients import secret_manager_client
+    from relaunch.gcp.errors import backend_error
+
+    try:
+        response = secret_manager_client().access_secret_version(request={"name": name})
+    except gexc.NotFound:
+        raise RelaunchError(
+            f"secret {name} does not exist",
+            hint="create it (gcloud secrets create …) or fix env_from_secret in job.yaml",
+        ) from None
+    except gexc.GoogleAPICallError as e:
+        err = backend_error(e, f"reading secret {name}")
+        raise RelaunchError(err.message, hint=err.hint) from None
+    payload = response.payload
+    if payload.data_crc32c:
+        import google_crc32c
+
+        if google_crc32c.value(payload.data) != payload.data_crc32c:
+            raise RelaunchError(
+                f"secret {name}: the value arrived corrupted (CRC32C mismatch)",
+                hint="retry; this is a transport error",
+            )
+    return bytes(payload.data).decode("utf-8")

@@ -1,0 +1,210 @@
+"""Vertex AI runs end to end against the fake cloud: the agent, the backend through
+the official aiplatform_v1 client, the runtime inside the "job" on the GCS store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relaunch.states import Reason, RunState
+from tests.e2e.vertex_env import IMAGE, STORE, VertexEnv
+from tests.fakegcp.fake import FakeGCP
+
+pytest_plugins = ["tests.fakegcp.fixtures"]
+
+
+@pytest.fixture
+def cloud(
+    fake_gcp: FakeGCP, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[VertexEnv]:
+    monkeypatch.setenv("RELAUNCH_VERTEX_POLL_INTERVAL", "0.2")
+    monkeypatch.delenv("RELAUNCH_STORE", raising=False)
+    fake_gcp.notice = 1.0
+    from relaunch.backends import registry
+
+    registry._instances.pop("vertex", None)  # read the poll interval above
+    yield VertexEnv(tmp_path, fake_gcp)
+    registry._instances.pop("vertex", None)
+
+
+def test_spot_job_preempted_twice_finishes_every_step(cloud: VertexEnv) -> None:
+    rid = cloud.ws.submit(cloud.job(steps=60, step_time=0.05))
+    with cloud.agent():
+        # 1st preemption: Vertex fails the job (STOCKOUT after it ran) -> a new CustomJob.
+        cloud.wait_for(lambda: cloud.step(rid) >= 12)
+        job1 = cloud.job_name(rid, 1)
+        assert job1 is not None
+        cloud.fake.vertex.preempt(job1)
+        cloud.wait_for(lambda: cloud.job_name(rid, 2) and cloud.step(rid) >= 30)
+        # 2nd preemption: Vertex restarts the container in place, the job stays RUNNING.
+        job2 = cloud.job_name(rid, 2)
+        assert job2 is not None
+        cloud.fake.vertex.preempt(job2, restart=True)
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal, timeout=90)
+    run = cloud.run(rid)
+    assert run.state is RunState.SUCCEEDED, run.detail
+    assert run.step == 60 and run.recoveries == 1
+    first, second = cloud.attempts(rid)
+    assert first.reason is Reason.PREEMPTED and "STOCKOUT" in (first.detail or "")
+    assert second.reason is Reason.SUCCEEDED and second.restarts_in_place == 1
+    # No committed step lost: attempt 2 began where attempt 1's SIGTERM checkpoint was,
+    # and the in-place restart resumed from a checkpoint past that.
+    assert first.last_step and second.first_step == first.last_step
+    restarted = cloud.events(rid, "attempt-restarted")
+    assert len(restarted) == 1
+    resumed = int(restarted[0].rsplit("resumed from step ", 1)[1].rstrip(")"))
+    assert resumed >= 30
+    assert len(cloud.creates()) == 2  # one CustomJob per attempt, none for the restart
+
+
+def test_quota_in_the_first_region_runs_in_the_second(cloud: VertexEnv) -> None:
+    cloud.fake.faults.quota("us-central1", sync=True)
+    rid = cloud.ws.submit(
+        cloud.job(
+            resources={"machine_type": "n1-standard-4", "regions": ["us-central1", "us-east1"]}
+        )
+    )
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    run = cloud.run(rid)
+    assert run.state is RunState.SUCCEEDED, run.detail
+    first, second = cloud.attempts(rid)
+    assert first.reason is Reason.QUOTA and "quota" in (first.detail or "")
+    assert first.placement == {"region": "us-central1"} and first.handle is None
+    assert second.placement == {"region": "us-east1"} and second.handle
+    assert second.handle["name"].startswith("projects/fake-project/locations/us-east1/")
+
+
+def test_quota_held_in_queued_fails_over_after_the_startup_timeout(cloud: VertexEnv) -> None:
+    cloud.fake.faults.quota("us-central1", sync=False)  # Vertex keeps the job QUEUED
+    rid = cloud.ws.submit(
+        cloud.job(
+            startup_timeout=2,
+            resources={"machine_type": "n1-standard-4", "regions": ["us-central1", "us-east1"]},
+        )
+    )
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    first, second = cloud.attempts(rid)
+    assert second.placement == {"region": "us-east1"}
+    assert first.reason is Reason.QUOTA and "queued by Vertex" in (first.detail or "")
+    assert cloud.fake.vertex.jobs[first.handle["name"]].state == "JOB_STATE_CANCELLED"  # type: ignore[index]
+    assert cloud.run(rid).state is RunState.SUCCEEDED
+
+
+def test_job_cancelled_outside_relaunch_is_not_recovered(cloud: VertexEnv) -> None:
+    rid = cloud.ws.submit(cloud.job(steps=400, step_time=0.05))
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.step(rid) >= 3)
+        from relaunch.gcp.clients import vertex_job_client
+
+        vertex_job_client("us-central1").cancel_custom_job(name=cloud.job_name(rid, 1))
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    run = cloud.run(rid)
+    assert run.state is RunState.STOPPED and run.attempt == 1
+    assert "cancelled outside relaunch" in (run.detail or "")
+    assert len(cloud.creates()) == 1
+
+
+def test_stop_writes_stop_then_cancels_the_custom_job(cloud: VertexEnv) -> None:
+    rid = cloud.ws.submit(cloud.job(steps=400, step_time=0.05))
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.step(rid) >= 3)
+        cloud.ws.stop(rid)
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    assert cloud.run(rid).state is RunState.STOPPED
+    assert cloud.fake.vertex.jobs[cloud.job_name(rid, 1)].state == "JOB_STATE_CANCELLED"  # type: ignore[index]
+
+
+def test_image_pull_failure_is_classified_with_the_fix(cloud: VertexEnv) -> None:
+    cloud.fake.faults.image_pull(IMAGE)
+    rid = cloud.ws.submit(cloud.job())
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    run = cloud.run(rid)
+    assert run.state is RunState.FAILED and run.reason is Reason.IMAGE_PULL
+    assert "relaunch images list" in (run.note or "")
+
+
+def test_trainer_error_is_user_error_with_last_lines(cloud: VertexEnv) -> None:
+    rid = cloud.ws.submit(cloud.job(trainer_args=["--raise-at", "7"]))
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    run, (attempt,) = cloud.run(rid), cloud.attempts(rid)
+    assert run.state is RunState.FAILED and attempt.reason is Reason.USER_ERROR
+    assert any("boom at step 7" in line for line in attempt.last_lines)
+
+
+def test_secret_value_never_leaves_secret_manager(cloud: VertexEnv, tmp_path: Path) -> None:
+    secret = "s3cr3t-value-9f8e7d"
+    cloud.fake.secrets.add("wandb-api-key", secret.encode())
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os, sys\n"
+        f"open({str(tmp_path / 'seen')!r}, 'w').write(os.environ['WANDB_API_KEY'])\n"
+        "print('key has', len(os.environ['WANDB_API_KEY']), 'chars')\n"
+    )
+    rid = cloud.ws.submit(
+        cloud.job(
+            command=["python", str(probe)],
+            env_from_secret={"WANDB_API_KEY": "projects/fake-project/secrets/wandb-api-key"},
+        )
+    )
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    assert cloud.run(rid).state is RunState.SUCCEEDED
+    assert (tmp_path / "seen").read_text() == secret  # it reached the command...
+    # ...and nothing else: no request body, stored object, log line or event.
+    assert cloud.fake.router.requests
+    assert not [r for r in cloud.fake.router.requests if secret.encode() in r]
+    job = next(iter(cloud.fake.vertex.jobs.values()))
+    assert secret not in json.dumps(job.resource)
+    for bucket in cloud.fake.gcs.buckets.values():
+        for obj in bucket.values():
+            assert secret.encode() not in obj.data
+    assert secret not in cloud.ws.logs(rid).decode()
+
+
+def test_agent_killed_while_the_job_runs_is_adopted_by_label(
+    cloud: VertexEnv, tmp_path: Path
+) -> None:
+    rid = cloud.ws.submit(cloud.job(steps=120, step_time=0.05))
+    env = {**os.environ, "RELAUNCH_STORE": STORE}
+
+    def agent() -> subprocess.Popen[bytes]:
+        argv = [
+            sys.executable,
+            "-m",
+            "relaunch.cli.main",
+            "agent",
+            "--poll",
+            "0.1",
+            "--lease-ttl",
+            "2",
+        ]
+        return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    first = agent()
+    try:
+        cloud.wait_for(lambda: cloud.step(rid) >= 10)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        second = agent()
+        try:
+            cloud.wait_for(lambda: cloud.run(rid).state.terminal, timeout=90)
+        finally:
+            second.kill()
+            second.wait(timeout=10)
+    finally:
+        first.kill()
+    run = cloud.run(rid)
+    assert run.state is RunState.SUCCEEDED and run.attempt == 1
+    assert any("adopted" in m for m in cloud.events(rid, "adopted"))
+    assert len(cloud.creates()) == 1  # the new agent never created a second CustomJob

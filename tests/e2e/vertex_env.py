@@ -1,0 +1,117 @@
+"""A project whose runs go to Vertex AI — the fake cloud — with a GCS store on it."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relaunch.agent.loop import Agent, AgentOptions
+from relaunch.api import Workspace
+from relaunch.runs.records import AttemptRecord, RunRecord
+from relaunch.spec.project import ProjectConfig
+from relaunch.store.gcs import GCSStore
+from tests.fakegcp.fake import FakeGCP
+
+TRAINER = Path(__file__).with_name("trainer.py")
+IMAGE = "us-central1-docker.pkg.dev/fake-project/repo/trainer:0123456789ab"
+STORE = "gs://runs/relaunch"
+
+
+class VertexEnv:
+    def __init__(self, root: Path, fake: FakeGCP) -> None:
+        self.root, self.fake = root, fake
+        self.markers = root / "markers"
+        fake.gcs.create_bucket("runs")
+        config = ProjectConfig.model_validate(
+            {"gcp": {"project": "fake-project", "region": "us-central1"}, "store": {"url": STORE}}
+        )
+        config._root = root
+        self.ws = Workspace(config, GCSStore(STORE, retry_initial=0.01))
+
+    def job(
+        self, name: str = "t", *, steps: int = 40, step_time: float = 0.03, **spec: Any
+    ) -> Path:
+        doc: dict[str, Any] = {
+            "name": name,
+            "backend": "vertex",
+            "image": IMAGE,
+            "command": [
+                "python",
+                str(TRAINER),
+                "--steps",
+                str(steps),
+                "--step-time",
+                str(step_time),
+                "--every",
+                "5",
+                "--markers",
+                str(self.markers),
+                *spec.pop("trainer_args", []),
+            ],
+            "resources": {
+                "machine_type": "n1-standard-4",
+                "accelerator_type": "NVIDIA_TESLA_T4",
+                "accelerator_count": 1,
+            },
+            "heartbeat_interval": 0.2,
+            "checkpoints": {"sync_interval": 0},
+            "grace_period": 3,
+            **spec,
+        }
+        path = self.root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    @contextlib.contextmanager
+    def agent(self) -> Iterator[Agent]:
+        agent = Agent(self.ws.store, AgentOptions(poll=0.1), log=lambda _m: None)
+        thread = threading.Thread(target=agent.run, daemon=True)
+        thread.start()
+        try:
+            yield agent
+        finally:
+            agent.stopping.set()
+            thread.join(timeout=15)
+
+    def run(self, run_id: str) -> RunRecord:
+        return self.ws.repo.get_run(run_id)
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        return self.ws.repo.attempts(run_id, self.run(run_id).attempt)
+
+    def job_name(self, run_id: str, n: int) -> str | None:
+        for attempt in self.attempts(run_id):
+            if attempt.n == n and attempt.handle:
+                return str(attempt.handle["name"])
+        return None
+
+    def step(self, run_id: str) -> int:
+        hb = self.ws.repo.heartbeat(run_id)
+        return (hb[0].step or 0) if hb else 0
+
+    def events(self, run_id: str, kind: str) -> list[str]:
+        return [e.message for e in self.ws.repo.events(run_id) if e.kind == kind]
+
+    def wait_for(self, check: Callable[[], object], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                runs = [
+                    f"{r.run_id}: {r.state.value} attempt {r.attempt} {r.detail}"
+                    for r in self.ws.repo.runs()
+                ]
+                raise AssertionError(f"timed out after {timeout}s\n" + "\n".join(runs))
+            time.sleep(0.05)
+
+    def creates(self) -> list[tuple[str, str, str]]:
+        return [
+            r
+            for r in self.fake.requests("aiplatform")
+            if r[1] == "POST" and r[2].endswith("/customJobs")
+        ]
