@@ -165,7 +165,10 @@ class Workspace:
             self.repo.events(run_id, events_since),
         )
 
-    def logs(self, run_id: str, attempt: int | None = None) -> bytes:
+    def logs(self, run_id: str, attempt: int | None = None, *, cloud: bool = False) -> bytes:
+        """An attempt's output as the runtime shipped it to the store; with ``cloud``, or
+        when the runtime shipped nothing (the container never started), the platform's
+        own log of it (Cloud Logging for Vertex AI)."""
         run = self.repo.get_run(keys.valid_run_id(run_id))
         n = attempt if attempt is not None else run.attempt
         if n < 1 or n > max(run.attempt, 0):
@@ -175,7 +178,17 @@ class Workspace:
                 if run.attempt
                 else "it has not started yet",
             )
-        return self.repo.log(run_id, n)
+        data = b"" if cloud else self.repo.log(run_id, n)
+        if data or (run.backend == "local" and not cloud):
+            return data
+        found = self.repo.find_attempt(run_id, n)
+        handle = found[0].handle if found else None
+        if not handle:
+            return data
+        from relaunch.backends.registry import get_backend
+
+        lines = get_backend(run.backend).logs(handle)
+        return "".join(f"{line}\n" for line in lines).encode()
 
     # -- control ------------------------------------------------------------------------
 

@@ -140,6 +140,8 @@ def test_trainer_error_is_user_error_with_last_lines(cloud: VertexEnv) -> None:
     run, (attempt,) = cloud.run(rid), cloud.attempts(rid)
     assert run.state is RunState.FAILED and attempt.reason is Reason.USER_ERROR
     assert any("boom at step 7" in line for line in attempt.last_lines)
+    # `relaunch logs --cloud` reads the job's own log from Cloud Logging.
+    assert b"boom at step 7" in cloud.ws.logs(rid, cloud=True)
 
 
 def test_secret_value_never_leaves_secret_manager(cloud: VertexEnv, tmp_path: Path) -> None:
@@ -208,3 +210,49 @@ def test_agent_killed_while_the_job_runs_is_adopted_by_label(
     assert run.state is RunState.SUCCEEDED and run.attempt == 1
     assert any("adopted" in m for m in cloud.events(rid, "adopted"))
     assert len(cloud.creates()) == 1  # the new agent never created a second CustomJob
+
+
+def test_job_created_by_an_agent_that_died_before_recording_it_is_found(
+    cloud: VertexEnv,
+) -> None:
+    """The agent created the CustomJob and died before writing its handle: the next
+    agent finds the job by its labels instead of creating a second one."""
+    from relaunch.backends.base import SubmitContext
+    from relaunch.backends.registry import get_backend
+    from relaunch.runs.records import AttemptRecord
+
+    rid = cloud.ws.submit(cloud.job(steps=20))
+    repo = cloud.ws.repo
+
+    def name_attempt(r: object) -> None:
+        r.attempt, r.state = 1, RunState.STARTING  # type: ignore[attr-defined]
+
+    run = repo.update_run(rid, name_attempt)
+    attempt = AttemptRecord(run_id=rid, n=1, backend="vertex", placement={"region": "us-central1"})
+    repo.put_attempt(attempt, if_generation_match=0)
+    ctx = SubmitContext(store=cloud.ws.store, command=run.spec.argv, placement=attempt.placement)
+    created = get_backend("vertex").submit(run, attempt, ctx)  # ...and the agent dies here
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    assert cloud.run(rid).state is RunState.SUCCEEDED
+    assert cloud.job_name(rid, 1) == created["name"]
+    assert len(cloud.creates()) == 1
+    assert cloud.events(rid, "attempt-found")
+
+
+@pytest.mark.parametrize("landed", [False, True])
+def test_a_create_answered_503_is_retried_and_never_doubled(
+    cloud: VertexEnv, monkeypatch: pytest.MonkeyPatch, landed: bool
+) -> None:
+    """503 on create: retried. If the create had landed and only its answer was lost,
+    the retry finds the job by label instead of creating a second one."""
+    from relaunch.backends.vertex import backend
+
+    monkeypatch.setattr(backend, "CREATE_RETRY_DELAYS", (0.05, 0.05, 0.05))
+    cloud.fake.faults.fail("aiplatform", method="POST", times=1, after=landed)
+    rid = cloud.ws.submit(cloud.job(steps=10))
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    assert cloud.run(rid).state is RunState.SUCCEEDED and cloud.run(rid).attempt == 1
+    assert len(cloud.fake.vertex.jobs) == 1
+    assert len(cloud.creates()) == (1 if landed else 2)

@@ -125,6 +125,13 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ("name: t\n  command: : x\n", [], "malformed YAML"),
         ("name: t\ncommand: [x]\nbackend: gce\n", [], "backend 'gce' is not available"),
         ("name: t\ncommand: [x]\nworkdir: nowhere\n", [], "workdir"),
+        (
+            "name: t\ncommand: [x]\nbackend: vertex\nimage: us-docker.pkg.dev/p/r/t:1\n"
+            "resources: {machine_type: n1-standard-4, regions: [us-central1]}\n"
+            "vertex: {project: p}\n",
+            [],
+            "which a job in the cloud cannot reach",
+        ),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(

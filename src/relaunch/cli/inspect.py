@@ -195,15 +195,21 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
 @click.argument("run_id")
 @click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: latest).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+@click.option("--cloud", is_flag=True, help="The platform's log (Cloud Logging), not the store's.")
 @workspace_options
 def logs(
-    run_id: str, attempt: int | None, follow: bool, project: Path | None, store: str | None
+    run_id: str,
+    attempt: int | None,
+    follow: bool,
+    cloud: bool,
+    project: Path | None,
+    store: str | None,
 ) -> None:
     """Print RUN_ID's output (one attempt), or follow it across attempts with -f."""
     ws = open_workspace(project, store)
     out = sys.stdout.buffer
-    if not follow:
-        out.write(ws.logs(run_id, attempt))
+    if not follow or cloud:
+        out.write(ws.logs(run_id, attempt, cloud=cloud))
         out.flush()
         return
     # Following a run tells its whole story: every attempt from the first, in order.

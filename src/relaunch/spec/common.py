@@ -73,7 +73,9 @@ def _known_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 def spec_error(source: str, model: type[BaseModel], err: ValidationError) -> SpecError:
     """One line from a pydantic error: the file, the field, what is wrong, the fix."""
-    first = err.errors()[0]
+    errors = err.errors()
+    # A typo'd field also makes the real one "missing": name the typo, the cause.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(first["loc"])
     where = _location(loc)
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""

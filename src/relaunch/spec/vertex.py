@@ -125,7 +125,7 @@ class QueueSpec(_RunArgs):
     """``spec:``: the ``CustomJob(...)`` constructor arguments."""
 
     worker_pool_specs: list[WorkerPoolSpec] = Field(..., min_length=1)
-    staging_bucket: str | None = Field(None, pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,221}(/.*)?$")
+    staging_bucket: str | None = Field(None, pattern=r"^gs://.+")
     base_output_dir: str | None = Field(None, pattern=r"^gs://")
     display_name: str | None = Field(None, max_length=128)
     project: str | None = None
