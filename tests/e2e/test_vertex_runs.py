@@ -256,3 +256,13 @@ def test_a_create_answered_503_is_retried_and_never_doubled(
     assert cloud.run(rid).state is RunState.SUCCEEDED and cloud.run(rid).attempt == 1
     assert len(cloud.fake.vertex.jobs) == 1
     assert len(cloud.creates()) == (1 if landed else 2)
+
+
+def test_permission_denied_fails_at_once_naming_the_role(cloud: VertexEnv) -> None:
+    cloud.fake.faults.deny("aiplatform", "aiplatform.customJobs.create")
+    rid = cloud.ws.submit(cloud.job())
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    run = cloud.run(rid)
+    assert run.state is RunState.FAILED and run.reason is Reason.PERMISSION and run.attempt == 1
+    assert "roles/aiplatform.user" in (run.detail or "")

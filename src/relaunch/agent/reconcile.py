@@ -101,7 +101,13 @@ class Reconciler:
     def _submit(self, run: RunRecord, attempt: AttemptRecord, backend: Backend) -> None:
         """Submit (or find) the attempt; fills handle or ends it with a reason."""
         if isinstance(backend, FindsAttempts):
-            handle = backend.find(run, attempt)
+            try:
+                handle = backend.find(run, attempt)
+            except BackendError as e:
+                if e.reason != Reason.TRANSIENT.value:
+                    self._end(attempt, Reason(e.reason), str(e))
+                # Transient: whether it exists is unknown, so never submit now; ask again.
+                return
             if handle is not None:
                 attempt.handle, attempt.state = handle, AttemptState.PENDING
                 self.repo.add_event(
@@ -188,6 +194,7 @@ class Reconciler:
         now: float,
     ) -> None:
         assert attempt.handle is not None
+        heartbeat = self._heartbeat(run, attempt, watch, now)  # may make a poll due now
         status = watch.last_status
         if now >= watch.next_poll or status is None:
             try:
@@ -195,7 +202,6 @@ class Reconciler:
             except BackendError as e:
                 status = watch.last_status or AttemptStatus(AttemptState.PENDING, detail=str(e))
             watch.last_status, watch.next_poll = status, now + backend.poll_interval
-        heartbeat = self._heartbeat(run, attempt, watch, now)
         if status.state is AttemptState.ENDED:
             self._conclude(run, attempt, status)
             watch.last_status = None

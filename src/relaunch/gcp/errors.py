@@ -28,6 +28,7 @@ _IMAGE = re.compile(
     r"image .*not found|unable to pull",
     re.IGNORECASE,
 )
+_REQUEST_PREFIX = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) \S+: ")
 _PERMISSION_NAME = re.compile(r"\b([a-z]+)\.[a-zA-Z]+\.[a-zA-Z]+\b")
 _ROLES = {
     "aiplatform": "roles/aiplatform.user",
@@ -83,6 +84,7 @@ def exception_parts(exc: BaseException) -> tuple[int | None, str, list[str]]:
     if not isinstance(status, int):
         status = getattr(getattr(exc, "response", None), "status_code", None)
     message = str(getattr(exc, "message", None) or exc)
+    message = _REQUEST_PREFIX.sub("", message)  # "GET https://…?…: " says nothing to a user
     codes: list[str] = []
     for err in getattr(exc, "errors", None) or []:
         # JSON errors are dicts; a compute operation's errors are proto messages.

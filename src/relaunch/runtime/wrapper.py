@@ -115,6 +115,7 @@ class Runtime:
         self.last_activity = time.monotonic()  # output line or progress report
         self._progress_mtime = 0
         self._hb_lock = threading.Lock()
+        self._shipped_size = -1
 
     # -- the store side -----------------------------------------------------------
 
@@ -152,8 +153,14 @@ class Runtime:
             )
 
     def ship_log(self) -> None:
-        if self.leader and self.log_file.exists():
+        """Upload the output log when it grew since the last upload."""
+        try:
+            size = self.log_file.stat().st_size
+        except FileNotFoundError:
+            return
+        if self.leader and size != self._shipped_size:
             self.store.upload_file(keys.log_key(self.cfg.run_id, self.cfg.attempt), self.log_file)
+            self._shipped_size = size
 
     def sync_checkpoint(self, step: int | None) -> None:
         if not self.cfg.checkpoints or self.superseded or not self.leader:
@@ -166,6 +173,18 @@ class Runtime:
             return
         if seq is not None:
             self._say(f"checkpoint {seq} committed (step {step})")
+
+    def _keep_earlier_output(self) -> None:
+        """A container restarted in place (same attempt) continues the attempt's log
+        instead of replacing it."""
+        if not self.leader or self.log_file.exists():
+            return
+        try:
+            data, _ = self.store.get(keys.log_key(self.cfg.run_id, self.cfg.attempt))
+        except ObjectNotFound:
+            return
+        self.log_file.write_bytes(data)
+        self._shipped_size = len(data)
 
     def _say(self, message: str) -> None:
         line = f"[relaunch] {message}\n"
@@ -231,6 +250,7 @@ class Runtime:
             return 0
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self._keep_earlier_output()
         if self.cfg.checkpoints:
             self.resumed_from = self.ckpt.restore()
             if self.resumed_from is not None:

@@ -255,3 +255,13 @@ def test_values_vertex_would_refuse_are_spec_errors(
 def test_bad_vertex_specs_name_the_field(text: str, message: str) -> None:
     with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("(", r"\(")):
         parse_job(f"name: t\nbackend: vertex\n{text}\n", "job.yaml")
+
+
+@pytest.mark.parametrize("name", ["job.yaml", "wandb-queue.yaml"])
+def test_the_vertex_examples_build_valid_custom_jobs(tmp_path: Path, name: str) -> None:
+    example = Path(__file__).resolve().parents[3] / "examples" / "vertex" / name
+    b = body(tmp_path, example.read_text())
+    pools = b["jobSpec"]["workerPoolSpecs"]
+    assert all(p["containerSpec"]["command"][:4] == ["python", "-m", "relaunch.runtime", "--"]
+               for p in pools)  # fmt: skip
+    assert b["jobSpec"]["scheduling"]["strategy"] == "SPOT"

@@ -173,8 +173,7 @@ class VertexBackend(Backend):
             )
             found = next(iter(jobs), None)
         except Exception as e:
-            err = backend_error(e, "looking for the attempt's CustomJob")
-            raise BackendError(err.message, reason=Reason.TRANSIENT.value, hint=err.hint) from e
+            raise backend_error(e, "looking for the attempt's CustomJob") from None
         return self._handle(found.name, str(region)) if found is not None else None
 
     def logs(self, handle: Handle) -> Iterator[str]:
