@@ -35,7 +35,6 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(Path(__file__).parent)]
 
 import yaml  # noqa: E402
 from _common import emit, summary  # noqa: E402
-
 from tests.fakegcp.fake import FakeGCP  # noqa: E402
 
 IMAGE = "us-central1-docker.pkg.dev/fake-project/repo/trainer:0123456789ab"
