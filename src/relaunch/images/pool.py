@@ -66,6 +66,8 @@ class _Worker:
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if f is not None:
                 f.close()
+
+    def wait(self) -> None:
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -89,7 +91,9 @@ class TaskPool:
 
     def __exit__(self, *exc: object) -> None:
         for w in self.workers:
-            w.close()
+            w.close()  # all first: they exit in parallel
+        for w in self.workers:
+            w.wait()
         self.workers = []
 
     def submit(self, task: tuple[Any, ...], cost: int, done: Done) -> None:
