@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from relaunch.images import hashing
+from relaunch.images import _statworker, pool, statcache
 from relaunch.images.fingerprint import fingerprints
 from relaunch.images.stack import load_stack
 
@@ -100,10 +100,8 @@ def test_executable_bit_counts_but_times_and_owners_do_not(tmp_path: Path) -> No
 def test_stat_cache_skips_reading_unchanged_files(
     seeds: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads: list[str] = []
-    real = hashing.file_digest
-    monkeypatch.setattr(hashing, "file_digest", lambda e: reads.append(e.rel) or real(e))
-    monkeypatch.setattr(hashing, "_RACY_NS", 0)  # files here are younger than a second
+    reads = watch_reads(seeds, monkeypatch)
+    monkeypatch.setattr(statcache, "RACY_NS", 0)  # files here are younger than a second
     first = tags(seeds)
     assert reads, "a cold run reads the files"
     reads.clear()
@@ -121,9 +119,7 @@ def test_stat_cache_skips_reading_unchanged_files(
 def test_racy_entries_are_reread(seeds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file modified within a second of the cache write may share its mtime with a
     later edit, so it is not trusted from the cache."""
-    reads: list[str] = []
-    real = hashing.file_digest
-    monkeypatch.setattr(hashing, "file_digest", lambda e: reads.append(e.rel) or real(e))
+    reads = watch_reads(seeds, monkeypatch)
     tags(seeds)
     reads.clear()
     tags(seeds)
@@ -136,14 +132,42 @@ def test_damaged_stat_cache_is_ignored(seeds: Path) -> None:
     assert tags(seeds) == first
 
 
-def test_worker_processes_hash_like_the_serial_path(
+def test_worker_processes_hash_like_the_caller(
     seeds: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from relaunch.images.dockerignore import Matcher
-    from relaunch.images.files import context_files
+    """The same digests, cold and warm, whether worker processes share the work or not."""
+    from relaunch.images.fingerprint import image_view
+    from relaunch.images.snapshot import hash_views
+    from relaunch.images.statcache import StatCache
 
-    fs = context_files(seeds, Matcher([], "t"), state_dir=seeds / ".relaunch/images")
-    serial = hashing.digest_entries(fs.files, workers=1)
-    monkeypatch.setattr(hashing, "_POOL_MIN_FILES", 1)
-    assert hashing.digest_entries(fs.files, workers=3) == serial
-    assert len(set(serial)) > 5
+    stack = load_stack(config_at(seeds))
+    views = [image_view(stack, stack.images[n]) for n in stack.order]
+    alone = [dict(d) for d in hash_views(views, None, workers=0)]
+    monkeypatch.setattr(pool, "_SPAWN_COST", 1)
+    monkeypatch.setattr(pool, "_BATCH_COST", 8)  # many small batches: interleaving
+    spawned: list[object] = []
+    real_worker = pool._Worker
+    monkeypatch.setattr(pool, "_Worker", lambda: spawned.append(1) or real_worker())
+    cache = StatCache(seeds / "cache")
+    assert [dict(d) for d in hash_views(views, cache, workers=2)] == alone
+    assert len(spawned) == 2
+    cache.save()
+    model = seeds / "ARR_COC/model.py"
+    model.write_text("class Model: edited = 1\n")
+    warm = [dict(d) for d in hash_views(views, StatCache(seeds / "cache"), workers=2)]
+    assert warm == [dict(d) for d in hash_views(views, None, workers=0)]
+    assert warm != alone
+    assert len({kd for d in alone for kd in d.values()}) > 5
+
+
+def watch_reads(root: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files read (hashed), as paths relative to ``root``."""
+    reads: list[str] = []
+    real = _statworker.digest
+
+    def digest(path: str) -> str:
+        reads.append(Path(path).relative_to(root).as_posix())
+        return real(path)
+
+    monkeypatch.setattr(_statworker, "digest", digest)
+    return reads

@@ -16,6 +16,7 @@ import io
 import os
 import stat as st
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -94,7 +95,7 @@ def _forced(image: Image, listed: set[str]) -> list[FileEntry]:
 
 
 def write_context(
-    stack: Stack, image: Image, dest: Path, *, expected: dict[str, str] | None = None
+    stack: Stack, image: Image, dest: Path, *, expected: Mapping[str, str] | None = None
 ) -> ContextTarball:
     """Write ``image``'s context to ``dest`` (a .tar.gz). ``expected`` maps context paths
     to the "<kind>:<digest>" the tag was computed from."""

@@ -9,6 +9,7 @@ folder ``.relaunch/``: Docker would send ``.git`` unless ignored, but then every
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -16,6 +17,7 @@ from stat import S_ISLNK, S_ISREG
 from typing import NamedTuple
 
 from relaunch.errors import SpecError
+from relaunch.images._statworker import listing_of
 from relaunch.images.dockerignore import Matcher
 
 _by_name = attrgetter("name")
@@ -42,7 +44,14 @@ class FileSet:
     groups: list[tuple[str, int, int]] = field(default_factory=list)
 
 
-class _Walker:
+class Scan(NamedTuple):
+    names: list[str]  # selected entries that are not folders, sorted
+    below: list[tuple[str, tuple[bool, ...]]]  # (subfolder name, match flags) to descend
+    dirs: list[str]  # (dockerignore) folder paths a tarball must create
+    listing: str  # every entry of the folder: see ``_statworker.listing_of``
+
+
+class Walker:
     def __init__(
         self, base: Path, matcher: Matcher, *, select: bool, skip: frozenset[str], state: str
     ) -> None:
@@ -56,6 +65,7 @@ class _Walker:
         self.files: list[FileEntry] = []
         self.dirs: list[str] = []
         self.groups: list[tuple[str, int, int]] = []
+        self.dropped = 0  # selected names that were not regular files or symlinks
 
     def _verdict(self, rel: str, parent: tuple[bool, ...]) -> tuple[bool, tuple[bool, ...]]:
         """(matched, per-pattern match incl. parents) — moby's MatchesUsingParentResults."""
@@ -71,18 +81,17 @@ class _Walker:
                 matched = not p.exception
         return matched, tuple(flags)
 
-    def walk(self, folder: str, rel_prefix: str, parent: tuple[bool, ...]) -> None:
-        try:
-            it = os.scandir(folder)
-        except OSError as e:
-            raise SpecError(f"cannot read folder {folder}: {e}") from None
-        with it:
+    def scan(self, folder: str, rel_prefix: str, parent: tuple[bool, ...]) -> Scan:
+        """One folder, without stat'ing its files: the names the rules select (their type
+        is checked when they are stat'ed), the subfolders to descend into, and the
+        folder's listing. Raises OSError when the folder cannot be read."""
+        with os.scandir(folder) as it:
             entries = sorted(it, key=_by_name)
         any_of = self.matcher.any_of  # no exceptions: one regex, parents carry one flag
         simple = not self.patterns or (any_of is not None and not parent[0])
-        start = len(self.files)
-        files = self.files
-        below: list[tuple[str, str, tuple[bool, ...]]] = []  # walked after this folder's files
+        names: list[str] = []
+        dirs: list[str] = []
+        below: list[tuple[str, tuple[bool, ...]]] = []  # walked after this folder's files
         for entry in entries:
             rel = rel_prefix + entry.name
             if entry.is_dir(follow_symlinks=False):
@@ -91,12 +100,12 @@ class _Walker:
                 matched, flags = self._verdict(rel, parent)
                 if self.select:
                     if matched or any(flags) or self.matcher.could_match_below(rel):
-                        below.append((entry.path, rel, flags))
+                        below.append((entry.name, flags))
                 elif not matched:
-                    self.dirs.append(rel)
-                    below.append((entry.path, rel, flags))
+                    dirs.append(rel)
+                    below.append((entry.name, flags))
                 elif not self.matcher.can_skip_folder(rel):
-                    below.append((entry.path, rel, flags))
+                    below.append((entry.name, flags))
                 continue
             if entry.name in self.skip:
                 continue
@@ -106,21 +115,41 @@ class _Walker:
                 matched, flags = self._verdict(rel, parent)
             if matched != self.select:
                 continue
-            s = entry.stat(follow_symlinks=False)
-            if not (S_ISREG(s.st_mode) or S_ISLNK(s.st_mode)):
-                continue  # sockets, fifos, devices: Docker cannot COPY them either
             if self.select and any_of is None:
                 for i, m in enumerate(flags):
                     if m and not self.patterns[i].exception:
                         self.hits[i] += 1
-            files.append(FileEntry(rel, s.st_size, s.st_mtime_ns, s.st_ino, s.st_mode, entry.path))
+            names.append(entry.name)
+        return Scan(names, below, dirs, listing_of(entries))
+
+    def walk(self, folder: str, rel_prefix: str, parent: tuple[bool, ...]) -> None:
+        try:
+            scan = self.scan(folder, rel_prefix, parent)
+        except OSError as e:
+            raise SpecError(f"cannot read folder {folder}: {e}") from None
+        self.dirs.extend(scan.dirs)
+        start = len(self.files)
+        files = self.files
+        for name in scan.names:
+            path = os.path.join(folder, name)
+            try:
+                s = os.lstat(path)
+            except FileNotFoundError:
+                self.dropped += 1  # removed since the folder was listed
+                continue
+            if not (S_ISREG(s.st_mode) or S_ISLNK(s.st_mode)):
+                self.dropped += 1  # sockets, fifos, devices: Docker cannot COPY them either
+                continue
+            files.append(
+                FileEntry(rel_prefix + name, s.st_size, s.st_mtime_ns, s.st_ino, s.st_mode, path)
+            )
         if len(files) > start:
             self.groups.append((rel_prefix, start, len(files)))
-        for path, rel, flags in below:
-            self.walk(path, rel + "/", flags)
+        for name, flags in scan.below:
+            self.walk(os.path.join(folder, name), rel_prefix + name + "/", flags)
 
 
-def _skip_names(include_git: bool) -> frozenset[str]:
+def skip_names(include_git: bool) -> frozenset[str]:
     return frozenset() if include_git else frozenset({".git"})
 
 
@@ -128,8 +157,8 @@ def context_files(
     context: Path, ignore: Matcher, *, state_dir: Path, include_git: bool = False
 ) -> FileSet:
     """The files Docker would send for ``context`` with this dockerignore."""
-    w = _Walker(
-        context, ignore, select=False, skip=_skip_names(include_git), state=str(state_dir.parent)
+    w = Walker(
+        context, ignore, select=False, skip=skip_names(include_git), state=str(state_dir.parent)
     )
     w.walk(str(context), "", (False,) * len(ignore.patterns))
     return FileSet(context, w.files, w.dirs, w.groups)
@@ -140,16 +169,27 @@ def input_files(
 ) -> FileSet:
     """The files under ``root`` the ``inputs`` globs select. A glob that selects nothing
     is a SpecError naming the file that declares it."""
-    w = _Walker(
-        root, globs, select=True, skip=_skip_names(include_git), state=str(state_dir.parent)
-    )
+    w = Walker(root, globs, select=True, skip=skip_names(include_git), state=str(state_dir.parent))
     w.walk(str(root), "", (False,) * len(globs.patterns))
-    for pattern, hits in zip(globs.patterns, w.hits, strict=True):
-        if globs.any_of is not None:  # hits were not counted per pattern on the fast path
-            hits = int(any(pattern.matches(e.rel) for e in w.files))
-        if not pattern.exception and hits == 0:
+    check_globs(globs, root, w.hits, w.dropped > 0, [e.rel for e in w.files])
+    return FileSet(root, w.files, [], w.groups)
+
+
+def check_globs(
+    globs: Matcher, root: Path, hits: list[int], recount: bool, rels: Iterable[str]
+) -> None:
+    """A glob that selects no file is a SpecError naming the file that declares it.
+    ``hits`` were counted when names were matched; they are recounted from ``rels`` (the
+    files kept) when the fast path did not count them or some names were dropped."""
+    rel_list: list[str] | None = None
+    for pattern, n in zip(globs.patterns, hits, strict=True):
+        if pattern.exception:
+            continue
+        if globs.any_of is not None or recount:
+            rel_list = list(rels) if rel_list is None else rel_list
+            n = int(any(pattern.matches(rel) for rel in rel_list))
+        if n == 0:
             raise SpecError(
                 f"{globs.source}: input glob '{pattern.text}' matches no file under {root}",
                 hint="fix the glob or remove it",
             )
-    return FileSet(root, w.files, [], w.groups)

@@ -7,13 +7,16 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from relaunch.images.dockerignore import Matcher
-from relaunch.images.files import FileSet, context_files, input_files
-from relaunch.images.hashing import StatCache, compute_tag, hash_filesets
+from relaunch.images.files import Walker, skip_names
+from relaunch.images.hashing import compute_tag
+from relaunch.images.snapshot import View, hash_views
 from relaunch.images.stack import Image, Stack
+from relaunch.images.statcache import StatCache
 
 
 @dataclass
@@ -24,7 +27,7 @@ class Fingerprint:
     dockerfile: str  # digest of the Dockerfile
     args: dict[str, str]  # build args and platform, as hashed
     parent_tag: str | None
-    files: dict[str, str]  # path → "<kind>:<digest>"
+    files: Mapping[str, str]  # path → "<kind>:<digest>" (decoded when first read)
 
     def changes_since(self, old: Fingerprint) -> list[str]:
         """What differs from ``old`` in this image's own inputs (not its parent)."""
@@ -68,34 +71,38 @@ def save_record(stack: Stack, record: BuildRecord) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".record-", dir=path.parent)
     try:
+        doc = asdict(record)
+        doc["fingerprint"]["files"] = dict(record.fingerprint.files)
         with os.fdopen(fd, "w") as f:
-            json.dump(asdict(record), f, indent=1, sort_keys=True)
+            json.dump(doc, f, indent=1, sort_keys=True)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def image_files(stack: Stack, image: Image) -> FileSet:
-    """The files whose content makes ``image``'s tag."""
+def image_view(stack: Stack, image: Image) -> View:
+    """The selection of files whose content makes ``image``'s tag."""
     if image.inputs is not None:
-        globs = Matcher(image.inputs, image.inputs_source)
-        return input_files(
-            stack.root, globs, state_dir=stack.state_dir, include_git=image.include_git
-        )
-    return context_files(
-        image.context,
-        Matcher.from_file(image.dockerignore),
-        state_dir=stack.state_dir,
-        include_git=image.include_git,
+        base, matcher, select = stack.root, Matcher(image.inputs, image.inputs_source), True
+    else:
+        base, matcher, select = image.context, Matcher.from_file(image.dockerignore), False
+    walker = Walker(
+        base,
+        matcher,
+        select=select,
+        skip=skip_names(image.include_git),
+        state=str(stack.state_dir.parent),
     )
-
-
-def _cache_key(stack: Stack, image: Image) -> str:
-    """Cache entries are per walk base: the same folder seen from another base has other
-    relative paths."""
-    base = stack.root if image.inputs is not None else image.context
-    return base.relative_to(stack.root).as_posix() if base.is_relative_to(stack.root) else str(base)
+    # Cache entries are per walk base (the same folder seen from another base has other
+    # relative paths) and per selection rule.
+    prefix = (
+        base.relative_to(stack.root).as_posix() if base.is_relative_to(stack.root) else str(base)
+    )
+    rules = [("!" if p.exception else "") + p.text for p in matcher.patterns]
+    rule = repr((select, sorted(walker.skip), walker.state, rules)).encode()
+    key = f"{prefix}\0{hashlib.sha256(rule).hexdigest()[:16]}"
+    return View(key, str(base), walker, matcher if select else None)
 
 
 def fingerprints(
@@ -108,11 +115,9 @@ def fingerprints(
         stack.get(n)
         wanted.update(stack.lineage(n))
     order = [n for n in stack.order if n in wanted]
-    sets = [
-        (_cache_key(stack, stack.images[n]), image_files(stack, stack.images[n])) for n in order
-    ]
     cache = StatCache(stack.state_dir / "stat-cache") if use_cache else None
-    hashed = dict(zip(order, hash_filesets(sets, cache), strict=True))
+    views = [image_view(stack, stack.images[n]) for n in order]
+    hashed = dict(zip(order, hash_views(views, cache), strict=True))
     if cache is not None:
         cache.save()
     out: dict[str, Fingerprint] = {}
@@ -135,6 +140,6 @@ def fingerprints(
             dockerfile=hashlib.sha256(dockerfile).hexdigest(),
             args={**image.args, "(platform)": image.platform},
             parent_tag=parent_tag,
-            files=hashed[n].as_dict(),
+            files=hashed[n],
         )
     return out

@@ -1,0 +1,105 @@
+"""The stat cache never changes a tag: after any edit, the tags with the cache (trusted,
+so that it is actually used) are the tags computed from scratch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from relaunch.images import statcache
+from relaunch.images.fingerprint import fingerprints
+from relaunch.images.stack import load_stack
+
+from .conftest import config_at, write
+from .test_tag import watch_reads
+
+
+def both(root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    stack = load_stack(config_at(root))
+    cached = {n: fp.tag for n, fp in fingerprints(stack).items()}
+    fresh = {n: fp.tag for n, fp in fingerprints(stack, use_cache=False).items()}
+    return cached, fresh
+
+
+def _replace_file_by_folder(root: Path) -> None:
+    (root / "pkg/b.py").unlink()
+    write(root, "pkg/b.py/inner.py", "inside\n")
+
+
+def _replace_folder_by_file(root: Path) -> None:
+    for p in (root / "pkg/sub").iterdir():
+        p.unlink()
+    (root / "pkg/sub").rmdir()
+    write(root, "pkg/sub", "now a file\n")
+
+
+EDITS: list[tuple[str, Callable[[Path], object]]] = [
+    ("new file in a cached folder", lambda r: write(r, "pkg/c.py", "c\n")),
+    ("new subfolder", lambda r: write(r, "pkg/new/deep/d.py", "d\n")),
+    ("file removed", lambda r: (r / "pkg/a.py").unlink()),
+    ("same size, new content", lambda r: write(r, "pkg/sub/s.py", "T\n")),
+    ("executable bit", lambda r: (r / "pkg/sub/s.py").chmod(0o755)),
+    ("symlink", lambda r: os.symlink("a.py", r / "pkg/link.py")),
+    ("file replaced by a folder", _replace_file_by_folder),
+    ("folder replaced by a file", _replace_folder_by_file),
+    ("ignored file added", lambda r: write(r, "pkg/x.tmp", "ignored\n")),
+    ("dockerignore changed", lambda r: write(r, ".dockerignore", "*.tmp\npkg/sub\n")),
+]
+
+
+@pytest.mark.parametrize("edit", [e[1] for e in EDITS], ids=[e[0] for e in EDITS])
+def test_cached_tag_is_the_fresh_tag_after_an_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: Callable[[Path], object]
+) -> None:
+    monkeypatch.setattr(statcache, "RACY_NS", -(10**12))  # trust every entry
+    write(tmp_path, "relaunch.toml", '[images.app]\ndockerfile = "Dockerfile"\n')
+    write(tmp_path, "Dockerfile", "FROM debian\nCOPY . /app\n")
+    write(tmp_path, ".dockerignore", "*.tmp\n")
+    write(tmp_path, "pkg/a.py", "a\n")
+    write(tmp_path, "pkg/b.py", "b\n")
+    write(tmp_path, "pkg/sub/s.py", "S\n")
+    before, fresh = both(tmp_path)
+    assert before == fresh
+    edit(tmp_path)
+    after, fresh = both(tmp_path)
+    assert after == fresh
+    assert after != before or edit is EDITS[8][1]  # only the ignored file keeps the tag
+    assert both(tmp_path) == (after, after)  # and again, from the cache just written
+
+
+def test_files_shared_by_two_images_are_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(
+        tmp_path,
+        "relaunch.toml",
+        '[images.a]\ndockerfile = "a.Dockerfile"\n[images.b]\ndockerfile = "b.Dockerfile"\n',
+    )
+    write(tmp_path, "a.Dockerfile", "FROM debian\n")
+    write(tmp_path, "b.Dockerfile", "FROM ubuntu\n")
+    write(tmp_path, "src/main.py", "print()\n")
+    reads = watch_reads(tmp_path, monkeypatch)
+    fingerprints(load_stack(config_at(tmp_path)), use_cache=False)
+    assert sorted(reads) == ["a.Dockerfile", "b.Dockerfile", "relaunch.toml", "src/main.py"]
+
+
+def test_a_file_vanishing_during_the_walk_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relaunch.images import _statworker
+
+    write(tmp_path, "relaunch.toml", '[images.app]\ndockerfile = "Dockerfile"\n')
+    write(tmp_path, "Dockerfile", "FROM debian\n")
+    gone = write(tmp_path, "gone.py", "x\n")
+    real = _statworker.hash_names
+
+    def racing(folder: str, names: list[str], known: dict[str, tuple[object, ...]]) -> object:
+        gone.unlink(missing_ok=True)
+        return real(folder, names, known)
+
+    monkeypatch.setattr(_statworker, "hash_names", racing)
+    fp = fingerprints(load_stack(config_at(tmp_path)))["app"]
+    assert "gone.py" not in fp.files and "Dockerfile" in fp.files
