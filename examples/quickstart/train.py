@@ -8,6 +8,7 @@ its step to relaunch. Runs anywhere, downloads nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -30,7 +31,7 @@ def make_data(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def save(path: Path, step: int, w: np.ndarray, rng_state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")  # write, then rename: never half a file
     with open(tmp, "wb") as f:
-        np.savez(f, step=step, w=w, rng=np.array([repr(rng_state)]))
+        np.savez(f, step=step, w=w, rng=np.array([json.dumps(rng_state)]))
     os.replace(tmp, path)
 
 
@@ -50,9 +51,9 @@ def main() -> int:
     w = np.zeros(x.shape[1])
     start = 0
     if last.exists():
-        saved = np.load(last)
+        saved = np.load(last, allow_pickle=False)  # data only: a checkpoint runs no code
         start, w = int(saved["step"]), saved["w"]
-        rng.bit_generator.state = eval(str(saved["rng"][0]))  # our own file, our own repr
+        rng.bit_generator.state = json.loads(str(saved["rng"][0]))
         print(f"resumed from step {start}", flush=True)
 
     stop = {"now": False}

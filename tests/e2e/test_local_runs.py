@@ -6,6 +6,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from relaunch.runs import keys
 from relaunch.states import Reason, RunState
 
@@ -148,8 +150,7 @@ def test_agent_sigkilled_mid_run_is_replaced_without_duplicates(env: Env) -> Non
 
 def test_two_agents_racing_over_20_runs_start_each_once(env: Env) -> None:
     runs = [env.ws.submit(env.job(f"race{i}", steps=3, step_time=0.01)) for i in range(20)]
-    env.start_agent("--max-jobs", "20")
-    env.start_agent("--max-jobs", "20")
+    agents = [env.start_agent("--max-jobs", "20"), env.start_agent("--max-jobs", "20")]
     for rid in runs:
         env.wait_for(lambda rid=rid: env.ws.repo.get_run(rid).state.terminal, timeout=120)
     for rid in runs:
@@ -160,7 +161,9 @@ def test_two_agents_racing_over_20_runs_start_each_once(env: Env) -> None:
         assert len(claims) == 1
     owners = {e.message for rid in runs for e in env.ws.repo.events(rid) if e.kind == "claimed"}
     assert env.ws.repo.store.list("queues/").objects == []
-    assert owners  # (which agent won each claim is up to the race)
+    # Every claim was won by one of the two racing agents (which one is up to the race).
+    pids = {f"-{agent.pid}-" for agent in agents}
+    assert all(any(pid in owner for pid in pids) for owner in owners), owners
 
 
 def test_attempt_started_but_unrecorded_is_found_not_resubmitted(env: Env) -> None:
@@ -190,3 +193,55 @@ def test_attempt_started_but_unrecorded_is_found_not_resubmitted(env: Env) -> No
     assert run_final.state is RunState.SUCCEEDED and run_final.attempt == 1
     assert len(env.markers_of(rid, "start")) == 1
     assert any(e.kind == "attempt-found" for e in repo.events(rid))
+
+
+def test_a_command_that_cannot_start_fails_once_saying_why(env: Env) -> None:
+    """The runtime cannot start the command (a missing secret, a missing program): the
+    attempt ends user-error with the reason — never a 'vanished' attempt retried."""
+    missing_secret = env.job("nosecret", env_from_secret={"TOKEN": "env:RELAUNCH_TEST_NOPE"})
+    missing_program = env.root / "noprog.yaml"
+    missing_program.write_text("name: noprog\ncommand: [no-such-program-xyz]\n")
+    rids = [env.ws.submit(missing_secret), env.ws.submit(missing_program)]
+    with env.agent_thread():
+        for rid in rids:
+            env.wait_for(lambda rid=rid: env.ws.repo.get_run(rid).state.terminal)
+    for rid, words in zip(
+        rids, ["RELAUNCH_TEST_NOPE is not set", "no-such-program-xyz"], strict=True
+    ):
+        run = env.ws.repo.get_run(rid)
+        assert run.state is RunState.FAILED and run.attempt == 1, run.detail
+        assert run.reason is Reason.USER_ERROR and words in (run.detail or "")
+        assert words in env.ws.logs(rid).decode()
+        assert not [e for e in env.ws.repo.events(rid) if e.kind == "attempt-running"]
+
+
+def test_a_secret_the_trainer_prints_is_masked_everywhere(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "tok-5b1f0c9a77"
+    monkeypatch.setenv("RELAUNCH_TEST_TOKEN", secret)
+    job = env.root / "leak.yaml"
+    job.write_text(
+        'name: leak\ncommand: [python, -c, \'import os; print("key:", os.environ["TOKEN"]); '
+        "raise SystemExit(3)']\nenv_from_secret: {TOKEN: 'env:RELAUNCH_TEST_TOKEN'}\n"
+    )
+    rid = env.ws.submit(job)
+    with env.agent_thread():
+        env.wait_for(lambda: env.ws.repo.get_run(rid).state.terminal)
+    assert "key: [secret]" in env.ws.logs(rid).decode()
+    for meta in env.ws.store.list("").objects:
+        assert secret.encode() not in env.ws.store.get(meta.key)[0], meta.key
+
+
+def test_a_damaged_run_record_hides_no_other_run(env: Env) -> None:
+    rid = env.ws.submit(env.job("fine"))
+    store = env.ws.store
+    store.put("runs/evil/run.json", store.get(keys.run_key(rid))[0].replace(
+        rid.encode(), b"../../tmp/victim"))  # fmt: skip
+    store.put("runs/garbled/run.json", b"{not json")
+    store.put("runs/NOT_AN_ID/run.json", b"{}")
+    assert [s.run_id for s in env.ws.summaries()] == [rid]
+    assert [r.run_id for r in env.ws.repo.runs()] == [rid]
+    with env.agent_thread():  # the agent passes over them and runs the good one
+        env.wait_for(lambda: env.ws.repo.get_run(rid).state.terminal)
+    assert env.ws.repo.get_run(rid).state is RunState.SUCCEEDED

@@ -133,7 +133,9 @@ def test_cas_holds_between_processes(any_store: ObjectStore) -> None:
     for p in procs:
         p.join(timeout=30)
     assert int(any_store.get("counter")[0]) == 100
-    assert conflicts >= 0
+    assert [p.exitcode for p in procs] == [0] * 4
+    # (how many CAS writes lost their race, `conflicts`, is up to the scheduler)
+    del conflicts
 
 
 def test_create_only_has_one_winner_between_processes(any_store: ObjectStore) -> None:

@@ -116,6 +116,12 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     [
         ("name: t\ncomand: [x]\ncommand: [y]\n", [], "did you mean 'command'"),
         (
+            "name: t\ncomand: [python, train.py]\n",
+            [],
+            "unknown field 'comand' — did you mean 'command'",
+        ),
+        ("nmae: t\ncommand: [x]\n", [], "did you mean 'name'"),
+        (
             "name: t\ncommand: [x]\ntemplates: {n: {type: integer, maximum: 3}}\n"
             "env: {N: '{{n}}'}\n",
             ["--set", "n=9"],

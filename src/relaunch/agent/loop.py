@@ -18,6 +18,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from relaunch.agent.reconcile import Reconciler, Watch
 from relaunch.errors import ObjectNotFound, PreconditionFailed, RelaunchError
 from relaunch.runs import keys, leases, queue
@@ -205,10 +207,17 @@ class Agent:
                 return
             if run_id in self.owned or run_id in self._terminal or not self._wanted(run_id):
                 continue
-            found = self.repo.find_run(run_id)
+            try:
+                found = self.repo.find_run(run_id)
+            except ValidationError:
+                self._terminal.add(run_id)  # a damaged record: nothing to adopt
+                continue
             if found is None:
                 continue
             run = found[0]
+            if run.run_id != run_id:
+                self._terminal.add(run_id)
+                continue
             if run.state.terminal:
                 self._terminal.add(run_id)
                 continue

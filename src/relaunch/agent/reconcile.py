@@ -32,6 +32,8 @@ from relaunch.runs.repo import RunRepo
 from relaunch.spec.templates import resolve_macros
 from relaunch.states import REASON_NOTES, AttemptState, Reason, RunState
 
+POLL_SLACK = 0.5  # seconds
+
 
 class Reconciler:
     def __init__(self, repo: RunRepo, agent_id: str) -> None:
@@ -196,17 +198,17 @@ class Reconciler:
         assert attempt.handle is not None
         heartbeat = self._heartbeat(run, attempt, watch, now)  # may make a poll due now
         status = watch.last_status
-        if now >= watch.next_poll or status is None:
+        # Due a little early rather than a whole tick late: ticks and polls drift apart.
+        slack = min(POLL_SLACK, backend.poll_interval / 4)
+        if now >= watch.next_poll - slack or status is None:
             try:
                 status = backend.poll(attempt.handle)
             except BackendError as e:
                 status = watch.last_status or AttemptStatus(AttemptState.PENDING, detail=str(e))
             watch.last_status, watch.next_poll = status, now + backend.poll_interval
-        if status.state is AttemptState.ENDED:
-            self._conclude(run, attempt, status)
-            watch.last_status = None
-            return
-        if heartbeat is not None and attempt.running_at is None:
+        # An attempt that ran and ended between two ticks still shows that it ran.
+        started = heartbeat is not None and heartbeat.phase != "not-started"
+        if heartbeat is not None and started and attempt.running_at is None:
             attempt.running_at, attempt.state = now, AttemptState.RUNNING
             attempt.first_step = (
                 heartbeat.resumed_from
@@ -225,6 +227,10 @@ class Reconciler:
                 attempt=attempt.n,
             )
             self._set_running(run)
+        if status.state is AttemptState.ENDED:
+            self._conclude(run, attempt, status)
+            watch.last_status = None
+            return
         self.supervisor.enforce(run, attempt, backend, stop, watch, heartbeat, now)
 
     def _heartbeat(
@@ -236,7 +242,7 @@ class Reconciler:
         heartbeat, hb_gen = found
         if hb_gen != watch.hb_generation:
             watch.hb_generation, watch.hb_seen = hb_gen, now
-            if heartbeat.phase == "exited":
+            if heartbeat.phase in ("exited", "not-started"):
                 watch.next_poll = 0.0  # the command is over: ask the backend now
             self._note_restart(run, attempt, heartbeat)
         if heartbeat.step is not None:
@@ -286,7 +292,10 @@ class Reconciler:
             reason, detail = attempt.cancel_reason, attempt.detail
         elif attempt.preemption is not None:
             reason, detail = Reason.PREEMPTED, "simulated spot preemption"
-        elif status.reason is not None:
+        elif status.reason is not None and not (
+            # "the container exited non-zero": the runtime's own finding says more
+            status.reason is Reason.USER_ERROR and result is not None and result.reason
+        ):
             reason, detail = status.reason, status.detail
         elif result is not None and result.reason is not None:
             reason, detail = result.reason, result.detail

@@ -5,12 +5,12 @@ The value goes straight to the caller; nothing here logs it or puts it in an err
 
 from __future__ import annotations
 
-from relaunch.errors import RelaunchError
+from relaunch.errors import BackendError, RelaunchError
 
 
 def access_secret(name: str) -> str:
     """The value of ``projects/P/secrets/S/versions/V`` as text. Raises a
-    RelaunchError naming the secret (never its value) and what to do."""
+    BackendError naming the secret (never its value), its reason and what to do."""
     from google.api_core import exceptions as gexc
 
     from relaunch.gcp.clients import secret_manager_client
@@ -19,13 +19,13 @@ def access_secret(name: str) -> str:
     try:
         response = secret_manager_client().access_secret_version(request={"name": name})
     except gexc.NotFound:
-        raise RelaunchError(
+        raise BackendError(
             f"secret {name} does not exist",
+            reason="user-error",
             hint="create it (gcloud secrets create …) or fix env_from_secret in job.yaml",
         ) from None
     except gexc.GoogleAPICallError as e:
-        err = backend_error(e, f"reading secret {name}")
-        raise RelaunchError(err.message, hint=err.hint) from None
+        raise backend_error(e, f"reading secret {name}") from None
     payload = response.payload
     if payload.data_crc32c:
         import google_crc32c

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from relaunch.runs.keys import RUN_ID_RE
 from relaunch.spec.job import JobSpec
 from relaunch.states import REASON_NOTES, AttemptState, Reason, RunState
 
@@ -22,7 +23,7 @@ class Record(BaseModel):
 
 
 class RunRecord(Record):
-    run_id: str
+    run_id: str = Field(..., pattern=RUN_ID_RE.pattern)
     name: str
     queue: str
     priority: int = 0

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from relaunch.errors import NotFoundError, ObjectNotFound, PreconditionFailed
 from relaunch.runs import keys
@@ -75,13 +75,20 @@ class RunRepo:
         raise PreconditionFailed(f"run {run_id!r} kept changing; gave up updating it")
 
     def run_ids(self) -> list[str]:
+        """Every run folder whose name is a valid run id (anything else is not ours)."""
         listing = self.store.list("runs/", delimiter="/")
-        return [p[len("runs/") : -1] for p in listing.prefixes]
+        ids = (p[len("runs/") : -1] for p in listing.prefixes)
+        return [i for i in ids if keys.RUN_ID_RE.match(i)]
 
     def runs(self) -> Iterator[RunRecord]:
+        """Every readable run record. A damaged one (unreadable, or naming another run)
+        is passed over, so one bad object cannot hide every other run."""
         for run_id in self.run_ids():
-            found = self.find_run(run_id)
-            if found is not None:
+            try:
+                found = self.find_run(run_id)
+            except ValidationError:
+                continue
+            if found is not None and found[0].run_id == run_id:
                 yield found[0]
 
     # -- attempts -----------------------------------------------------------------

@@ -65,11 +65,15 @@ def run_summaries(store: ObjectStore) -> list[RunSummary]:
     """Every run in the store, newest first."""
     out = []
     for prefix in store.list("runs/", delimiter="/").prefixes:
+        if not keys.RUN_ID_RE.match(prefix[len("runs/") : -1]):
+            continue
         try:
             data, _ = store.get(prefix + "run.json")
-        except ObjectNotFound:
-            continue
-        out.append(RunSummary.from_json(data))
+            summary = RunSummary.from_json(data)
+        except (ObjectNotFound, ValueError, KeyError, TypeError):
+            continue  # a damaged record must not hide every other run
+        if summary.run_id == prefix[len("runs/") : -1]:
+            out.append(summary)
     return sorted(out, key=lambda r: r.created_at, reverse=True)
 
 

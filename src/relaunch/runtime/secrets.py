@@ -8,8 +8,26 @@ environment — never into a stored record, an event, a log line or a command li
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from relaunch.errors import RelaunchError
+
+MASK = b"[secret]"
+
+
+class Redactor:
+    """Replaces every secret value in a line of output with ``[secret]`` — so a trainer
+    that prints its token leaves it in no log, last line or result."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        # Longest first, so a secret containing another is masked whole; very short
+        # values would mask ordinary text and are not secrets worth the name.
+        self.values = sorted({v.encode() for v in values if len(v) >= 4}, key=len, reverse=True)
+
+    def __call__(self, line: bytes) -> bytes:
+        for value in self.values:
+            line = line.replace(value, MASK)
+        return line
 
 
 def resolve_secrets(refs: dict[str, str]) -> dict[str, str]:

@@ -32,7 +32,7 @@ from relaunch.runs import keys
 from relaunch.runtime.checkpoints import CheckpointSync, Superseded
 from relaunch.runtime.progress import read_progress
 from relaunch.runtime.scan import OutputScanner
-from relaunch.runtime.secrets import resolve_secrets
+from relaunch.runtime.secrets import Redactor, resolve_secrets
 from relaunch.store import open_store
 from relaunch.store.base import ObjectStore
 
@@ -116,6 +116,7 @@ class Runtime:
         self._progress_mtime = 0
         self._hb_lock = threading.Lock()
         self._shipped_size = -1
+        self.redact = Redactor(())
 
     # -- the store side -----------------------------------------------------------
 
@@ -196,7 +197,9 @@ class Runtime:
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(resolve_secrets(self.cfg.secrets))
+        secrets = resolve_secrets(self.cfg.secrets)
+        self.redact = Redactor(secrets.values())
+        env.update(secrets)
         env.update(
             {
                 "RELAUNCH_CHECKPOINT_DIR": str(self.cfg.checkpoint_dir),
@@ -215,7 +218,8 @@ class Runtime:
     def _pump_output(self) -> None:
         assert self.child is not None and self.child.stdout is not None
         with open(self.log_file, "ab") as log:
-            for raw in iter(self.child.stdout.readline, b""):
+            for line in iter(self.child.stdout.readline, b""):
+                raw = self.redact(line)  # a secret the command prints is not kept anywhere
                 self.last_activity = time.monotonic()
                 log.write(raw)
                 log.flush()
@@ -255,13 +259,20 @@ class Runtime:
             self.resumed_from = self.ckpt.restore()
             if self.resumed_from is not None:
                 self._say(f"restored checkpoint at step {self.resumed_from}")
-        self.child = subprocess.Popen(
-            self.command,
-            env=self._child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        try:
+            self.child = subprocess.Popen(
+                self.command,
+                env=self._child_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        except RelaunchError as e:  # a secret that cannot be read, say
+            return self._fail_to_start(getattr(e, "reason", "user-error"), str(e))
+        except OSError as e:
+            return self._fail_to_start(
+                "user-error", f"cannot start the command {self.command[0]!r}: {e.strerror or e}"
+            )
         self.heartbeat("running")
         pump = threading.Thread(target=self._pump_output, daemon=True)
         pump.start()
@@ -307,6 +318,20 @@ class Runtime:
             return
         if mtime != self._progress_mtime:
             self._progress_mtime, self.last_activity = mtime, time.monotonic()
+
+    def _fail_to_start(self, reason: str, detail: str) -> int:
+        """The command could not start: say why in the log and in the attempt's result,
+        so the agent shows the cause instead of a machine that vanished."""
+        self._say(detail)
+        self.ship_log()
+        if self.leader:
+            result = {"attempt": self.cfg.attempt, "reason": reason, "detail": detail,
+                      "last_lines": [detail], "ended_at": time.time()}  # fmt: skip
+            self.store.put(
+                keys.result_key(self.cfg.run_id, self.cfg.attempt), json.dumps(result).encode()
+            )
+            self.heartbeat("not-started")
+        return 2
 
     def _finish(self, exit_code: int) -> int:
         progress = read_progress(str(self.progress_file))

@@ -4,7 +4,9 @@ The body is a snake_case mapping in the shape of ``aiplatform_v1.CustomJob`` (wh
 REST API calls camelCase). Worker pools come from the W&B-style queue config
 (``vertex.spec``) or from ``resources:``. Every container runs the relaunch runtime
 around its command; secret values never appear here — only references, which the
-runtime resolves from Secret Manager inside the job.
+runtime resolves from Secret Manager inside the job. (Vertex has no secret env of its
+own for custom jobs: in the v1 API a ContainerSpec env var is a name and a plain
+value; ``SecretEnvVar`` exists only for Agent Engine deployments.)
 """
 
 from __future__ import annotations
