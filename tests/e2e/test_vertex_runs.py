@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -266,3 +267,46 @@ def test_permission_denied_fails_at_once_naming_the_role(cloud: VertexEnv) -> No
     run = cloud.run(rid)
     assert run.state is RunState.FAILED and run.reason is Reason.PERMISSION and run.attempt == 1
     assert "roles/aiplatform.user" in (run.detail or "")
+
+
+def test_flex_start_job_that_expires_waiting_fails_over(cloud: VertexEnv) -> None:
+    cloud.fake.faults.stockout(region="us-central1", times=None)
+    rid = cloud.ws.submit(cloud.job(resources={
+        "machine_type": "a3-highgpu-8g", "provisioning": "flex-start", "max_wait": "1s",
+        "regions": ["us-central1", "us-east1"]}))  # fmt: skip
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    first, second = cloud.attempts(rid)
+    assert first.reason is Reason.NO_CAPACITY and "expired" in (first.detail or "")
+    assert second.placement == {"region": "us-east1"}
+    assert cloud.run(rid).state is RunState.SUCCEEDED
+
+
+def test_paused_and_updating_jobs_stay_alive_partial_success_fails(cloud: VertexEnv) -> None:
+    rid = cloud.ws.submit(cloud.job(steps=400, step_time=0.05))
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.step(rid) >= 3)
+        name = cloud.job_name(rid, 1)
+        assert name is not None
+        for state in ("JOB_STATE_PAUSED", "JOB_STATE_UPDATING", "JOB_STATE_RUNNING"):
+            cloud.fake.vertex.set_state(name, state)
+            time.sleep(0.6)  # a few polls
+            assert cloud.run(rid).state is RunState.RUNNING
+        cloud.fake.vertex.set_state(name, "JOB_STATE_PARTIALLY_SUCCEEDED")
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    run = cloud.run(rid)
+    assert run.state is RunState.FAILED and run.reason is Reason.USER_ERROR
+    assert "partially succeeded" in (run.detail or "")
+
+
+def test_a_missing_secret_is_named_not_a_bare_exit_status(cloud: VertexEnv) -> None:
+    rid = cloud.ws.submit(
+        cloud.job(env_from_secret={"HF_TOKEN": "projects/fake-project/secrets/nope"})
+    )
+    with cloud.agent():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    run = cloud.run(rid)
+    assert run.state is RunState.FAILED and run.reason is Reason.USER_ERROR
+    assert "secret projects/fake-project/secrets/nope/versions/latest does not exist" in (
+        run.detail or ""
+    )

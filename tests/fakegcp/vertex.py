@@ -17,6 +17,9 @@ the fake's endpoints). A job without a command stays RUNNING until the test call
 - quota fault ``sync=True`` → create answers 429; ``sync=False`` → the job stays
   QUEUED while the fault lives (Vertex queues jobs that lack quota).
 - ``scheduling.timeout`` elapsed → FAILED, code 4 DEADLINE_EXCEEDED.
+- a FLEX_START job in a region with a stockout fault waits in PENDING, and EXPIRES
+  after its ``maxWaitDuration``.
+- :meth:`set_state` puts a job in any state (PAUSED, UPDATING, PARTIALLY_SUCCEEDED…).
 """
 
 from __future__ import annotations
@@ -174,6 +177,17 @@ class VertexService:
             job.preempt_at = time.monotonic() + after
             job.restart_in_place = restart
 
+    def set_state(self, name: str, state: str, *, code: int = 0, message: str = "") -> None:
+        """Put a job in any JobState, e.g. ones the lifecycle above never reaches
+        (PAUSED, UPDATING, PARTIALLY_SUCCEEDED); a terminal one ends its workload."""
+        with self.lock:
+            job = self.jobs[name]
+            job.fail(state, code, message)
+            if state in _TERMINAL | {"JOB_STATE_EXPIRED", "JOB_STATE_PARTIALLY_SUCCEEDED"}:
+                job.resource.setdefault("endTime", now())
+                if job.workload is not None:
+                    job.workload.terminate(self.fake.notice)
+
     def finish(self, name: str, *, succeeded: bool = True) -> None:
         """End a job that runs no command."""
         with self.lock:
@@ -199,7 +213,13 @@ class VertexService:
                 job.set_state("JOB_STATE_PENDING")
         elif state == "JOB_STATE_PENDING" and due:
             image = (pool.get("containerSpec") or {}).get("imageUri", "")
-            if faults.take_stockout(job.region):
+            scheduling = job.resource["jobSpec"].get("scheduling") or {}
+            if scheduling.get("strategy") == "FLEX_START" and faults.active("stockout", job.region):
+                # Dynamic Workload Scheduler: wait for capacity up to maxWaitDuration.
+                wait = _seconds(scheduling.get("maxWaitDuration")) or 7 * 86400
+                if time.monotonic() - job.changed >= wait:
+                    job.set_state("JOB_STATE_EXPIRED")
+            elif faults.take_stockout(job.region):
                 job.fail(
                     "JOB_STATE_FAILED",
                     8,

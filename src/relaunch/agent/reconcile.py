@@ -293,8 +293,7 @@ class Reconciler:
         elif attempt.preemption is not None:
             reason, detail = Reason.PREEMPTED, "simulated spot preemption"
         elif status.reason is not None and not (
-            # "the container exited non-zero": the runtime's own finding says more
-            status.reason is Reason.USER_ERROR and result is not None and result.reason
+            status.runtime_knows_why and result is not None and result.reason
         ):
             reason, detail = status.reason, status.detail
         elif result is not None and result.reason is not None:

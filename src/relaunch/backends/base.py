@@ -41,6 +41,9 @@ class AttemptStatus:
     #: for an attempt not yet running: the likely reason if it never starts (e.g. a job
     #: Vertex holds in QUEUED for lack of quota); the startup watchdog ends it with this
     pending_reason: Reason | None = None
+    #: the platform only knows the container exited non-zero: the runtime's own result
+    #: (a missing secret, an out-of-memory, a preemption notice) says why
+    runtime_knows_why: bool = False
 
 
 @dataclass

@@ -15,6 +15,7 @@ before it ever ran is a lack of capacity (fail over to the next region).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from google.cloud.aiplatform_v1 import JobState
@@ -65,13 +66,21 @@ def has_started(job: Any) -> bool:
     return start is not None and bool(start) and start.timestamp() > 0
 
 
-def failure(job: Any) -> tuple[Reason, str]:
-    """The reason of a FAILED job, from its ``error`` (a google.rpc.Status)."""
+_EXITED = re.compile(r"exited with a non-zero status", re.IGNORECASE)
+
+
+def failure(job: Any) -> AttemptStatus:
+    """The status of a FAILED job, from its ``error`` (a google.rpc.Status)."""
     code, message = int(job.error.code), str(job.error.message)
     reason = classify_rpc_status(code, message)
     if reason is Reason.NO_CAPACITY and has_started(job):
         reason = Reason.PREEMPTED  # a running Spot job whose VM was reclaimed
-    return reason, f"Vertex: {message or 'failed'} (code {code})"
+    return AttemptStatus(
+        AttemptState.ENDED,
+        reason=reason,
+        detail=f"Vertex: {message or 'failed'} (code {code})",
+        runtime_knows_why=bool(_EXITED.search(message)),
+    )
 
 
 def attempt_status(job: Any) -> AttemptStatus:
@@ -84,5 +93,5 @@ def attempt_status(job: Any) -> AttemptStatus:
         return AttemptStatus(AttemptState.RUNNING, detail=_ALIVE[state])
     reason, detail = _ENDED[state]  # a KeyError here is a state this code does not know
     if reason is None:
-        reason, detail = failure(job)
+        return failure(job)
     return AttemptStatus(AttemptState.ENDED, reason=reason, detail=detail)
