@@ -256,11 +256,14 @@ class Workspace:
         run_id: str,
         *,
         on_change: Callable[[RunStatus], None] | None = None,
-        interval: float = 0.2,
+        interval: float | None = None,
         timeout: float | None = None,
     ) -> RunRecord:
         """Wait for the run to end, running an agent for it in this process while no live
-        agent serves its queue. ``on_change`` sees every new status."""
+        agent serves its queue. ``on_change`` sees every new status, read every
+        ``interval`` seconds (default 0.2 s on a local store, 2 s on a bucket)."""
+        if interval is None:
+            interval = 2.0 if self.store.url.startswith("gs://") else 0.2
         from relaunch.agent.loop import Agent, AgentOptions, live_agents
 
         run = self.repo.get_run(run_id)

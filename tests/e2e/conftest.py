@@ -26,12 +26,14 @@ TRAINER = Path(__file__).with_name("trainer.py")
 class Env:
     """A project folder with a local store, a markers folder and job writers."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ws: Workspace | None = None) -> None:
         self.root = root
         self.markers = root / "markers"
-        config = ProjectConfig()
-        config._root = root
-        self.ws = Workspace(config, LocalStore(root / "store"))
+        if ws is None:
+            config = ProjectConfig()
+            config._root = root
+            ws = Workspace(config, LocalStore(root / "store"))
+        self.ws = ws
         self.agents: list[subprocess.Popen[bytes]] = []
 
     def job(

@@ -37,7 +37,7 @@ def cloud(
 
 def test_spot_job_preempted_twice_finishes_every_step(cloud: VertexEnv) -> None:
     rid = cloud.ws.submit(cloud.job(steps=60, step_time=0.05))
-    with cloud.agent():
+    with cloud.agent_thread():
         # 1st preemption: Vertex fails the job (STOCKOUT after it ran) -> a new CustomJob.
         cloud.wait_for(lambda: cloud.step(rid) >= 12)
         job1 = cloud.job_name(rid, 1)
@@ -72,7 +72,7 @@ def test_quota_in_the_first_region_runs_in_the_second(cloud: VertexEnv) -> None:
             resources={"machine_type": "n1-standard-4", "regions": ["us-central1", "us-east1"]}
         )
     )
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)
     run = cloud.run(rid)
     assert run.state is RunState.SUCCEEDED, run.detail
@@ -91,7 +91,7 @@ def test_quota_held_in_queued_fails_over_after_the_startup_timeout(cloud: Vertex
             resources={"machine_type": "n1-standard-4", "regions": ["us-central1", "us-east1"]},
         )
     )
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)
     first, second = cloud.attempts(rid)
     assert second.placement == {"region": "us-east1"}
@@ -102,7 +102,7 @@ def test_quota_held_in_queued_fails_over_after_the_startup_timeout(cloud: Vertex
 
 def test_job_cancelled_outside_relaunch_is_not_recovered(cloud: VertexEnv) -> None:
     rid = cloud.ws.submit(cloud.job(steps=400, step_time=0.05))
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.step(rid) >= 3)
         from relaunch.gcp.clients import vertex_job_client
 
@@ -116,7 +116,7 @@ def test_job_cancelled_outside_relaunch_is_not_recovered(cloud: VertexEnv) -> No
 
 def test_stop_writes_stop_then_cancels_the_custom_job(cloud: VertexEnv) -> None:
     rid = cloud.ws.submit(cloud.job(steps=400, step_time=0.05))
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.step(rid) >= 3)
         cloud.ws.stop(rid)
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)
@@ -127,7 +127,7 @@ def test_stop_writes_stop_then_cancels_the_custom_job(cloud: VertexEnv) -> None:
 def test_image_pull_failure_is_classified_with_the_fix(cloud: VertexEnv) -> None:
     cloud.fake.faults.image_pull(IMAGE)
     rid = cloud.ws.submit(cloud.job())
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)
     run = cloud.run(rid)
     assert run.state is RunState.FAILED and run.reason is Reason.IMAGE_PULL
@@ -136,7 +136,7 @@ def test_image_pull_failure_is_classified_with_the_fix(cloud: VertexEnv) -> None
 
 def test_trainer_error_is_user_error_with_last_lines(cloud: VertexEnv) -> None:
     rid = cloud.ws.submit(cloud.job(trainer_args=["--raise-at", "7"]))
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)
     run, (attempt,) = cloud.run(rid), cloud.attempts(rid)
     assert run.state is RunState.FAILED and attempt.reason is Reason.USER_ERROR
@@ -160,7 +160,7 @@ def test_secret_value_never_leaves_secret_manager(cloud: VertexEnv, tmp_path: Pa
             env_from_secret={"WANDB_API_KEY": "projects/fake-project/secrets/wandb-api-key"},
         )
     )
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)
     assert cloud.run(rid).state is RunState.SUCCEEDED
     assert (tmp_path / "seen").read_text() == secret  # it reached the command...
@@ -233,7 +233,7 @@ def test_job_created_by_an_agent_that_died_before_recording_it_is_found(
     repo.put_attempt(attempt, if_generation_match=0)
     ctx = SubmitContext(store=cloud.ws.store, command=run.spec.argv, placement=attempt.placement)
     created = get_backend("vertex").submit(run, attempt, ctx)  # ...and the agent dies here
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)
     assert cloud.run(rid).state is RunState.SUCCEEDED
     assert cloud.job_name(rid, 1) == created["name"]
@@ -252,7 +252,7 @@ def test_a_create_answered_503_is_retried_and_never_doubled(
     monkeypatch.setattr(backend, "CREATE_RETRY_DELAYS", (0.05, 0.05, 0.05))
     cloud.fake.faults.fail("aiplatform", method="POST", times=1, after=landed)
     rid = cloud.ws.submit(cloud.job(steps=10))
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)
     assert cloud.run(rid).state is RunState.SUCCEEDED and cloud.run(rid).attempt == 1
     assert len(cloud.fake.vertex.jobs) == 1
@@ -262,7 +262,7 @@ def test_a_create_answered_503_is_retried_and_never_doubled(
 def test_permission_denied_fails_at_once_naming_the_role(cloud: VertexEnv) -> None:
     cloud.fake.faults.deny("aiplatform", "aiplatform.customJobs.create")
     rid = cloud.ws.submit(cloud.job())
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)
     run = cloud.run(rid)
     assert run.state is RunState.FAILED and run.reason is Reason.PERMISSION and run.attempt == 1
@@ -274,7 +274,7 @@ def test_flex_start_job_that_expires_waiting_fails_over(cloud: VertexEnv) -> Non
     rid = cloud.ws.submit(cloud.job(resources={
         "machine_type": "a3-highgpu-8g", "provisioning": "flex-start", "max_wait": "1s",
         "regions": ["us-central1", "us-east1"]}))  # fmt: skip
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)
     first, second = cloud.attempts(rid)
     assert first.reason is Reason.NO_CAPACITY and "expired" in (first.detail or "")
@@ -284,7 +284,7 @@ def test_flex_start_job_that_expires_waiting_fails_over(cloud: VertexEnv) -> Non
 
 def test_paused_and_updating_jobs_stay_alive_partial_success_fails(cloud: VertexEnv) -> None:
     rid = cloud.ws.submit(cloud.job(steps=400, step_time=0.05))
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.step(rid) >= 3)
         name = cloud.job_name(rid, 1)
         assert name is not None
@@ -303,7 +303,7 @@ def test_a_missing_secret_is_named_not_a_bare_exit_status(cloud: VertexEnv) -> N
     rid = cloud.ws.submit(
         cloud.job(env_from_secret={"HF_TOKEN": "projects/fake-project/secrets/nope"})
     )
-    with cloud.agent():
+    with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)
     run = cloud.run(rid)
     assert run.state is RunState.FAILED and run.reason is Reason.USER_ERROR

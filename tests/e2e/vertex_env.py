@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from relaunch.agent.loop import Agent, AgentOptions
 from relaunch.api import Workspace
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.spec.project import ProjectConfig
 from relaunch.store.gcs import GCSStore
+from tests.e2e.conftest import Env
 from tests.fakegcp.fake import FakeGCP
 
 TRAINER = Path(__file__).with_name("trainer.py")
@@ -23,16 +19,17 @@ IMAGE = "us-central1-docker.pkg.dev/fake-project/repo/trainer:0123456789ab"
 STORE = "gs://runs/relaunch"
 
 
-class VertexEnv:
+class VertexEnv(Env):
+    """The local e2e ``Env`` with a GCS store on the fake cloud and Vertex jobs."""
+
     def __init__(self, root: Path, fake: FakeGCP) -> None:
-        self.root, self.fake = root, fake
-        self.markers = root / "markers"
+        self.fake = fake
         fake.gcs.create_bucket("runs")
         config = ProjectConfig.model_validate(
             {"gcp": {"project": "fake-project", "region": "us-central1"}, "store": {"url": STORE}}
         )
         config._root = root
-        self.ws = Workspace(config, GCSStore(STORE, retry_initial=0.01))
+        super().__init__(root, Workspace(config, GCSStore(STORE, retry_initial=0.01)))
 
     def job(
         self, name: str = "t", *, steps: int = 40, step_time: float = 0.03, **spec: Any
@@ -68,17 +65,6 @@ class VertexEnv:
         path.write_text(yaml.safe_dump(doc))
         return path
 
-    @contextlib.contextmanager
-    def agent(self) -> Iterator[Agent]:
-        agent = Agent(self.ws.store, AgentOptions(poll=0.1), log=lambda _m: None)
-        thread = threading.Thread(target=agent.run, daemon=True)
-        thread.start()
-        try:
-            yield agent
-        finally:
-            agent.stopping.set()
-            thread.join(timeout=15)
-
     def run(self, run_id: str) -> RunRecord:
         return self.ws.repo.get_run(run_id)
 
@@ -97,17 +83,6 @@ class VertexEnv:
 
     def events(self, run_id: str, kind: str) -> list[str]:
         return [e.message for e in self.ws.repo.events(run_id) if e.kind == kind]
-
-    def wait_for(self, check: Callable[[], object], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                runs = [
-                    f"{r.run_id}: {r.state.value} attempt {r.attempt} {r.detail}"
-                    for r in self.ws.repo.runs()
-                ]
-                raise AssertionError(f"timed out after {timeout}s\n" + "\n".join(runs))
-            time.sleep(0.05)
 
     def creates(self) -> list[tuple[str, str, str]]:
         return [

@@ -155,7 +155,9 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
     for col in ("#", "WHERE", "STATE", "REASON", "STEPS", "EXIT", "STARTED", "ENDED", "DETAIL"):
         table.add_column(col, overflow="fold")
     for a in st.attempts:
-        where = str(a.handle.get("where", "")) if a.handle else "-"
+        where = str(a.handle.get("where", "")) if a.handle else a.placement.get("region", "-")
+        if a.restarts_in_place:
+            where += f" ({a.restarts_in_place} restart{'s' * (a.restarts_in_place > 1)})"
         steps = (
             f"{a.first_step if a.first_step is not None else '?'}→{a.last_step}"
             if a.last_step is not None
