@@ -118,7 +118,7 @@ class Workspace:
             spec=spec,
             base_dir=str(loaded.base_dir),
             project={"name": self.config.project.name, "entity": self.config.project.entity},
-            gcp=self._gcp_settings(spec) if spec.backend != "local" else {},
+            gcp=self.gcp_settings(spec) if spec.backend != "local" else {},
             image_uri=image_uri,
         )
         get_backend(spec.backend).check(record, self.store)
@@ -126,7 +126,7 @@ class Workspace:
         self.repo.add_event(rid, "queued", f"queued on '{spec.queue}' from {loaded.source}")
         return rid
 
-    def _gcp_settings(self, spec: JobSpec) -> dict[str, object]:
+    def gcp_settings(self, spec: JobSpec) -> dict[str, object]:
         """What a cloud run needs of relaunch.toml, recorded so any agent can start it."""
         gcp = self.config.gcp
         queue_spec = spec.vertex.spec

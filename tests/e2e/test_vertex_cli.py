@@ -40,6 +40,10 @@ def test_run_ps_status_logs_stop_on_vertex(fake_gcp: FakeGCP, tmp_path: Path) ->
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     env = {**os.environ, "RELAUNCH_VERTEX_POLL_INTERVAL": "0.2"}
     env.pop("RELAUNCH_STORE", None)
+    doctor = relaunch("doctor", "job.yaml", cwd=tmp_path, env=env)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "vertex: project fake-project, regions us-east1" in doctor.stdout
+    assert "local emulator endpoints" in doctor.stdout
     queued = relaunch("run", "job.yaml", "--detach", cwd=tmp_path, env=env)
     assert queued.returncode == 0, queued.stderr
     rid = queued.stdout.split()[0]

@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "images",
         "Plan, build and list the container image stack (content-hash tags).",
     ),
+    "doctor": (
+        "relaunch.cli.doctor",
+        "doctor",
+        "Check the store, agents and a job's settings before running it.",
+    ),
     "schema": (
         "relaunch.cli.schema",
         "schema",

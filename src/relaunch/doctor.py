@@ -1,0 +1,178 @@
+"""`relaunch doctor`: check a project, its store, and a job's settings before it runs.
+
+Each check gives a finding — ok, a warning, or a problem — with what to do. The job
+checks carry the seeds' hard-won rule ("the no-heartbeat window must cover the GPU
+driver install") into relaunch's two watched phases: ``startup_timeout`` must cover
+everything before the first heartbeat (capacity wait, image pull, driver install), and
+``stall_timeout`` must leave room for a few missed heartbeats.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from relaunch.backends.vertex.body import STRATEGIES
+from relaunch.errors import PreconditionFailed, RelaunchError
+
+if TYPE_CHECKING:
+    from relaunch.api import Workspace
+    from relaunch.spec.job import JobSpec
+
+Level = Literal["ok", "warn", "fail"]
+SPOT_NOTICE = 30.0  # seconds Compute Engine gives a spot VM between notice and stop
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    what: str
+    fix: str = ""
+
+
+def check_store(ws: Workspace) -> list[Finding]:
+    """The store answers, and its create-only writes hold (what leases rely on)."""
+    key = f"doctor/{os.getpid()}-{os.urandom(3).hex()}"
+    store = ws.store
+    try:
+        store.put(key, b"probe", if_generation_match=0)
+        try:
+            store.put(key, b"again", if_generation_match=0)
+            cas = Finding(
+                "fail",
+                f"store {store.url}: a create-only write overwrote an object",
+                "use a store that honours generation preconditions (GCS, a local disk)",
+            )
+        except PreconditionFailed:
+            cas = Finding("ok", f"store {store.url}: reachable, create-only writes hold")
+        store.delete(key)
+    except RelaunchError as e:
+        return [Finding("fail", f"store {store.url}: {e.message}", e.hint or "check the URL")]
+    return [cas]
+
+
+def check_agents(ws: Workspace, queue: str) -> Finding:
+    from relaunch.agent.loop import live_agents
+
+    agents = live_agents(ws.store, queue)
+    if agents:
+        return Finding("ok", f"{len(agents)} live agent(s) serve queue '{queue}'")
+    return Finding(
+        "warn",
+        f"no live agent serves queue '{queue}'",
+        "start one (relaunch agent --queue QUEUE) or follow the run (relaunch run --follow)",
+    )
+
+
+def check_timing(spec: JobSpec) -> list[Finding]:
+    """The two watched phases against the job's own settings."""
+    out: list[Finding] = []
+
+    def add(level: Level, what: str, fix: str) -> None:
+        out.append(Finding(level, what, fix))
+
+    hb, stall, startup = spec.heartbeat_interval, spec.stall_timeout, spec.startup_timeout
+    if stall < 3 * hb:
+        add(
+            "fail",
+            f"stall_timeout {stall:g}s is under 3 heartbeats ({hb:g}s each)",
+            f"raise stall_timeout to at least {3 * hb:g}s, or heartbeat more often",
+        )
+    sync = spec.checkpoints.sync_interval
+    if spec.checkpoints.enabled and sync > stall:
+        add(
+            "warn",
+            f"checkpoints.sync_interval {sync:g}s is longer than stall_timeout",
+            "a stalled attempt loses up to a whole interval of work; sync more often",
+        )
+    wait = spec.resources.max_wait or spec.vertex.run.max_wait_duration
+    strategy = spec.vertex.run.scheduling_strategy or STRATEGIES[spec.resources.provisioning]
+    if strategy == "FLEX_START" and wait and startup <= wait:
+        add(
+            "fail",
+            f"startup_timeout {startup:g}s ends before max_wait {wait:g}s: a job still "
+            "waiting for capacity would be cancelled",
+            f"raise startup_timeout above {wait:g}s plus the image pull",
+        )
+    cloud = spec.backend != "local"
+    if cloud and startup < 300:
+        add(
+            "warn",
+            f"startup_timeout {startup:g}s leaves little for provisioning, image pull and "
+            "GPU driver install (minutes on a cold machine)",
+            "10-20 minutes is usual for GPU jobs",
+        )
+    if cloud and strategy == "SPOT" and spec.grace_period > SPOT_NOTICE:
+        add(
+            "warn",
+            f"grace_period {spec.grace_period:g}s is longer than the ~30 s a spot VM gets "
+            "after its preemption notice",
+            "save the checkpoint within 30 s of SIGTERM (and report it)",
+        )
+    if not out:
+        what = f"timing: heartbeat {hb:g}s, stall {stall:g}s, startup {startup:g}s"
+        out.append(Finding("ok", f"{what}, grace {spec.grace_period:g}s"))
+    return out
+
+
+def check_job(ws: Workspace, path: Path, values: dict[str, str] | None) -> list[Finding]:
+    """The job validates, its backend would accept it, its timing is sound."""
+    from relaunch.spec.loader import load_job
+
+    try:
+        spec = load_job(path, values).spec
+    except RelaunchError as e:
+        return [Finding("fail", e.message, e.hint or "")]
+    out = [Finding("ok", f"{path}: valid ({spec.backend} backend, queue '{spec.queue}')")]
+    out += check_timing(spec)
+    if spec.backend != "local":
+        out += check_cloud(ws, spec)
+    out.append(check_agents(ws, spec.queue))
+    return out
+
+
+def check_cloud(ws: Workspace, spec: JobSpec) -> list[Finding]:
+    from relaunch.backends.registry import get_backend
+    from relaunch.runs.records import RunRecord
+
+    run = RunRecord(
+        run_id="doctor-check",
+        name=spec.name,
+        queue=spec.queue,
+        backend=spec.backend,
+        spec=spec,
+        base_dir=None,
+        gcp=ws.gcp_settings(spec),
+        created_at=time.time(),
+    )
+    try:
+        get_backend(spec.backend).check(run, ws.store)
+    except RelaunchError as e:
+        return [Finding("fail", e.message, e.hint or "")]
+    regions = ", ".join(r.get("region", "?") for r in get_backend(spec.backend).offers(run))
+    return [
+        Finding("ok", f"{spec.backend}: project {run.gcp.get('project')}, regions {regions}"),
+        check_credentials(),
+    ]
+
+
+def check_credentials() -> Finding:
+    """Application Default Credentials, unless every API points at a local emulator."""
+    from relaunch.gcp.endpoints import is_local_emulator, resolve_endpoint
+
+    if all(is_local_emulator(resolve_endpoint(api)) for api in ("aiplatform", "storage")):
+        return Finding("ok", "Google Cloud: local emulator endpoints, no credentials needed")
+    try:
+        import google.auth
+
+        _, project = google.auth.default()
+    except Exception as e:  # DefaultCredentialsError, or the library missing
+        return Finding(
+            "fail",
+            f"no Google Cloud credentials: {str(e).splitlines()[0][:160]}",
+            "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS",
+        )
+    return Finding("ok", f"Google Cloud credentials found (project {project or 'not set'})")

@@ -1,0 +1,60 @@
+"""`relaunch doctor`: the job's watched windows, the store, the cloud settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from relaunch.doctor import check_timing
+from relaunch.spec.loader import parse_job
+from tests.unit.test_spec import _cli
+
+VERTEX = "backend: vertex\nimage: x\nresources: {machine_type: n1-standard-4%s}\n"
+
+
+def levels(extra: str) -> dict[str, str]:
+    spec = parse_job("name: t\ncommand: [x]\n" + extra, "job.yaml")
+    return {f.what: f.level for f in check_timing(spec)}
+
+
+def test_sound_timing_is_ok() -> None:
+    assert list(levels("").values()) == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "level", "words"),
+    [
+        ("heartbeat_interval: 60s\nstall_timeout: 90s\n", "fail", "under 3 heartbeats"),
+        ("checkpoints: {sync_interval: 10m}\n", "warn", "longer than stall_timeout"),
+        (VERTEX % ", provisioning: flex-start, max_wait: 2h" + "startup_timeout: 1h\n",
+         "fail", "ends before max_wait 7200s"),
+        (VERTEX % "" + "startup_timeout: 1m\n", "warn", "leaves little for provisioning"),
+        (VERTEX % "" + "grace_period: 2m\n", "warn", "~30 s a spot VM gets"),
+    ],
+)  # fmt: skip
+def test_timing_rules(extra: str, level: str, words: str) -> None:
+    found = levels(extra)
+    assert any(words in what and lvl == level for what, lvl in found.items()), found
+
+
+def test_cli_exit_0_when_sound_1_on_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text("name: t\ncommand: [python, train.py]\n")
+    (tmp_path / "bad.yaml").write_text("name: t\ncommand: [x]\nstall_timeout: 5s\n")
+    store = ["--store", str(tmp_path / "store")]
+    good = _cli("doctor", "good.yaml", *store, cwd=tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "create-only writes hold" in good.stdout and "no live agent" in good.stdout
+    bad = _cli("doctor", "bad.yaml", "--json", *store, cwd=tmp_path)
+    assert bad.returncode == 1
+    failed = [f for f in json.loads(bad.stdout) if f["level"] == "fail"]
+    assert failed and "under 3 heartbeats" in failed[0]["what"] and failed[0]["fix"]
+    assert list((tmp_path / "store").rglob("doctor/*")) == []  # the probe is cleaned up
+
+
+def test_cli_on_a_vertex_job_names_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "v.yaml").write_text("name: t\ncommand: [x]\n" + VERTEX % "")
+    result = _cli("doctor", "v.yaml", "--store", str(tmp_path / "s"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "which a job in the cloud cannot reach" in result.stdout
