@@ -139,11 +139,16 @@ class Reconciler:
                 macros=macros,
             )
             attempt.handle = backend.submit(run, attempt, ctx)
-        except BackendError as e:
-            self._end(attempt, Reason(e.reason), str(e))
-            return
         except RelaunchError as e:
-            self._end(attempt, Reason.USER_ERROR, str(e))
+            reason = Reason(e.reason) if isinstance(e, BackendError) else Reason.USER_ERROR
+            self._end(attempt, reason, str(e))
+            self.repo.add_event(
+                run.run_id,
+                "attempt-ended",
+                f"attempt {attempt.n} could not start: {reason.value} — {e}",
+                attempt=attempt.n,
+                reason=reason.value,
+            )
             return
         attempt.state = AttemptState.PENDING
         where = backend.where(attempt.handle)
