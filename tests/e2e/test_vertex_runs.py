@@ -310,3 +310,13 @@ def test_a_missing_secret_is_named_not_a_bare_exit_status(cloud: VertexEnv) -> N
     assert "secret projects/fake-project/secrets/nope/versions/latest does not exist" in (
         run.detail or ""
     )
+
+
+def test_an_image_without_the_runtime_says_what_to_install(cloud: VertexEnv) -> None:
+    rid = cloud.ws.submit(cloud.job(vertex={"runtime": ["python", "-c", "import no_runtime_here"]}))
+    with cloud.agent_thread():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    run = cloud.run(rid)
+    assert run.state is RunState.FAILED and run.reason is Reason.USER_ERROR
+    assert "is relaunch[gcp] installed in the image?" in (run.detail or "")
+    assert b"No module named 'no_runtime_here'" in cloud.ws.logs(rid)  # from Cloud Logging

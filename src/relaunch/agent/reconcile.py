@@ -309,6 +309,12 @@ class Reconciler:
                 "the attempt ended without a result (killed "
                 "from outside relaunch, or its machine died)",
             )
+        if status.runtime_knows_why and result is None and attempt.running_at is None:
+            # The container failed and the runtime never said a word: it did not start.
+            detail = (
+                f"{detail} — the relaunch runtime never reported: is relaunch[gcp] installed "
+                "in the image? (`relaunch logs RUN --cloud` shows the container's output)"
+            )
         self._end(attempt, reason, detail)
         attempt.exit_code = attempt.exit_code if status.exit_code is None else status.exit_code
         self.repo.add_event(
