@@ -36,7 +36,7 @@ def cloud(
 
 
 def test_spot_job_preempted_twice_finishes_every_step(cloud: VertexEnv) -> None:
-    rid = cloud.ws.submit(cloud.job(steps=60, step_time=0.05))
+    rid = cloud.ws.submit(cloud.job(steps=100, step_time=0.05))
     with cloud.agent_thread():
         # 1st preemption: Vertex fails the job (STOCKOUT after it ran) -> a new CustomJob.
         cloud.wait_for(lambda: cloud.step(rid) >= 12)
@@ -51,7 +51,7 @@ def test_spot_job_preempted_twice_finishes_every_step(cloud: VertexEnv) -> None:
         cloud.wait_for(lambda: cloud.run(rid).state.terminal, timeout=90)
     run = cloud.run(rid)
     assert run.state is RunState.SUCCEEDED, run.detail
-    assert run.step == 60 and run.recoveries == 1
+    assert run.step == 100 and run.recoveries == 1
     first, second = cloud.attempts(rid)
     assert first.reason is Reason.PREEMPTED and "STOCKOUT" in (first.detail or "")
     assert second.reason is Reason.SUCCEEDED and second.restarts_in_place == 1
