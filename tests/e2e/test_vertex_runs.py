@@ -320,3 +320,19 @@ def test_an_image_without_the_runtime_says_what_to_install(cloud: VertexEnv) -> 
     assert run.state is RunState.FAILED and run.reason is Reason.USER_ERROR
     assert "is relaunch[gcp] installed in the image?" in (run.detail or "")
     assert b"No module named 'no_runtime_here'" in cloud.ws.logs(rid)  # from Cloud Logging
+
+
+def test_a_region_refused_for_one_run_is_avoided_by_the_next(cloud: VertexEnv) -> None:
+    cloud.fake.faults.quota("us-central1", sync=True)
+    resources = {"machine_type": "n1-standard-4", "regions": ["us-central1", "us-east1"]}
+    first = cloud.ws.submit(cloud.job("first", steps=5, resources=resources))
+    with cloud.agent_thread():
+        cloud.wait_for(lambda: cloud.run(first).state.terminal)
+        second = cloud.ws.submit(cloud.job("second", steps=5, resources=resources))
+        cloud.wait_for(lambda: cloud.run(second).state.terminal)
+    assert cloud.run(second).state is RunState.SUCCEEDED and cloud.run(second).attempt == 1
+    (attempt,) = cloud.attempts(second)
+    assert attempt.placement == {"region": "us-east1"}
+    assert cloud.events(second, "placement-skipped")
+    central = [c for c in cloud.creates() if "/locations/us-central1/" in c[2]]
+    assert len(central) == 1  # only the first run paid for the refusal

@@ -14,22 +14,20 @@ crash harmless:
 
 from __future__ import annotations
 
-import os
 import time
 
 from relaunch.agent.policy import decide
+from relaunch.agent.start import Starter, end_attempt
 from relaunch.agent.supervise import Supervisor, Watch
 from relaunch.backends.base import (
     AttemptStatus,
     Backend,
-    FindsAttempts,
-    SubmitContext,
 )
 from relaunch.backends.registry import get_backend
-from relaunch.errors import BackendError, PreconditionFailed, RelaunchError
+from relaunch.errors import BackendError, PreconditionFailed
+from relaunch.placement import blocklist
 from relaunch.runs.records import AttemptRecord, Heartbeat, RunRecord
 from relaunch.runs.repo import RunRepo
-from relaunch.spec.templates import resolve_macros
 from relaunch.states import REASON_NOTES, AttemptState, Reason, RunState
 
 POLL_SLACK = 0.5  # seconds
@@ -40,6 +38,7 @@ class Reconciler:
         self.repo = repo
         self.agent_id = agent_id
         self.supervisor = Supervisor(repo)
+        self.starter = Starter(repo)
         self._named_attempt = False
 
     # -- entry point ----------------------------------------------------------------
@@ -72,7 +71,7 @@ class Reconciler:
                 run_id=run_id,
                 n=run.attempt,
                 backend=run.backend,
-                placement=backend.placement(run),
+                placement=self.starter.place(run, backend),
             )
             try:
                 self.repo.put_attempt(attempt, if_generation_match=0)
@@ -100,74 +99,6 @@ class Reconciler:
 
         return self.repo.update_run(run.run_id, name)
 
-    def _submit(self, run: RunRecord, attempt: AttemptRecord, backend: Backend) -> None:
-        """Submit (or find) the attempt; fills handle or ends it with a reason."""
-        if isinstance(backend, FindsAttempts):
-            try:
-                handle = backend.find(run, attempt)
-            except BackendError as e:
-                if e.reason != Reason.TRANSIENT.value:
-                    self._end(attempt, Reason(e.reason), str(e))
-                # Transient: whether it exists is unknown, so never submit now; ask again.
-                return
-            if handle is not None:
-                attempt.handle, attempt.state = handle, AttemptState.PENDING
-                self.repo.add_event(
-                    run.run_id,
-                    "attempt-found",
-                    f"attempt {attempt.n} found running after an agent restart",
-                    attempt=attempt.n,
-                )
-                return
-        macros = {
-            "run_id": run.run_id,
-            "run_name": run.spec.name,
-            "attempt": str(attempt.n),
-            "image_uri": run.image_uri or run.spec.image or "",
-            "project_name": run.project.get("name") or "",
-            "entity_name": run.project.get("entity") or "",
-        }
-        try:
-            command = [resolve_macros(a, macros, os.environ) for a in run.spec.argv]
-            env = {k: resolve_macros(v, macros, os.environ) for k, v in run.spec.env.items()}
-            ctx = SubmitContext(
-                store=self.repo.store,
-                command=command,
-                env=env,
-                placement=attempt.placement,
-                image_uri=run.image_uri,
-                macros=macros,
-            )
-            attempt.handle = backend.submit(run, attempt, ctx)
-        except RelaunchError as e:
-            reason = Reason(e.reason) if isinstance(e, BackendError) else Reason.USER_ERROR
-            self._end(attempt, reason, str(e))
-            self.repo.add_event(
-                run.run_id,
-                "attempt-ended",
-                f"attempt {attempt.n} could not start: {reason.value} — {e}",
-                attempt=attempt.n,
-                reason=reason.value,
-            )
-            return
-        attempt.state = AttemptState.PENDING
-        where = backend.where(attempt.handle)
-
-        def place(r: RunRecord) -> None:
-            r.where = where
-
-        self.repo.update_run(run.run_id, place)
-        self.repo.add_event(
-            run.run_id,
-            "attempt-submitted",
-            f"attempt {attempt.n} started on {run.backend} ({where})",
-            attempt=attempt.n,
-        )
-
-    def _end(self, attempt: AttemptRecord, reason: Reason, detail: str | None) -> None:
-        attempt.state, attempt.reason, attempt.detail = AttemptState.ENDED, reason, detail
-        attempt.ended_at = time.time()
-
     def _watch_attempt(
         self,
         run: RunRecord,
@@ -181,9 +112,9 @@ class Reconciler:
         now = time.time()
         if attempt.handle is None:
             if stop:
-                self._end(attempt, Reason.STOPPED, "stopped before the attempt started")
+                end_attempt(attempt, Reason.STOPPED, "stopped before the attempt started")
             else:
-                self._submit(run, attempt, backend)
+                self.starter.submit(run, attempt, backend)
                 watch.hb_seen, watch.next_poll = now, 0.0
         if attempt.handle is not None and attempt.state is not AttemptState.ENDED:
             self._observe(run, attempt, backend, stop, watch, now)
@@ -315,7 +246,7 @@ class Reconciler:
                 f"{detail} — the relaunch runtime never reported: is relaunch[gcp] installed "
                 "in the image? (`relaunch logs RUN --cloud` shows the container's output)"
             )
-        self._end(attempt, reason, detail)
+        end_attempt(attempt, reason, detail)
         attempt.exit_code = attempt.exit_code if status.exit_code is None else status.exit_code
         self.repo.add_event(
             run.run_id,
@@ -332,7 +263,16 @@ class Reconciler:
     ) -> bool:
         assert attempt.reason is not None
         if run.decided < attempt.n:
-            offers = len(get_backend(run.backend).offers(run))
+            backend = get_backend(run.backend)
+            place = backend.place_key(run, attempt.placement)
+            if blocklist.block(self.repo.store, place, attempt.reason, attempt.detail or ""):
+                self.repo.add_event(
+                    run.run_id,
+                    "placement-blocked",
+                    f"{place}: {attempt.reason.value}; other runs avoid it for a while",
+                    attempt=attempt.n,
+                )
+            offers = len(backend.offers(run))
             decision = decide(run, attempt.reason, stop_requested=stop, offers=offers)
             if decision.state.terminal:
                 return self._finish(

@@ -101,9 +101,10 @@ class Backend(ABC):
         moves the run to the next one (``run.offer_index``), wrapping around."""
         return [{}]
 
-    def placement(self, run: RunRecord) -> Placement:
-        offers = self.offers(run)
-        return offers[run.offer_index % len(offers)]
+    def place_key(self, run: RunRecord, placement: Placement) -> str:
+        """What a refusal in ``placement`` is about (e.g. region + machine + accelerator),
+        so later runs avoid it for a while; "" where nothing is learned (local)."""
+        return ""
 
 
 @runtime_checkable

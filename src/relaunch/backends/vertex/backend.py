@@ -87,6 +87,16 @@ class VertexBackend(Backend):
     def offers(self, run: RunRecord) -> list[Placement]:
         return [{"region": r} for r in regions(run)] or [{}]
 
+    def place_key(self, run: RunRecord, placement: Placement) -> str:
+        spec = run.spec
+        if spec.vertex.spec:
+            machine = spec.vertex.spec.worker_pool_specs[0].machine_spec
+            kind = f"{machine.machine_type}/{machine.accelerator_type}"
+        else:
+            kind = f"{spec.resources.machine_type}/{spec.resources.accelerator_type or '-'}"
+        region = placement.get("region")
+        return f"vertex/{region}/{kind}" if region else ""
+
     def body(self, run: RunRecord, n: int, region: str, ctx: SubmitContext) -> Any:
         """The ``aiplatform_v1.CustomJob`` of attempt ``n`` (raises SpecError on a value
         Vertex would refuse, e.g. an unknown accelerator type)."""
