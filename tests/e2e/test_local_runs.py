@@ -245,3 +245,10 @@ def test_a_damaged_run_record_hides_no_other_run(env: Env) -> None:
     with env.agent_thread():  # the agent passes over them and runs the good one
         env.wait_for(lambda: env.ws.repo.get_run(rid).state.terminal)
     assert env.ws.repo.get_run(rid).state is RunState.SUCCEEDED
+
+
+def test_an_agent_with_exit_when_idle_runs_what_is_queued_then_exits(env: Env) -> None:
+    rid = env.ws.submit(env.job("once", steps=5, step_time=0.01))
+    agent = env.start_agent("--exit-when-idle", "1")
+    assert agent.wait(timeout=60) == 0
+    assert env.ws.repo.get_run(rid).state is RunState.SUCCEEDED

@@ -77,6 +77,7 @@ class Agent:
         self._next_adopt = 0.0
         self.log = log or (lambda msg: print(f"[agent {self.id}] {msg}", file=sys.stderr))
         self.stopping = threading.Event()
+        self._busy_at = time.monotonic()  # when this agent last owned a run
 
     # -- the loop -------------------------------------------------------------------
 
@@ -94,8 +95,14 @@ class Agent:
         finally:
             self.shutdown()
 
+    def idle_for(self) -> float:
+        """Seconds since this agent last owned a run (0 while it owns one)."""
+        return 0.0 if self.owned else time.monotonic() - self._busy_at
+
     def tick(self) -> None:
         now = time.time()
+        if self.owned:
+            self._busy_at = time.monotonic()
         self._renew_if_due()
         for run_id in list(self.owned):
             self._reconcile(run_id)

@@ -19,18 +19,26 @@ from relaunch.cli.common import open_workspace, workspace_options
     type=click.FloatRange(min=2),
     help="Seconds a silent agent is trusted before others adopt its runs.",
 )
+@click.option(
+    "--exit-when-idle",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Exit once no run has been owned for SECONDS (a Cloud Run job, a cron job).",
+)
 @workspace_options
 def agent(
     queues: tuple[str, ...],
     max_jobs: int | None,
     poll: float | None,
     lease_ttl: float | None,
+    exit_when_idle: float | None,
     project: Path | None,
     store: str | None,
 ) -> None:
     """Claim queued runs and keep them alive until they end. Several agents may serve one
     store; each run is owned by exactly one. Stop with Ctrl-C: runs keep running and the
-    next agent adopts them."""
+    next agent adopts them. With --exit-when-idle the agent can run as an ephemeral job
+    (the seeds' launcher on Cloud Run): it exits when there is nothing left to do."""
     from relaunch.agent.loop import Agent, AgentOptions
 
     ws = open_workspace(project, store)
@@ -48,9 +56,13 @@ def agent(
         f"(max {options.max_jobs} jobs, tick {runner.poll:g}s)",
         err=True,
     )
+    idle = None if exit_when_idle is None else (lambda: runner.idle_for() > exit_when_idle)
     try:
-        runner.run()
+        runner.run(until=idle)
     except KeyboardInterrupt:
         runner.stopping.set()
         runner.shutdown()
-    click.echo("agent stopped; its runs keep running and will be adopted", err=True)
+    if idle is not None and idle():
+        click.echo(f"agent idle for {exit_when_idle:g}s: exiting", err=True)
+    else:
+        click.echo("agent stopped; its runs keep running and will be adopted", err=True)
