@@ -252,3 +252,42 @@ def test_an_agent_with_exit_when_idle_runs_what_is_queued_then_exits(env: Env) -
     agent = env.start_agent("--exit-when-idle", "1")
     assert agent.wait(timeout=60) == 0
     assert env.ws.repo.get_run(rid).state is RunState.SUCCEEDED
+
+
+FIXED_DIR_TRAINER = """
+import json, os, signal, sys, time
+from pathlib import Path
+from relaunch.runtime import report
+last = Path("mine/last.json")  # the trainer's own path; it knows nothing of relaunch's
+step = json.loads(last.read_text())["step"] if last.exists() else 0
+print("start", step, flush=True)
+def save(*_):
+    last.parent.mkdir(exist_ok=True)
+    last.write_text(json.dumps({"step": step}))
+    report(step=step, total=60, checkpoint=True)
+signal.signal(signal.SIGTERM, lambda *_: (save(), sys.exit(143)))
+while step < 60:
+    time.sleep(0.03)
+    step += 1
+    report(step=step, total=60)
+save()
+"""
+
+
+def test_checkpoints_dir_restores_the_trainers_own_folder(env: Env) -> None:
+    (env.root / "fixed.py").write_text(FIXED_DIR_TRAINER)
+    job = env.root / "fixed.yaml"
+    job.write_text(
+        "name: fixed\ncommand: [python, fixed.py]\nheartbeat_interval: 0.2\n"
+        "checkpoints: {dir: mine, sync_interval: 0}\n"
+        "local: {preempt: [{attempt: 1, at_step: 20, notice: 3}]}\n"
+    )
+    rid = env.ws.submit(job)
+    run = env.ws.wait(rid, timeout=60)
+    assert run.state is RunState.SUCCEEDED and run.attempt == 2 and run.step == 60
+    second = env.ws.status(rid).attempts[1]
+    assert second.first_step and second.first_step >= 20  # resumed, not from 0
+    # committed from the trainer's own folder (the restore into a fresh machine's
+    # folder is proven on Vertex, where each job has its own working directory)
+    committed = [m.key for m in env.ws.store.list(f"runs/{rid}/checkpoints/").objects]
+    assert any(k.endswith("/last.json") for k in committed), committed

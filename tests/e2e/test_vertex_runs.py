@@ -336,3 +336,21 @@ def test_a_region_refused_for_one_run_is_avoided_by_the_next(cloud: VertexEnv) -
     assert cloud.events(second, "placement-skipped")
     central = [c for c in cloud.creates() if "/locations/us-central1/" in c[2]]
     assert len(central) == 1  # only the first run paid for the refusal
+
+
+def test_checkpoints_dir_is_restored_into_a_new_jobs_folder(cloud: VertexEnv) -> None:
+    from tests.e2e.test_local_runs import FIXED_DIR_TRAINER
+
+    trainer = cloud.root / "fixed.py"
+    trainer.write_text(FIXED_DIR_TRAINER)
+    rid = cloud.ws.submit(
+        cloud.job(command=["python", str(trainer)], checkpoints={"dir": "mine", "sync_interval": 0})
+    )
+    with cloud.agent_thread():
+        cloud.wait_for(lambda: cloud.step(rid) >= 20)
+        cloud.fake.vertex.preempt(cloud.job_name(rid, 1) or "")
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    run = cloud.run(rid)
+    assert run.state is RunState.SUCCEEDED and run.attempt == 2 and run.step == 60
+    log = cloud.ws.logs(rid, 2).decode()
+    assert "start 0" not in log and "restored checkpoint at step" in log

@@ -81,7 +81,9 @@ class RuntimeConfig:
         keys.valid_run_id(env["RELAUNCH_RUN_ID"])
         settings: dict[str, Any] = json.loads(env.get("RELAUNCH_RUNTIME") or "{}")
         scratch = Path(env.get("RELAUNCH_SCRATCH") or tempfile.mkdtemp(prefix="relaunch-"))
-        ckpt = Path(env.get("RELAUNCH_CHECKPOINT_DIR") or scratch / "checkpoints")
+        # The job's own checkpoint folder (checkpoints.dir) wins over the default one.
+        fixed = settings.pop("dir", None)
+        ckpt = Path(fixed or env.get("RELAUNCH_CHECKPOINT_DIR") or scratch / "checkpoints")
         return cls(
             run_id=env["RELAUNCH_RUN_ID"],
             attempt=int(env["RELAUNCH_ATTEMPT"]),

@@ -72,6 +72,12 @@ class Checkpoints(Strict):
         30.0, description="scan the dir for finished files this often (0 = only on report/exit)"
     )
     keep: int = Field(2, ge=1, description="committed checkpoints kept in the store")
+    dir: str | None = Field(
+        None,
+        description="the folder the trainer already writes checkpoints to (e.g. where its "
+        "last.pt goes): restored into and committed from; default: a fresh folder, given "
+        "to the trainer as $RELAUNCH_CHECKPOINT_DIR. Relative to the working directory",
+    )
 
 
 class LocalPreemption(Strict):
