@@ -55,6 +55,15 @@ def make_builder(config: ProjectConfig, name: str) -> Builder:
     raise UserInputError(f"unknown builder '{name}'", hint="use docker, cloudbuild or auto")
 
 
+def builder_pushes(config: ProjectConfig, kind: str) -> bool:
+    """Whether builder ``kind`` always pushes: Cloud Build does (its result lives only in
+    the registry), and so does ``auto`` when Cloud Build is configured (its fallback to
+    local buildx pushes too). Without a repository such a push would go to Docker Hub."""
+    from relaunch.images.builders.cloudbuild import cloudbuild_configured
+
+    return kind == "cloudbuild" or (kind == "auto" and cloudbuild_configured(config))
+
+
 def dirty_inputs(stack: Stack, items: list[PlanItem]) -> list[str]:
     """Input files (and Dockerfiles) of ``items`` that differ from git's HEAD or are not
     tracked at all, as paths relative to the project root."""
@@ -125,12 +134,15 @@ def build_images(
             f"cannot tell whether {unknown[0].uri} is in the registry: {unknown[0].note}",
             hint="fix registry access, or build with --offline to trust local records",
         )
-    if push:
+    kind = builder or config.image_stack.builder
+    if push or builder_pushes(config, kind):
         for it in todo:
             if not it.image.repository:
+                via = "--push" if push else f"the {kind} builder (it always pushes)"
                 raise SpecError(
-                    f"{it.image.source}: no registry repository to push {it.name} to",
-                    hint="set [image_stack] repository (or [images.NAME] repository)",
+                    f"{it.image.source}: no registry repository to push {it.name} to with {via}",
+                    hint=f"set [image_stack] repository (or [images.{it.name}] repository) in "
+                    "relaunch.toml, or build with --builder docker and no --push",
                 )
     if require_clean:
         dirty = dirty_inputs(plan.stack, todo)
@@ -140,7 +152,6 @@ def build_images(
                 f"--require-clean: {dirty[0]} is not committed{more}",
                 hint="commit or stash the change; a release image must match a commit",
             )
-    kind = builder or config.image_stack.builder
     impl = None if dry_run else make(config, kind)
     uris = {it.name: it.uri for it in plan.items}
     out: list[Built] = []

@@ -25,6 +25,11 @@ _OBJECT_VIEWER_HINT = (
 )
 
 
+def cloudbuild_configured(config: ProjectConfig) -> bool:
+    """Whether relaunch.toml names what Cloud Build needs ([gcp] project and staging_bucket)."""
+    return bool(config.gcp.project and config.gcp.staging_bucket)
+
+
 def _bucket_name(value: str) -> str:
     return value.removeprefix("gs://").split("/", 1)[0]
 
@@ -46,7 +51,7 @@ class CloudBuildBuilder:
         self.retry_deadline = retry_deadline  # upload retries on 429/5xx; 0: no retry
 
     def configured(self) -> bool:
-        return bool(self.config.gcp.project and self.config.gcp.staging_bucket)
+        return cloudbuild_configured(self.config)
 
     def _require(self) -> tuple[str, str]:
         gcp = self.config.gcp
