@@ -58,3 +58,36 @@ def test_auto_without_cloud_build_and_without_push_still_builds_locally(
     assert built[0].result is not None and not built[0].result.pushed
     (call,) = [json.loads(x) for x in fake_docker.read_text().splitlines()]
     assert "--load" in call["argv"]
+
+
+def argvs(record: Path) -> list[list[str]]:
+    if not record.exists():
+        return []
+    return [json.loads(x)["argv"] for x in record.read_text().splitlines()]
+
+
+def test_push_after_a_local_load_build_pushes_the_whole_lineage(
+    seeds: Path, fake_docker: Path
+) -> None:
+    config = config_at(seeds)
+    build_images(config, ["arr-trainer"], builder="docker", offline=True)
+    loaded = argvs(fake_docker)
+    assert len(loaded) == 3 and all("--load" in a for a in loaded)
+    # built locally only: --push must push every image, parents first
+    built = build_images(config, ["arr-trainer"], builder="docker", offline=True, push=True)
+    pushed = argvs(fake_docker)[3:]
+    assert [b.item.name for b in built] == ["arr-pytorch-base", "arr-ml-stack", "arr-trainer"]
+    assert len(pushed) == 3 and all("--push" in a for a in pushed)
+    base_uri = built[0].item.uri
+    assert f"BASE_IMAGE={base_uri}" in pushed[1], "the child is FROM the parent just pushed"
+    # now known to be pushed: nothing left to do
+    assert build_images(config, ["arr-trainer"], builder="docker", offline=True, push=True) == []
+
+
+def test_cli_push_after_load_is_not_up_to_date(seeds: Path, fake_docker: Path) -> None:
+    done = run(seeds, "build", "arr-vertex-launcher", "--builder", "docker", "--offline")
+    assert done.returncode == 0, done.stderr
+    done = run(seeds, "build", "arr-vertex-launcher", "--builder", "docker", "--offline", "--push")
+    assert done.returncode == 0, done.stderr
+    assert "up to date" not in done.stderr
+    assert [("--push" in a) for a in argvs(fake_docker)] == [False, True]

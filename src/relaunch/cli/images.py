@@ -104,13 +104,14 @@ def build(
     offline: bool,
 ) -> None:
     """Build what the plan says, parent before child (NAMES: those and their ancestors)."""
-    from relaunch.images.build import build_images, plan_images
+    from relaunch.images.build import build_images, builder_pushes, plan_images
     from relaunch.images.plan import PlanItem
 
     config = _config()
     plan_ = plan_images(config, list(names) or None, offline=offline, discover_dir=stack_dir)
     console = _console(stderr=True)
-    todo = plan_.to_build(list(names) or None)
+    pushes = push or builder_pushes(config, builder or config.image_stack.builder)
+    todo = plan_.to_build(list(names) or None, push=pushes)
     if not todo:
         console.print("[green]every image is up to date[/]")
         return

@@ -127,15 +127,19 @@ def build_images(
     """Build what the plan says (or ``names`` and their out-of-date ancestors), parents
     first. Each build's log is saved under ``.relaunch/images/logs/``."""
     plan = plan or plan_images(config, names, offline=offline)
-    todo = plan.to_build(names)
+    kind = builder or config.image_stack.builder
+    pushes = push or builder_pushes(config, kind)
+    todo = plan.to_build(names, push=pushes)
+    for it in todo:
+        if not it.needs_build:  # built here with --load only: the registry lacks it
+            it.state, it.note = State.NOT_IN_REGISTRY, "built locally, not pushed"
     unknown = [it for it in todo if it.state is State.UNKNOWN]
     if unknown:
         raise UserInputError(
             f"cannot tell whether {unknown[0].uri} is in the registry: {unknown[0].note}",
             hint="fix registry access, or build with --offline to trust local records",
         )
-    kind = builder or config.image_stack.builder
-    if push or builder_pushes(config, kind):
+    if pushes:
         for it in todo:
             if not it.image.repository:
                 via = "--push" if push else f"the {kind} builder (it always pushes)"
@@ -194,13 +198,21 @@ def _looks_like_reference(value: str) -> bool:
     return any(c in value for c in "/:@")
 
 
-def resolve_image(config: ProjectConfig, name_or_uri: str, *, build_missing: bool) -> str:
-    """The full image URI a job's ``image:`` means.
+def resolve_image(
+    config: ProjectConfig,
+    name_or_uri: str,
+    *,
+    build_missing: bool,
+    progress: Progress | None = None,
+) -> str:
+    """The full image URI a cloud job's ``image:`` means: one it can pull.
 
-    - A stack image name → ``<repository>/<name>:<current tag>``. When that tag is not
-      in the registry: with ``build_missing`` it (and any out-of-date ancestor) is built
-      with the configured builder and pushed first; without, NotFoundError says which
-      command builds it. A stale tag is never returned.
+    - A stack image name → ``<repository>/<name>:<current tag>``. The image needs a
+      registry repository (SpecError otherwise: a bare local name cannot be pulled by a
+      cloud job). When the registry does not have that tag: with ``build_missing`` it
+      (and every ancestor not in the registry) is built and pushed first, reporting to
+      ``progress``; without, NotFoundError says which command builds it. A stale or
+      local-only tag is never returned.
     - A full reference (contains ``/``, ``:`` or ``@``) → returned unchanged.
     - Anything else → SpecError (a typo must not silently pull from Docker Hub).
     """
@@ -209,14 +221,27 @@ def resolve_image(config: ProjectConfig, name_or_uri: str, *, build_missing: boo
         if _looks_like_reference(name_or_uri):
             return name_or_uri
         stack.get(name_or_uri)  # raises with "did you mean" / the known images
+    image = stack.images[name_or_uri]
+    if not image.repository:
+        raise SpecError(
+            f"{image.source}: image {image.name} has no registry repository, so a cloud job "
+            "could not pull it",
+            hint=f"set [image_stack] repository (or [images.{image.name}] repository) in "
+            "relaunch.toml",
+        )
     plan = make_plan(stack, [name_or_uri], registry=registry_for(config))
     item = plan.item(name_or_uri)
-    if not item.needs_build:
+    if item.known_in_registry and not item.needs_build:
         return item.uri
+    if item.state is State.UNKNOWN:
+        raise UserInputError(
+            f"cannot tell whether {item.uri} is in the registry: {item.note}",
+            hint="fix registry access and submit again",
+        )
     if not build_missing:
         raise NotFoundError(
-            f"image {item.uri} is not built ({item.state.value})",
+            f"image {item.uri} is not in the registry ({item.state.value})",
             hint=f"run `relaunch images build {name_or_uri} --push`",
         )
-    build_images(config, [name_or_uri], plan=plan, push=item.image.repository is not None)
+    build_images(config, [name_or_uri], plan=plan, push=True, progress=progress)
     return item.uri
