@@ -73,3 +73,22 @@ def test_google_access_token_comes_from_application_default_credentials(
     assert Registry(registry.url, backoff=0).exists(f"{HOST}/proj/repo/base:1")
     assert seen == [["https://www.googleapis.com/auth/cloud-platform"]]
     assert google_access_token() == GOOGLE_TOKEN
+
+
+def test_a_refused_repository_does_not_block_another_of_the_same_host(
+    registry: FakeRegistry,
+) -> None:
+    registry.present.add("proj/open/base:1")
+    calls = {"n": 0}
+
+    def token() -> str:
+        calls["n"] += 1
+        return "not-it" if calls["n"] == 1 else GOOGLE_TOKEN
+
+    client = Registry(registry.url, token=token, backoff=0)
+    with pytest.raises(BackendError):
+        client.exists(f"{HOST}/proj/closed/base:1")
+    with pytest.raises(BackendError):  # remembered: not asked again
+        client.exists(f"{HOST}/proj/closed/trainer:1")
+    assert client.exists(f"{HOST}/proj/open/base:1")
+    assert calls["n"] == 2

@@ -63,9 +63,9 @@ class Registry:
     local fake); ``token`` supplies the Google access token for the auth challenge
     (None: answer challenges without credentials).
 
-    A registry token is scoped to one repository (``repository:<path>:pull``), so tokens
-    are kept per (host, repository); so is a refusal, while an unreachable host is
-    remembered for the whole host."""
+    A registry token is scoped to one image path (``repository:<path>:pull``), so tokens
+    are kept per (host, path). A refusal is remembered for the folder of the path (an
+    Artifact Registry repository, where IAM applies), an unreachable host for the host."""
 
     def __init__(
         self,
@@ -82,12 +82,13 @@ class Registry:
         self.retries = retries
         self.backoff = backoff
         self._bearer: dict[tuple[str, str], str] = {}  # (host, repository) → registry token
-        # why a host (path "") or one repository of it cannot be asked
+        # why a host (folder "") or one repository folder of it cannot be asked
         self._broken: dict[tuple[str, str], BackendError] = {}
 
     def exists(self, uri: str) -> bool:
         host, path, tag = split_uri(uri)
-        for key in ((host, ""), (host, path)):
+        folder = path.rpartition("/")[0]
+        for key in ((host, ""), (host, folder)):
             if key in self._broken:  # do not wait for the same timeout once per image
                 raise self._broken[key]
         try:
@@ -96,7 +97,7 @@ class Registry:
             if e.reason == "transient":
                 self._broken[(host, "")] = e
             elif e.reason == "permission":
-                self._broken[(host, path)] = e
+                self._broken[(host, folder)] = e
             raise
 
     def _exists(self, host: str, path: str, tag: str) -> bool:
