@@ -15,6 +15,7 @@ from relaunch.images.gcp import endpoint
 from relaunch.images.plan import Plan, PlanItem, State, make_plan
 from relaunch.images.registry import Registry
 from relaunch.images.stack import Stack, load_stack
+from relaunch.spec.loader import PROJECT_FILE
 from relaunch.spec.project import ProjectConfig
 
 # (event, item, text): event is "start", "line", "done" or "skip".
@@ -65,8 +66,10 @@ def builder_pushes(config: ProjectConfig, kind: str) -> bool:
 
 
 def dirty_inputs(stack: Stack, items: list[PlanItem]) -> list[str]:
-    """Input files (and Dockerfiles) of ``items`` that differ from git's HEAD or are not
-    tracked at all, as paths relative to the project root."""
+    """Input files of ``items`` that differ from git's HEAD or are not tracked at all, as
+    paths relative to the repository: with them the Dockerfiles, the files that select
+    the inputs (dockerignore, .image-manifest) and relaunch.toml (build args, platform
+    and parents are part of the tag)."""
 
     def git(*args: str) -> list[str]:
         try:
@@ -86,10 +89,14 @@ def dirty_inputs(stack: Stack, items: list[PlanItem]) -> list[str]:
     tracked = set(git("ls-files", "-z", "--full-name"))
     changed = set(git("diff", "HEAD", "--name-only", "-z", "--no-renames"))
     dirty: set[str] = set()
+    settings = [p for p in (stack.root / PROJECT_FILE,) if items and p.is_file()]
     for it in items:
         image = it.image
         base = stack.root if image.inputs is not None else image.context
-        paths = [base / rel for rel in it.fingerprint.files] + [image.dockerfile]
+        paths = [base / rel for rel in it.fingerprint.files] + [image.dockerfile, *settings]
+        for selector in (image.dockerignore, stack.root / image.inputs_source):
+            if selector is not None and selector.is_file():
+                paths.append(selector)
         for p in paths:
             rel = p.resolve().relative_to(top).as_posix() if p.is_absolute() else str(p)
             if rel not in tracked or rel in changed:
