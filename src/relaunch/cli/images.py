@@ -57,8 +57,11 @@ def images() -> None:
 def plan(names: tuple[str, ...], stack_dir: str | None, offline: bool, as_json: bool) -> None:
     """Show each image's tag and whether it must be rebuilt, and why."""
     from relaunch.images.build import plan_images
+    from relaunch.images.stack import manifest_warnings
 
     result = plan_images(_config(), list(names) or None, offline=offline, discover_dir=stack_dir)
+    for line in manifest_warnings(result.stack):
+        click.echo(line, err=True)
     if as_json:
         click.echo(json.dumps([it.to_json() for it in result.items], indent=2))
         return

@@ -207,6 +207,22 @@ def _wire_parents(root: Path, images: dict[str, Image]) -> dict[str, Image]:
     return wired
 
 
+def manifest_warnings(stack: Stack) -> list[str]:
+    """One line per discovered image without a ``.image-manifest``: its tag hashes every
+    file of the project root its dockerignore lets through, so an unrelated edit (a
+    README) rebuilds it, which for a base compiled from source costs hours."""
+    out = []
+    for name in stack.order:
+        image = stack.images[name]
+        if image.inputs is None and image.inputs_source.endswith(MANIFEST):
+            out.append(
+                f"warning: {name} has no {MANIFEST}, so any file of the project root its "
+                f"dockerignore lets through changes its tag; list its inputs in "
+                f"{image.inputs_source}"
+            )
+    return out
+
+
 def _order(images: dict[str, Image]) -> list[str]:
     """Parents first; siblings by name. A cycle or an unknown parent is a SpecError."""
     for image in images.values():
