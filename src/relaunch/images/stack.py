@@ -41,6 +41,7 @@ class Image:
     machine_type: str | None
     include_git: bool
     source: str
+    secrets: dict[str, str] = field(default_factory=dict)  # id → env:VAR or Secret Manager
 
     def uri(self, tag: str) -> str:
         base = f"{self.repository.rstrip('/')}/{self.name}" if self.repository else self.name
@@ -123,6 +124,7 @@ def _declared(root: Path, name: str, spec: ImageSpec, default_repo: str | None) 
         machine_type=spec.machine_type,
         include_git=spec.include_git,
         source=source,
+        secrets=dict(spec.secrets),
     )
 
 
