@@ -78,8 +78,11 @@ class Workspace:
         *,
         queue_name: str | None = None,
         run_id: str | None = None,
+        on_image: Callable[[str], None] | None = None,
     ) -> str:
-        """Validate ``job`` and queue it; return the run id. Nothing is written on error."""
+        """Validate ``job`` and queue it; return the run id. Nothing is written on error.
+        A stack image the registry lacks is built (after the checks); ``on_image`` gets a
+        line per image built."""
         from relaunch.backends.registry import BACKENDS, get_backend
         from relaunch.runs import queue
         from relaunch.runs.records import RunRecord
@@ -102,13 +105,6 @@ class Workspace:
                     f"{loaded.source}: workdir {workdir} does not exist",
                     hint="workdir is relative to the job file's folder",
                 )
-        image_uri = None
-        if spec.image and spec.backend != "local":
-            # A stack image name becomes the URI of its current tag, built (parents
-            # first) when the registry does not have it: never a stale image.
-            from relaunch.images import resolve_image
-
-            image_uri = resolve_image(self.config, spec.image, build_missing=True)
         record = RunRecord(
             run_id=rid,
             name=spec.name,
@@ -119,9 +115,17 @@ class Workspace:
             base_dir=str(loaded.base_dir),
             project={"name": self.config.project.name, "entity": self.config.project.entity},
             gcp=self.gcp_settings(spec) if spec.backend != "local" else {},
-            image_uri=image_uri,
         )
         get_backend(spec.backend).check(record, self.store)
+        if spec.image and spec.backend != "local":
+            # Only a run its backend accepts may start builds (hours for a base image).
+            # A stack image name becomes the URI of its current tag, built (parents
+            # first) when the registry does not have it: never a stale image.
+            from relaunch.images import resolve_image
+
+            record.image_uri = resolve_image(
+                self.config, spec.image, build_missing=True, on_build=on_image
+            )
         queue.enqueue(self.store, record)
         self.repo.add_event(rid, "queued", f"queued on '{spec.queue}' from {loaded.source}")
         return rid

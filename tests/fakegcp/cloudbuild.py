@@ -2,7 +2,10 @@
 
 Builds do not run their steps: they go QUEUED → WORKING → ``outcome`` (SUCCESS by
 default; set ``fake.cloudbuild.outcome = "FAILURE"``), reporting the requested
-``images`` with fake digests in ``results``.
+``images`` with fake digests in ``results``. As Cloud Build does, a build whose
+``source.storageSource`` object is missing fails (FETCH_SOURCE_FAILED), and a build with
+a ``logsBucket`` writes its log to ``<logsBucket>/log-<id>.txt`` as it goes (the last
+line, like the real one, is whatever ``last_log_line`` says, without a newline).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class CloudBuildService:
         self.builds: dict[str, dict[str, Any]] = {}  # id → Build
         self._changed: dict[str, float] = {}
         self.outcome = "SUCCESS"
+        self.last_log_line = "DONE"
 
     def register(self, router: Router) -> None:
         router.add("cloudbuild", "POST", _PARENT, self.create)
@@ -79,6 +83,28 @@ class CloudBuildService:
         with self.lock:
             return self._operation(dict(self._build(build)))
 
+    def _log(self, build: dict[str, Any], text: str) -> None:
+        logs = build.get("logsBucket")
+        if not logs:
+            return
+        bucket, _, prefix = logs.removeprefix("gs://").partition("/")
+        name = f"{prefix}/log-{build['id']}.txt".lstrip("/")
+        try:
+            old = self.fake.gcs.get_object(bucket, name).data
+        except FakeError:
+            old = b""
+        self.fake.gcs.put(bucket, name, old + text.encode())
+
+    def _source_missing(self, build: dict[str, Any]) -> str | None:
+        src = (build.get("source") or {}).get("storageSource")
+        if not src:
+            return None
+        try:
+            self.fake.gcs.get_object(src["bucket"], src["object"])
+        except FakeError:
+            return f"gs://{src['bucket']}/{src['object']}: object not found"
+        return None
+
     def tick(self) -> None:
         t = time.monotonic()
         with self.lock:
@@ -87,8 +113,15 @@ class CloudBuildService:
                     continue
                 if build["status"] == "QUEUED":
                     build.update(status="WORKING", startTime=now())
+                    self._log(build, f'starting build "{build_id}"\n\nFETCHSOURCE\n')
                 elif build["status"] == "WORKING":
-                    build.update(status=self.outcome, finishTime=now())
+                    missing = self._source_missing(build)
+                    status = "FAILURE" if missing else self.outcome
+                    build.update(status=status, finishTime=now())
+                    if missing:
+                        build["failureInfo"] = {"type": "FETCH_SOURCE_FAILED", "detail": missing}
+                        build["statusDetail"] = missing
+                    self._log(build, f"Step #0: {status}\n{self.last_log_line}")
                     images = build.get("images") or []
                     build["results"] = {
                         "images": [

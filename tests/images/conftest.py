@@ -110,9 +110,13 @@ record = os.environ["FAKE_DOCKER_RECORD"]
 if sys.argv[1:2] == ["info"]:
     sys.exit(int(os.environ.get("FAKE_DOCKER_INFO_RC", "0")))
 data = sys.stdin.buffer.read() if sys.argv[-1] == "-" else b""
+argv = sys.argv[1:]
+secret_vars = [a.split(",env=")[1] for a in argv if a.startswith("id=") and ",env=" in a]
+seen = {{v: hashlib.sha256(os.environ[v].encode()).hexdigest() for v in secret_vars
+        if v in os.environ}}
 with open(record, "a") as f:
-    f.write(json.dumps({{"argv": sys.argv[1:], "stdin_sha256": hashlib.sha256(data).hexdigest(),
-                        "stdin_len": len(data)}}) + "\\n")
+    f.write(json.dumps({{"argv": argv, "stdin_sha256": hashlib.sha256(data).hexdigest(),
+                        "stdin_len": len(data), "secret_sha256": seen}}) + "\\n")
 print("#1 [internal] load build definition")
 print("#2 DONE 0.1s")
 sys.exit(int(os.environ.get("FAKE_DOCKER_RC", "0")))

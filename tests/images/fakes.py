@@ -7,7 +7,8 @@
   to the logs bucket at each step;
 - Docker Registry v2: ``HEAD /v2/<path>/manifests/<tag>`` answering from a set of tags.
 
-Faults are scripted: ``fail_create = (403, "...")``, ``final_status``, ``failure_detail``.
+Faults are scripted: ``fail_create = (403, "...")``, ``final_status``, ``failure_detail``,
+``fail_get`` (statuses for the next ``builds.get`` calls), ``last_log_line``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class FakeState:
     steps: tuple[str, ...] = ("QUEUED", "WORKING", "WORKING")
     final_status: str = "SUCCESS"
     failure_detail: str = ""
+    fail_get: list[int] = field(default_factory=list)  # statuses for the next builds.get
+    last_log_line: bytes = b""  # appended, without a newline, when the build ends
     requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -151,6 +154,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def get_build(self, st: FakeState, q: dict[str, str], project: str, build_id: str) -> None:
         with st.lock:
+            fail = st.fail_get.pop(0) if st.fail_get else None
+        if fail is not None:
+            self._send(fail, _error(fail, "backend error"))
+            return
+        with st.lock:
             rec = st.builds.get(build_id)
             if rec is None:
                 self._send(404, _error(404, "no such build"))
@@ -164,6 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
                 bucket, _, prefix = build["logsBucket"].removeprefix("gs://").partition("/")
                 key = (bucket, f"{prefix}/log-{build_id}.txt")
                 line = f"step {n}: {build['status']}\n".encode()
+                if n == len(statuses) - 1:
+                    line += st.last_log_line
                 st.objects[key] = st.objects.get(key, b"") + line
             if build["status"] == "FAILURE" and st.failure_detail:
                 build["failureInfo"] = {"type": "FETCH_SOURCE_FAILED", "detail": st.failure_detail}

@@ -140,3 +140,13 @@ def test_json_plan_and_builder_modules_import_neither_google_nor_rich(seeds: Pat
         timeout=120,
     )
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stderr
+
+
+def test_plan_warns_about_discovered_images_without_a_manifest(seeds: Path) -> None:
+    done = run(seeds, "plan", "--offline", "--json")
+    assert done.returncode == 0, done.stderr
+    json.loads(done.stdout)  # the warnings stay off stdout
+    warned = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 3 and all("list its inputs in Stack/" in w for w in warned)
+    assert any("Stack/arr-pytorch-base/.image-manifest" in w for w in warned)
+    assert not any("arr-trainer" in w for w in warned)  # it has one

@@ -187,4 +187,53 @@ def test_auto_without_cloud_or_engine_says_what_to_set(
     monkeypatch.setenv("FAKE_DOCKER_INFO_RC", "0")
     built = build_images(config_at(seeds), ["arr-vertex-launcher"], builder="auto", offline=True)
     assert built[0].result is not None and built[0].result.builder == "docker"
-    assert isinstance(DockerBuilder(), DockerBuilder)
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_auto_falls_back_to_local_buildx_on_transient_and_quota_errors(
+    project: Path, fake_google: FakeGoogle, fake_docker: Path, status: int
+) -> None:
+    fake_google.state.fail_create = (status, "try later")
+    config = config_at(project)
+    cloud = CloudBuildBuilder(config, poll_interval=0, retry_deadline=0)
+    auto = AutoBuilder(config, cloudbuild=cloud, docker=DockerBuilder())
+    built = build_images(config, ["arr-vertex-launcher"], make=lambda c, k: auto)
+    assert built[0].result is not None and built[0].result.builder == "docker"
+    (call,) = [json.loads(x) for x in fake_docker.read_text().splitlines()]
+    assert "--push" in call["argv"]
+
+
+def test_a_transient_poll_error_is_retried(project: Path, fake_google: FakeGoogle) -> None:
+    fake_google.state.fail_get = [500, 500]  # not retried by the client itself
+    built = build_images(
+        config_at(project), ["arr-vertex-launcher"], builder="cloudbuild", make=cloudbuild
+    )
+    assert built[0].result is not None and built[0].result.pushed
+    gets = [r for r in fake_google.state.requests if r.startswith("GET /v1/projects/proj/builds")]
+    assert len(gets) == 2 + 4  # two failed polls, then QUEUED, WORKING, WORKING, SUCCESS
+
+
+def test_too_many_poll_errors_give_up(project: Path, fake_google: FakeGoogle) -> None:
+    fake_google.state.fail_get = [500] * 10
+    with pytest.raises(BackendError) as e:
+        build_images(
+            config_at(project), ["arr-vertex-launcher"], builder="cloudbuild", make=cloudbuild
+        )
+    assert e.value.reason == "transient"
+
+
+def test_the_last_log_line_without_a_newline_is_kept(
+    project: Path, fake_google: FakeGoogle
+) -> None:
+    fake_google.state.last_log_line = b"DONE pushed, no newline"
+    lines: list[str] = []
+    built = build_images(
+        config_at(project),
+        ["arr-vertex-launcher"],
+        builder="cloudbuild",
+        make=cloudbuild,
+        progress=lambda ev, it, text: lines.append(text) if ev == "line" else None,
+    )
+    assert lines[-1] == "DONE pushed, no newline"
+    assert built[0].result is not None
+    assert built[0].result.log.read_text().endswith("DONE pushed, no newline\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from relaunch.errors import UserInputError
-from relaunch.images.context import write_context
+from relaunch.images.context import expected_digests, write_context
 from relaunch.images.fingerprint import fingerprints
 from relaunch.images.stack import load_stack
 
@@ -22,7 +22,7 @@ def tarball(root: Path, name: str, dest: Path) -> bytes:
     stack = load_stack(config_at(root))
     fp = fingerprints(stack, [name])[name]
     image = stack.images[name]
-    expected = fp.files if image.inputs is None else None
+    expected = expected_digests(stack, image, fp)
     return write_context(stack, image, dest, expected=expected).path.read_bytes()
 
 
@@ -89,6 +89,28 @@ def test_a_file_edited_after_the_plan_fails_the_build(seeds: Path, tmp_path: Pat
     with pytest.raises(UserInputError, match=r"entrypoint-wrapper\.sh changed while"):
         write_context(stack, image, tmp_path / "x.tar.gz", expected=fp.files)
     assert not (tmp_path / "x.tar.gz").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "edited"),
+    [
+        ("arr-trainer", "ARR_COC/model.py"),  # an input of a .image-manifest image
+        ("arr-trainer", "Stack/arr-trainer/pyproject.toml"),
+        ("arr-ml-stack", "Stack/arr-ml-stack/Dockerfile"),  # an image without inputs
+    ],
+)
+def test_an_edit_between_plan_and_build_never_ships_under_the_old_tag(
+    seeds: Path, fake_docker: Path, name: str, edited: str
+) -> None:
+    from relaunch.images.build import build_images, plan_images
+
+    config = config_at(seeds)
+    plan = plan_images(config, [name], offline=True)
+    path = seeds / edited
+    path.write_text(path.read_text() + "# edited after the plan\n")
+    with pytest.raises(UserInputError, match=f"{edited} changed while"):
+        build_images(config, [name], builder="docker", plan=plan)
+    assert not fake_docker.exists() or name not in fake_docker.read_text()
 
 
 def test_content_change_changes_the_tarball(seeds: Path, tmp_path: Path) -> None:

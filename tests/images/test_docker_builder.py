@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,44 @@ def test_require_clean_refuses_uncommitted_inputs(seeds: Path, fake_docker: Path
     launcher = ["arr-vertex-launcher"]
     build_images(config, launcher, builder="docker", require_clean=True, offline=True)
     assert len(calls(fake_docker)) == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (
+            lambda root: (root / "relaunch.toml").write_text(
+                (root / "relaunch.toml").read_text() + "tag_length = 16\n"
+            ),
+            "relaunch.toml",
+        ),
+        (
+            lambda root: (root / "ARR_COC/new_module.py").write_text("x = 1\n"),
+            "ARR_COC/new_module.py",
+        ),
+        (
+            lambda root: (root / "Stack/arr-trainer/Dockerfile").write_text(
+                "ARG BASE_IMAGE=arr-ml-stack\nFROM $BASE_IMAGE\nRUN true\n"
+            ),
+            "Stack/arr-trainer/Dockerfile",
+        ),
+        (
+            lambda root: (root / "Stack/arr-trainer/.image-manifest").write_text(
+                "Stack/arr-trainer/Dockerfile\nARR_COC/**/*.py\n"
+            ),
+            "Stack/arr-trainer/.image-manifest",
+        ),
+    ],
+    ids=["dirty relaunch.toml", "untracked input", "dirty Dockerfile", "dirty manifest"],
+)
+def test_require_clean_counts_everything_the_tag_is_made_of(
+    seeds: Path, fake_docker: Path, edit: Callable[[Path], object], named: str
+) -> None:
+    from relaunch.errors import UserInputError
+
+    edit(seeds)
+    with pytest.raises(UserInputError, match=f"{named} is not committed"):
+        build_images(
+            config_at(seeds), ["arr-trainer"], builder="docker", require_clean=True, offline=True
+        )
+    assert calls(fake_docker) == []

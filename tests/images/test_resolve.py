@@ -66,3 +66,43 @@ def test_missing_tag_is_built_and_pushed_parents_first(
     # an edit means a new tag: the old URI is never returned again
     (project / "ARR_COC/model.py").write_text("class Model: v2 = 1\n")
     assert resolve_image(config, "arr-trainer", build_missing=True) != uri
+
+
+def test_an_image_without_repository_cannot_go_to_a_cloud_job(
+    tmp_path: Path, fake_docker: Path
+) -> None:
+    from relaunch.images.build import build_images
+
+    from .conftest import write
+
+    write(tmp_path, "Dockerfile", "FROM debian\n")
+    write(tmp_path, "relaunch.toml", '[images.app]\ndockerfile = "Dockerfile"\n')
+    config = config_at(tmp_path)
+    build_images(config, builder="docker", offline=True)  # a local --load build
+    with pytest.raises(SpecError, match="no registry repository") as e:
+        resolve_image(config, "app", build_missing=True)
+    assert "[images.app] repository" in (e.value.hint or "")
+
+
+def test_a_local_only_build_is_never_resolved_when_the_registry_cannot_say(
+    project: Path, fake_google: FakeGoogle, fake_docker: Path
+) -> None:
+    from relaunch.errors import UserInputError
+    from relaunch.images.build import build_images
+
+    config = config_at(project)
+    build_images(config, ["arr-vertex-launcher"], offline=True)  # --load, never pushed
+    fake_google.state.registry_status = 403
+    with pytest.raises(UserInputError, match="cannot tell whether"):
+        resolve_image(config, "arr-vertex-launcher", build_missing=False)
+
+
+def test_build_progress_reaches_the_callback(
+    project: Path, fake_google: FakeGoogle, fake_docker: Path
+) -> None:
+    lines: list[str] = []
+    uri = resolve_image(
+        config_at(project), "arr-vertex-launcher", build_missing=True, on_build=lines.append
+    )
+    assert lines[0].startswith("building image arr-vertex-launcher:")
+    assert lines[-1].startswith(f"pushed {uri}")

@@ -36,6 +36,20 @@ def _replace_folder_by_file(root: Path) -> None:
     write(root, "pkg/sub", "now a file\n")
 
 
+def _rewrite_keeping_size_and_mtime(root: Path) -> None:
+    # `echo T > s.py; touch -d <old time> s.py`: only the ctime tells
+    p = root / "pkg/sub/s.py"
+    before = p.stat()
+    p.write_text("T\n")
+    os.utime(p, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = p.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    )
+
+
 EDITS: list[tuple[str, Callable[[Path], object]]] = [
     ("new file in a cached folder", lambda r: write(r, "pkg/c.py", "c\n")),
     ("new subfolder", lambda r: write(r, "pkg/new/deep/d.py", "d\n")),
@@ -47,6 +61,7 @@ EDITS: list[tuple[str, Callable[[Path], object]]] = [
     ("folder replaced by a file", _replace_folder_by_file),
     ("ignored file added", lambda r: write(r, "pkg/x.tmp", "ignored\n")),
     ("dockerignore changed", lambda r: write(r, ".dockerignore", "*.tmp\npkg/sub\n")),
+    ("same size, mtime set back", _rewrite_keeping_size_and_mtime),
 ]
 
 

@@ -57,8 +57,11 @@ def images() -> None:
 def plan(names: tuple[str, ...], stack_dir: str | None, offline: bool, as_json: bool) -> None:
     """Show each image's tag and whether it must be rebuilt, and why."""
     from relaunch.images.build import plan_images
+    from relaunch.images.stack import manifest_warnings
 
     result = plan_images(_config(), list(names) or None, offline=offline, discover_dir=stack_dir)
+    for line in manifest_warnings(result.stack):
+        click.echo(line, err=True)
     if as_json:
         click.echo(json.dumps([it.to_json() for it in result.items], indent=2))
         return
@@ -104,13 +107,14 @@ def build(
     offline: bool,
 ) -> None:
     """Build what the plan says, parent before child (NAMES: those and their ancestors)."""
-    from relaunch.images.build import build_images, plan_images
+    from relaunch.images.build import build_images, builder_pushes, plan_images
     from relaunch.images.plan import PlanItem
 
     config = _config()
     plan_ = plan_images(config, list(names) or None, offline=offline, discover_dir=stack_dir)
     console = _console(stderr=True)
-    todo = plan_.to_build(list(names) or None)
+    pushes = push or builder_pushes(config, builder or config.image_stack.builder)
+    todo = plan_.to_build(list(names) or None, push=pushes)
     if not todo:
         console.print("[green]every image is up to date[/]")
         return

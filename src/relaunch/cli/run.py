@@ -57,7 +57,13 @@ def run(
     if follow and detach:
         raise click.UsageError("--follow and --detach exclude each other")
     ws = open_workspace(project, store, start=job.resolve().parent)
-    rid = ws.submit(job, _parse_sets(sets), queue_name=queue_name, run_id=run_id)
+    rid = ws.submit(
+        job,
+        _parse_sets(sets),
+        queue_name=queue_name,
+        run_id=run_id,
+        on_image=lambda line: click.echo(f"relaunch: {line}", err=True),
+    )
     if not follow:
         click.echo(rid)
         click.echo(f"queued. follow it: relaunch status {rid} · relaunch logs {rid} -f", err=True)

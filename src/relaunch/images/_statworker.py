@@ -11,8 +11,9 @@ list of tasks, the reply the list of their results:
   listing and its files' stats are as cached (and the entry is ``trusted``), 1 when the
   listing is but the stats are not, 2 when the listing changed or the folder is gone.
 - ``("h", folder, names, known)`` — stat and hash ``names``; ``known`` maps a name to
-  (size, mtime_ns, ino, mode, kind_digest) that may be reused when the stat still
-  matches. Result: (rows, errors), a row (name, size, mtime_ns, ino, mode, kind_digest),
+  (size, mtime_ns, ctime_ns, ino, mode, kind_digest) that may be reused when the stat still
+  matches. Result: (rows, errors), a row (name, size, mtime_ns, ctime_ns, ino, mode,
+  kind_digest),
   an error (name, message). Names that vanished or are not regular files or symlinks
   are left out.
 
@@ -44,14 +45,16 @@ def listing_of(entries: Any) -> str:
 
 
 def stats_blob(values: list[int]) -> bytes:
-    """The packed stats of a folder's files, (size, mtime_ns, ino, mode) per file, in the
-    form the cache keeps and compares (marshal version 2: no back-references, so the
-    same values always give the same bytes)."""
+    """The packed stats of a folder's files, (size, mtime_ns, ctime_ns, ino, mode) per
+    file, in the form the cache keeps and compares (marshal version 2: no
+    back-references, so the same values always give the same bytes). The ctime is there
+    because a rewrite of the same size with its mtime set back (``touch -d``) changes
+    nothing else; git's index keeps it for the same reason."""
     return marshal.dumps(values, 2)
 
 
 def stat_values(folder: str, names: list[str]) -> list[int]:
-    """(size, mtime_ns, ino, mode) of each name, flattened. Raises OSError."""
+    """(size, mtime_ns, ctime_ns, ino, mode) of each name, flattened. Raises OSError."""
     out: list[int] = []
     add = out.extend
     if _DIR_FD:
@@ -60,13 +63,13 @@ def stat_values(folder: str, names: list[str]) -> list[int]:
         try:
             for n in names:
                 s = stat(n, dir_fd=fd, follow_symlinks=False)
-                add((s.st_size, s.st_mtime_ns, s.st_ino, s.st_mode))
+                add((s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino, s.st_mode))
         finally:
             os.close(fd)
     else:
         for n in names:
             s = os.lstat(os.path.join(folder, n))
-            add((s.st_size, s.st_mtime_ns, s.st_ino, s.st_mode))
+            add((s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino, s.st_mode))
     return out
 
 
@@ -126,9 +129,9 @@ def hash_names(
             mode = s.st_mode
             if not (S_ISREG(mode) or S_ISLNK(mode)):
                 continue  # sockets, fifos, devices: Docker cannot COPY them either
-            sig = (s.st_size, s.st_mtime_ns, s.st_ino, mode)
+            sig = (s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino, mode)
             k = known.get(n)
-            kd = k[4] if k is not None and k[:4] == sig else kind_digest(path, mode)
+            kd = k[5] if k is not None and k[:5] == sig else kind_digest(path, mode)
         except FileNotFoundError:
             continue  # removed since the folder was listed
         except OSError as e:

@@ -15,6 +15,7 @@ from relaunch.images.gcp import endpoint
 from relaunch.images.plan import Plan, PlanItem, State, make_plan
 from relaunch.images.registry import Registry
 from relaunch.images.stack import Stack, load_stack
+from relaunch.spec.loader import PROJECT_FILE
 from relaunch.spec.project import ProjectConfig
 
 # (event, item, text): event is "start", "line", "done" or "skip".
@@ -55,9 +56,20 @@ def make_builder(config: ProjectConfig, name: str) -> Builder:
     raise UserInputError(f"unknown builder '{name}'", hint="use docker, cloudbuild or auto")
 
 
+def builder_pushes(config: ProjectConfig, kind: str) -> bool:
+    """Whether builder ``kind`` always pushes: Cloud Build does (its result lives only in
+    the registry), and so does ``auto`` when Cloud Build is configured (its fallback to
+    local buildx pushes too). Without a repository such a push would go to Docker Hub."""
+    from relaunch.images.builders.cloudbuild import cloudbuild_configured
+
+    return kind == "cloudbuild" or (kind == "auto" and cloudbuild_configured(config))
+
+
 def dirty_inputs(stack: Stack, items: list[PlanItem]) -> list[str]:
-    """Input files (and Dockerfiles) of ``items`` that differ from git's HEAD or are not
-    tracked at all, as paths relative to the project root."""
+    """Input files of ``items`` that differ from git's HEAD or are not tracked at all, as
+    paths relative to the repository: with them the Dockerfiles, the files that select
+    the inputs (dockerignore, .image-manifest) and relaunch.toml (build args, platform
+    and parents are part of the tag)."""
 
     def git(*args: str) -> list[str]:
         try:
@@ -77,10 +89,14 @@ def dirty_inputs(stack: Stack, items: list[PlanItem]) -> list[str]:
     tracked = set(git("ls-files", "-z", "--full-name"))
     changed = set(git("diff", "HEAD", "--name-only", "-z", "--no-renames"))
     dirty: set[str] = set()
+    settings = [p for p in (stack.root / PROJECT_FILE,) if items and p.is_file()]
     for it in items:
         image = it.image
         base = stack.root if image.inputs is not None else image.context
-        paths = [base / rel for rel in it.fingerprint.files] + [image.dockerfile]
+        paths = [base / rel for rel in it.fingerprint.files] + [image.dockerfile, *settings]
+        for selector in (image.dockerignore, stack.root / image.inputs_source):
+            if selector is not None and selector.is_file():
+                paths.append(selector)
         for p in paths:
             rel = p.resolve().relative_to(top).as_posix() if p.is_absolute() else str(p)
             if rel not in tracked or rel in changed:
@@ -118,19 +134,26 @@ def build_images(
     """Build what the plan says (or ``names`` and their out-of-date ancestors), parents
     first. Each build's log is saved under ``.relaunch/images/logs/``."""
     plan = plan or plan_images(config, names, offline=offline)
-    todo = plan.to_build(names)
+    kind = builder or config.image_stack.builder
+    pushes = push or builder_pushes(config, kind)
+    todo = plan.to_build(names, push=pushes)
+    for it in todo:
+        if not it.needs_build:  # built here with --load only: the registry lacks it
+            it.state, it.note = State.NOT_IN_REGISTRY, "built locally, not pushed"
     unknown = [it for it in todo if it.state is State.UNKNOWN]
     if unknown:
         raise UserInputError(
             f"cannot tell whether {unknown[0].uri} is in the registry: {unknown[0].note}",
             hint="fix registry access, or build with --offline to trust local records",
         )
-    if push:
+    if pushes:
         for it in todo:
             if not it.image.repository:
+                via = "--push" if push else f"the {kind} builder (it always pushes)"
                 raise SpecError(
-                    f"{it.image.source}: no registry repository to push {it.name} to",
-                    hint="set [image_stack] repository (or [images.NAME] repository)",
+                    f"{it.image.source}: no registry repository to push {it.name} to with {via}",
+                    hint=f"set [image_stack] repository (or [images.{it.name}] repository) in "
+                    "relaunch.toml, or build with --builder docker and no --push",
                 )
     if require_clean:
         dirty = dirty_inputs(plan.stack, todo)
@@ -140,7 +163,6 @@ def build_images(
                 f"--require-clean: {dirty[0]} is not committed{more}",
                 hint="commit or stash the change; a release image must match a commit",
             )
-    kind = builder or config.image_stack.builder
     impl = None if dry_run else make(config, kind)
     uris = {it.name: it.uri for it in plan.items}
     out: list[Built] = []
@@ -183,13 +205,21 @@ def _looks_like_reference(value: str) -> bool:
     return any(c in value for c in "/:@")
 
 
-def resolve_image(config: ProjectConfig, name_or_uri: str, *, build_missing: bool) -> str:
-    """The full image URI a job's ``image:`` means.
+def resolve_image(
+    config: ProjectConfig,
+    name_or_uri: str,
+    *,
+    build_missing: bool,
+    progress: Progress | None = None,
+) -> str:
+    """The full image URI a cloud job's ``image:`` means: one it can pull.
 
-    - A stack image name → ``<repository>/<name>:<current tag>``. When that tag is not
-      in the registry: with ``build_missing`` it (and any out-of-date ancestor) is built
-      with the configured builder and pushed first; without, NotFoundError says which
-      command builds it. A stale tag is never returned.
+    - A stack image name → ``<repository>/<name>:<current tag>``. The image needs a
+      registry repository (SpecError otherwise: a bare local name cannot be pulled by a
+      cloud job). When the registry does not have that tag: with ``build_missing`` it
+      (and every ancestor not in the registry) is built and pushed first, reporting to
+      ``progress``; without, NotFoundError says which command builds it. A stale or
+      local-only tag is never returned.
     - A full reference (contains ``/``, ``:`` or ``@``) → returned unchanged.
     - Anything else → SpecError (a typo must not silently pull from Docker Hub).
     """
@@ -198,14 +228,27 @@ def resolve_image(config: ProjectConfig, name_or_uri: str, *, build_missing: boo
         if _looks_like_reference(name_or_uri):
             return name_or_uri
         stack.get(name_or_uri)  # raises with "did you mean" / the known images
+    image = stack.images[name_or_uri]
+    if not image.repository:
+        raise SpecError(
+            f"{image.source}: image {image.name} has no registry repository, so a cloud job "
+            "could not pull it",
+            hint=f"set [image_stack] repository (or [images.{image.name}] repository) in "
+            "relaunch.toml",
+        )
     plan = make_plan(stack, [name_or_uri], registry=registry_for(config))
     item = plan.item(name_or_uri)
-    if not item.needs_build:
+    if item.known_in_registry and not item.needs_build:
         return item.uri
+    if item.state is State.UNKNOWN:
+        raise UserInputError(
+            f"cannot tell whether {item.uri} is in the registry: {item.note}",
+            hint="fix registry access and submit again",
+        )
     if not build_missing:
         raise NotFoundError(
-            f"image {item.uri} is not built ({item.state.value})",
+            f"image {item.uri} is not in the registry ({item.state.value})",
             hint=f"run `relaunch images build {name_or_uri} --push`",
         )
-    build_images(config, [name_or_uri], plan=plan, push=item.image.repository is not None)
+    build_images(config, [name_or_uri], plan=plan, push=True, progress=progress)
     return item.uri

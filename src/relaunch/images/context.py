@@ -3,9 +3,10 @@ owners root with no names, modes reduced to 0644/0755 (0777 for links), gzip hea
 without time or name. Its bytes depend only on the files' paths, kinds and contents.
 
 The Dockerfile and its dockerignore are always included (Docker needs them even when the
-dockerignore lists them). When the image's tag was computed from the context, every file
-is checked against the digest the tag used while it is streamed, so an edit made between
-plan and build fails the build instead of shipping an image that does not match its tag.
+dockerignore lists them). Every file the tag was computed from (the context's files, or
+the ``inputs`` that lie inside the context) and the Dockerfile are checked against the
+digests the tag used while they are streamed, so an edit made between plan and build
+fails the build instead of shipping an image that does not match its tag.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import BinaryIO
 from relaunch.errors import UserInputError
 from relaunch.images.dockerignore import Matcher
 from relaunch.images.files import FileEntry, context_files
+from relaunch.images.fingerprint import Fingerprint
 from relaunch.images.stack import Image, Stack
 
 
@@ -91,6 +93,22 @@ def _forced(image: Image, listed: set[str]) -> list[FileEntry]:
         if rel not in listed:
             s = p.lstat()
             out.append(FileEntry(rel, s.st_size, s.st_mtime_ns, s.st_ino, s.st_mode, str(p)))
+    return out
+
+
+def expected_digests(stack: Stack, image: Image, fp: Fingerprint) -> dict[str, str]:
+    """Context path → the "<kind>:<digest>" tag ``fp`` was computed from, for every file of
+    the tag that lies in the context, and the Dockerfile."""
+    if image.inputs is None:
+        out = dict(fp.files)  # already relative to the context
+    else:  # relative to the project root
+        out = {}
+        for rel, kd in fp.files.items():
+            try:
+                out[(stack.root / rel).relative_to(image.context).as_posix()] = kd
+            except ValueError:
+                continue  # an input outside the context is not sent
+    out[image.dockerfile_in_context()] = "f:" + fp.dockerfile
     return out
 
 

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field
 
 from relaunch.errors import BackendError, UserInputError
-from relaunch.images.fingerprint import Fingerprint, fingerprints, load_record
+from relaunch.images.fingerprint import BuildRecord, Fingerprint, fingerprints, load_record
 from relaunch.images.registry import Registry
 from relaunch.images.stack import Image, Stack
 
@@ -28,6 +28,7 @@ class PlanItem:
     changes: list[str] = field(default_factory=list)  # for changed images: what changed
     note: str | None = None
     in_registry: bool | None = None  # None: not asked (no repository, --offline, error)
+    pushed_here: bool = False  # this machine's record of this very tag says it was pushed
 
     @property
     def name(self) -> str:
@@ -44,6 +45,12 @@ class PlanItem:
     @property
     def needs_build(self) -> bool:
         return self.state is not State.UP_TO_DATE
+
+    @property
+    def known_in_registry(self) -> bool:
+        """The registry said it has this tag, or (not asked) this machine pushed it. An
+        image built with ``--load`` only is up to date locally, never in the registry."""
+        return self.in_registry is True or (self.in_registry is None and self.pushed_here)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -70,25 +77,28 @@ class Plan:
         self.stack.get(name)  # unknown name → SpecError with a suggestion
         raise KeyError(name)
 
-    def to_build(self, names: list[str] | None = None) -> list[PlanItem]:
+    def to_build(self, names: list[str] | None = None, *, push: bool = False) -> list[PlanItem]:
         """What must be built, parent → child: every image that needs it (or, given
-        ``names``, those and their ancestors that need it)."""
-        if names is None:
-            return [it for it in self.items if it.needs_build]
+        ``names``, those and their ancestors that need it). With ``push`` also every image
+        not known to be in the registry, so no child is built FROM a parent URI that was
+        never pushed."""
         wanted: set[str] = set()
-        for n in names:
+        for n in names if names is not None else self.stack.order:
             wanted.update(self.stack.lineage(self.stack.get(n).name))
-        return [it for it in self.items if it.name in wanted and it.needs_build]
+        return [
+            it
+            for it in self.items
+            if it.name in wanted and (it.needs_build or (push and not it.known_in_registry))
+        ]
 
 
 def _state(
     image: Image,
     fp: Fingerprint,
     in_registry: bool | None,
-    stack: Stack,
+    record: BuildRecord | None,
     parents: dict[str, PlanItem],
 ) -> tuple[State, list[str], str | None]:
-    record = load_record(stack, image.name)
     built_here = record is not None and record.fingerprint.tag == fp.tag
     if in_registry or (in_registry is None and built_here):
         note = None
@@ -130,12 +140,14 @@ def make_plan(
                 in_registry = registry.exists(fp.uri)
             except (BackendError, UserInputError) as e:
                 error = str(e)
-        state, changes, note = _state(image, fp, in_registry, stack, by_name)
-        if error is not None and state is not State.UP_TO_DATE:
+        record = load_record(stack, name)
+        pushed_here = record is not None and record.pushed and record.fingerprint.tag == fp.tag
+        state, changes, note = _state(image, fp, in_registry, record, by_name)
+        if error is not None and not (state is State.UP_TO_DATE and pushed_here):
             state, note = State.UNKNOWN, error
         elif image.repository is None and registry is not None:
             note = note or "no repository configured"
-        item = PlanItem(image, fp, state, changes, note, in_registry)
+        item = PlanItem(image, fp, state, changes, note, in_registry, pushed_here)
         items.append(item)
         by_name[name] = item
     return Plan(stack, items)

@@ -60,7 +60,12 @@ def google_access_token() -> str:
 
 class Registry:
     """Checks tags. ``endpoint`` replaces ``https://<host>`` (a private endpoint or a
-    local fake); ``token`` supplies the Google access token for the auth challenge."""
+    local fake); ``token`` supplies the Google access token for the auth challenge
+    (None: answer challenges without credentials).
+
+    A registry token is scoped to one image path (``repository:<path>:pull``), so tokens
+    are kept per (host, path). A refusal is remembered for the folder of the path (an
+    Artifact Registry repository, where IAM applies), an unreachable host for the host."""
 
     def __init__(
         self,
@@ -76,28 +81,36 @@ class Registry:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._bearer: dict[str, str] = {}  # host → registry token
-        self._broken: dict[str, BackendError] = {}  # host → why it cannot be asked
+        self._bearer: dict[tuple[str, str], str] = {}  # (host, repository) → registry token
+        # why a host (folder "") or one repository folder of it cannot be asked
+        self._broken: dict[tuple[str, str], BackendError] = {}
 
     def exists(self, uri: str) -> bool:
         host, path, tag = split_uri(uri)
-        if host in self._broken:  # do not wait for the same timeout once per image
-            raise self._broken[host]
+        folder = path.rpartition("/")[0]
+        for key in ((host, ""), (host, folder)):
+            if key in self._broken:  # do not wait for the same timeout once per image
+                raise self._broken[key]
         try:
             return self._exists(host, path, tag)
         except BackendError as e:
-            if e.reason in ("permission", "transient"):
-                self._broken[host] = e
+            if e.reason == "transient":
+                self._broken[(host, "")] = e
+            elif e.reason == "permission":
+                self._broken[(host, folder)] = e
             raise
 
     def _exists(self, host: str, path: str, tag: str) -> bool:
         base = self.endpoint or f"https://{host}"
         url = f"{base}/v2/{path}/manifests/{urllib.parse.quote(tag)}"
+        key = (host, path)
+        answered = False
         for attempt in range(self.retries + 1):
-            status, headers = self._head(url, host)
-            if status == 401 and host not in self._bearer:
-                self._bearer[host] = self._answer_challenge(headers.get("WWW-Authenticate", ""))
-                status, headers = self._head(url, host)
+            status, headers = self._head(url, key)
+            if status == 401 and not answered:  # no token yet, or an expired one
+                answered = True
+                self._bearer[key] = self._answer_challenge(headers.get("WWW-Authenticate", ""))
+                status, headers = self._head(url, key)
             if status == 200:
                 return True
             if status == 404:
@@ -123,10 +136,10 @@ class Registry:
             )
         raise AssertionError("unreachable")
 
-    def _head(self, url: str, host: str) -> tuple[int, dict[str, str]]:
+    def _head(self, url: str, key: tuple[str, str]) -> tuple[int, dict[str, str]]:
         req = urllib.request.Request(url, method="HEAD", headers={"Accept": _ACCEPT})
-        if host in self._bearer:
-            req.add_header("Authorization", f"Bearer {self._bearer[host]}")
+        if self._bearer.get(key):
+            req.add_header("Authorization", f"Bearer {self._bearer[key]}")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return resp.status, dict(resp.headers)

@@ -121,8 +121,8 @@ class _Run:
             kds = dict(parse_records(e[5]))
             for k, name in enumerate(e[2].split("\0")):
                 kd = kds.get(rel + name)
-                if kd is not None and stats[4 * k + 1] < self.limit:
-                    known[name] = (*stats[4 * k : 4 * k + 4], kd)
+                if kd is not None and stats[5 * k + 1] < self.limit:
+                    known[name] = (*stats[5 * k : 5 * k + 5], kd)
         if self.seen:
             base = path + "/"
             for name, row in self.seen.get(base, {}).items():
@@ -149,12 +149,12 @@ class _Run:
             newest = 0
             records = []
             mine = self.seen.setdefault(path + "/", {})
-            for name, size, mtime, ino, mode, kd in rows:
-                values += (size, mtime, ino, mode)
+            for name, size, mtime, ctime, ino, mode, kd in rows:
+                values += (size, mtime, ctime, ino, mode)
                 newest = max(newest, mtime)
                 if kd is not None:
                     records.append(file_record(rel + name, kd))
-                    mine[name] = (size, mtime, ino, mode, kd)
+                    mine[name] = (size, mtime, ctime, ino, mode, kd)
             if len(rows) < len(names):
                 newest = _UNTRUSTED  # a name vanished: look again next time
             kept = "\0".join([r[0] for r in rows])

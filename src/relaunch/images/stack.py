@@ -41,6 +41,7 @@ class Image:
     machine_type: str | None
     include_git: bool
     source: str
+    secrets: dict[str, str] = field(default_factory=dict)  # id → env:VAR or Secret Manager
 
     def uri(self, tag: str) -> str:
         base = f"{self.repository.rstrip('/')}/{self.name}" if self.repository else self.name
@@ -123,6 +124,7 @@ def _declared(root: Path, name: str, spec: ImageSpec, default_repo: str | None) 
         machine_type=spec.machine_type,
         include_git=spec.include_git,
         source=source,
+        secrets=dict(spec.secrets),
     )
 
 
@@ -205,6 +207,22 @@ def _wire_parents(root: Path, images: dict[str, Image]) -> dict[str, Image]:
             break
         wired[name] = image
     return wired
+
+
+def manifest_warnings(stack: Stack) -> list[str]:
+    """One line per discovered image without a ``.image-manifest``: its tag hashes every
+    file of the project root its dockerignore lets through, so an unrelated edit (a
+    README) rebuilds it, which for a base compiled from source costs hours."""
+    out = []
+    for name in stack.order:
+        image = stack.images[name]
+        if image.inputs is None and image.inputs_source.endswith(MANIFEST):
+            out.append(
+                f"warning: {name} has no {MANIFEST}, so any file of the project root its "
+                f"dockerignore lets through changes its tag; list its inputs in "
+                f"{image.inputs_source}"
+            )
+    return out
 
 
 def _order(images: dict[str, Image]) -> list[str]:

@@ -3,10 +3,10 @@ hashed, so an unchanged tree is not re-read.
 
 An entry is (match flags, listing, names, packed stats, newest mtime, tag records, subfolders):
 the folder's readdir listing (names and which are folders), the NUL-joined names of its
-selected files, their (size, mtime_ns, inode, mode) packed by ``_statworker.stats_blob``,
-the newest of their mtimes, their encoded tag records, and the subfolders the walk
-descends into with their match flags. Everything is a few bytes objects per folder, so
-loading the cache makes no object per file.
+selected files, their (size, mtime_ns, ctime_ns, inode, mode) packed by
+``_statworker.stats_blob``, the newest of their mtimes, their encoded tag records, and
+the subfolders the walk descends into with their match flags. Everything is a few bytes
+objects per folder, so loading the cache makes no object per file.
 
 An entry is trusted only when its newest file was modified more than a timestamp tick
 (counted as a second) before the run that wrote the cache started: a file rewritten
@@ -33,7 +33,7 @@ class StatCache:
     """One marshal file, written atomically and only when something changed. Tied to
     the Python version (marshal's format); a mismatch or damage means re-read."""
 
-    VERSION = 3
+    VERSION = 4
 
     def __init__(self, path: Path) -> None:
         self.path = path

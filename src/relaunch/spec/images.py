@@ -12,6 +12,8 @@ from relaunch.spec.common import Duration, Strict
 # A Docker repository path component: lowercase, digits, separated by . _ __ or -.
 _IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_REF = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
+_SECRET_REF = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
 BUILDER_NAMES = ("auto", "docker", "cloudbuild")
 
 
@@ -51,6 +53,25 @@ class ImageSpec(Strict):
     timeout: Duration = Field(4 * 3600.0, gt=0, le=24 * 3600, description="Cloud Build timeout")
     machine_type: str | None = Field(None, description="Cloud Build machine, e.g. E2_HIGHCPU_32")
     include_git: bool = Field(False, description="send .git/ in the context (e.g. setuptools-scm)")
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="build secrets (RUN --mount=type=secret,id=ID): ID → 'env:VAR' (a variable "
+        "of the builder's environment; docker builder only) or a Secret Manager secret "
+        "projects/P/secrets/S[/versions/V]. Never in the tag, the argv, the log or a request",
+    )
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_refs(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, ref in v.items():
+            if not _ARG_NAME.match(k):
+                raise ValueError(f"{k!r} is not a secret id (letters, digits, _)")
+            if not (_ENV_REF.match(ref) or _SECRET_REF.match(ref)):
+                raise ValueError(
+                    f"secret {k!r}: {ref!r} is neither env:VAR nor "
+                    "projects/P/secrets/S[/versions/V]"
+                )
+        return v
 
     @field_validator("parent_arg")
     @classmethod

@@ -25,6 +25,11 @@ _OBJECT_VIEWER_HINT = (
 )
 
 
+def cloudbuild_configured(config: ProjectConfig) -> bool:
+    """Whether relaunch.toml names what Cloud Build needs ([gcp] project and staging_bucket)."""
+    return bool(config.gcp.project and config.gcp.staging_bucket)
+
+
 def _bucket_name(value: str) -> str:
     return value.removeprefix("gs://").split("/", 1)[0]
 
@@ -46,7 +51,7 @@ class CloudBuildBuilder:
         self.retry_deadline = retry_deadline  # upload retries on 429/5xx; 0: no retry
 
     def configured(self) -> bool:
-        return bool(self.config.gcp.project and self.config.gcp.staging_bucket)
+        return cloudbuild_configured(self.config)
 
     def _require(self) -> tuple[str, str]:
         gcp = self.config.gcp
@@ -67,6 +72,9 @@ class CloudBuildBuilder:
         args += ["--platform", image.platform]
         for k, v in sorted(req.build_args.items()):
             args += ["--build-arg", f"{k}={v}"]
+        secret_env, available = self._secrets(req)
+        for sid in secret_env:
+            args += ["--secret", f"id={sid},env={sid}"]
         args += ["--label", f"dev.relaunch.tag={fp.tag}", "."]
         options = cb.BuildOptions()
         if image.machine_type:
@@ -82,15 +90,42 @@ class CloudBuildBuilder:
             source=cb.Source(storage_source=cb.StorageSource(bucket=bucket, object_=source_object)),
             steps=[
                 cb.BuildStep(
-                    name="gcr.io/cloud-builders/docker", args=args, env=["DOCKER_BUILDKIT=1"]
+                    name="gcr.io/cloud-builders/docker",
+                    args=args,
+                    env=["DOCKER_BUILDKIT=1"],
+                    secret_env=secret_env,
                 )
             ],
+            available_secrets=available,
             images=[fp.uri],
             timeout=duration_pb2.Duration(seconds=int(image.timeout)),
             logs_bucket=f"gs://{bucket}/{LOGS}",
             options=options,
             tags=["relaunch", image.name],
         )
+
+    def _secrets(self, req: BuildRequest) -> tuple[list[str], Any]:
+        """The step's ``secretEnv`` and the build's ``availableSecrets``: Cloud Build reads
+        each Secret Manager version itself, so no value is in the request."""
+        from google.cloud.devtools import cloudbuild_v1 as cb
+
+        image = req.item.image
+        refs = sorted(image.secrets.items())
+        for sid, ref in refs:
+            if ref.startswith("env:"):
+                raise SpecError(
+                    f"{image.source}: build secret '{sid}' is {ref}, a variable Cloud Build "
+                    "cannot see (sending it would put it in the request)",
+                    hint="store it in Secret Manager and give projects/P/secrets/S, or build "
+                    "with --builder docker",
+                )
+        managed = [
+            cb.SecretManagerSecret(
+                version_name=ref if "/versions/" in ref else f"{ref}/versions/latest", env=sid
+            )
+            for sid, ref in refs
+        ]
+        return [sid for sid, _ in refs], cb.Secrets(secret_manager=managed) if managed else None
 
     def _upload(self, req: BuildRequest, bucket: str) -> str:
         from google.api_core import exceptions as gexc
@@ -121,6 +156,7 @@ class CloudBuildBuilder:
         from google.cloud.devtools import cloudbuild_v1 as cb
 
         project, bucket = self._require()
+        self._secrets(req)  # an unusable secret fails before anything is staged
         log = LogFile(req)
         try:
             source = self._upload(req, bucket)

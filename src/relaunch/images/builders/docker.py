@@ -1,6 +1,7 @@
 """``docker buildx build`` on the local engine. The context is relaunch's deterministic
 tarball on stdin, so the engine sees exactly the files the tag was computed from. The
-argv is a list (no shell); build args hold no secrets (use ``--secret`` for those)."""
+argv is a list (no shell). Build args hold no secrets: an image's ``secrets`` go to
+``--secret id=ID,env=VAR``, so only the variable's name is on the argv and in the log."""
 
 from __future__ import annotations
 
@@ -33,6 +34,33 @@ def engine_reachable(docker: str | None = None) -> bool:
     return done.returncode == 0
 
 
+def secret_variable(sid: str, ref: str) -> str:
+    """The environment variable ``docker buildx`` reads secret ``sid`` from: the named one
+    for ``env:VAR``, else one relaunch fills from Secret Manager."""
+    return ref[4:] if ref.startswith("env:") else f"RELAUNCH_BUILD_SECRET_{sid.upper()}"
+
+
+def secret_environment(req: BuildRequest) -> dict[str, str]:
+    """The docker process's environment: ours, plus the Secret Manager secrets' values
+    (read now; they go nowhere else). A missing ``env:VAR`` is an error naming VAR."""
+    env = dict(os.environ)
+    for sid, ref in sorted(req.item.image.secrets.items()):
+        if ref.startswith("env:"):
+            if ref[4:] not in env:
+                raise BackendError(
+                    f"{req.item.image.source}: build secret '{sid}' reads ${ref[4:]}, which "
+                    "is not set",
+                    reason="user-error",
+                    hint=f"export {ref[4:]} before building",
+                )
+            continue
+        from relaunch.gcp.secrets import access_secret
+
+        name = ref if "/versions/" in ref else f"{ref}/versions/latest"
+        env[secret_variable(sid, ref)] = access_secret(name)
+    return env
+
+
 _PUSH_HINT = "; for Artifact Registry run `gcloud auth configure-docker`"
 
 
@@ -63,6 +91,8 @@ class DockerBuilder:
         ]
         for k, v in sorted(req.build_args.items()):
             argv += ["--build-arg", f"{k}={v}"]
+        for sid, ref in sorted(image.secrets.items()):
+            argv += ["--secret", f"id={sid},env={secret_variable(sid, ref)}"]
         argv.append("--push" if req.push else "--load")
         argv.append("-")  # the context tarball comes on stdin
         return argv
@@ -75,6 +105,7 @@ class DockerBuilder:
                 reason="user-error",
                 hint="install Docker, or build with --builder cloudbuild",
             )
+        env = secret_environment(req)
         tarball = req.context_tarball()
         argv = [exe, *self.argv(req)[1:]]
         log = LogFile(req)
@@ -83,7 +114,7 @@ class DockerBuilder:
             log.line(f"relaunch: context {tarball.files} files, sha256 {tarball.sha256}")
             with open(tarball.path, "rb") as stdin:
                 proc = subprocess.Popen(
-                    argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                    argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
                 )
                 assert proc.stdout is not None
                 for raw in proc.stdout:
