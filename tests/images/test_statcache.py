@@ -4,6 +4,7 @@ so that it is actually used) are the tags computed from scratch."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,14 @@ def both(root: Path) -> tuple[dict[str, str], dict[str, str]]:
     cached = {n: fp.tag for n, fp in fingerprints(stack).items()}
     fresh = {n: fp.tag for n, fp in fingerprints(stack, use_cache=False).items()}
     return cached, fresh
+
+
+def settle(root: Path) -> None:
+    """Date every folder an hour back, as on a tree not touched for a while: an edit then
+    surely moves a folder's mtime, whatever the clock's granularity."""
+    hour_ago = int((time.time() - 3600) * 1e9)
+    for folder, _dirs, _files in os.walk(root):
+        os.utime(folder, ns=(hour_ago, hour_ago))
 
 
 def _replace_file_by_folder(root: Path) -> None:
@@ -76,6 +85,7 @@ def test_cached_tag_is_the_fresh_tag_after_an_edit(
     write(tmp_path, "pkg/a.py", "a\n")
     write(tmp_path, "pkg/b.py", "b\n")
     write(tmp_path, "pkg/sub/s.py", "S\n")
+    settle(tmp_path)
     before, fresh = both(tmp_path)
     assert before == fresh
     edit(tmp_path)
@@ -118,3 +128,39 @@ def test_a_file_vanishing_during_the_walk_is_left_out(
     monkeypatch.setattr(_statworker, "hash_names", racing)
     fp = fingerprints(load_stack(config_at(tmp_path)))["app"]
     assert "gone.py" not in fp.files and "Dockerfile" in fp.files
+
+
+def _tree(root: Path) -> None:
+    write(root, "relaunch.toml", '[images.app]\ndockerfile = "Dockerfile"\n')
+    write(root, "Dockerfile", "FROM debian\n")
+    for i in range(3):
+        write(root, f"pkg{i}/m.py", f"{i}\n")
+
+
+def test_a_settled_unchanged_folder_is_not_listed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relaunch.images.files import Walker
+
+    monkeypatch.setattr(statcache, "RACY_NS", -(10**12))
+    _tree(tmp_path)
+    settle(tmp_path)
+    both(tmp_path)  # writes the cache (and creates .relaunch/ in the root: a change)
+    both(tmp_path)
+    scans: list[str] = []
+    real = Walker.scan
+    monkeypatch.setattr(Walker, "scan", lambda self, p, *a: scans.append(p) or real(self, p, *a))
+    stack = load_stack(config_at(tmp_path))
+    fingerprints(stack)
+    assert scans == []  # every folder verified by its own stat and its files' stats
+    write(tmp_path, "pkg1/new.py", "n\n")
+    fingerprints(stack)
+    assert scans == [str(tmp_path / "pkg1")]  # only the folder that changed
+
+
+def test_a_folder_changed_within_a_tick_of_the_cache_is_listed_again(tmp_path: Path) -> None:
+    _tree(tmp_path)  # default RACY_NS: these folders are too fresh to be trusted
+    before, _ = both(tmp_path)
+    write(tmp_path, "pkg0/added.py", "a\n")
+    after, fresh = both(tmp_path)
+    assert after == fresh and after != before

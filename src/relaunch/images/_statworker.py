@@ -7,9 +7,12 @@ milliseconds and never re-runs the caller's main.
 Protocol: frames of a 4-byte little-endian length and a marshal payload. A request is a
 list of tasks, the reply the list of their results:
 
-- ``("v", folder, listing, names, stats, trusted)`` — verify a cached folder: 0 when its
-  listing and its files' stats are as cached (and the entry is ``trusted``), 1 when the
-  listing is but the stats are not, 2 when the listing changed or the folder is gone.
+- ``("v", folder, dirsig, names, stats, trusted)`` — verify a cached folder: 0 when the
+  folder's own stat (``dirsig``, see :func:`dir_signature`) and its files' stats are as
+  cached (and the entry is ``trusted``), 1 when the folder's stat is but its files' are
+  not, 2 when the folder changed, is gone, or its signature is not to be trusted (None).
+  A folder's mtime and ctime change whenever an entry is added, removed or renamed in it
+  (POSIX), so an unchanged signature means an unchanged listing: no readdir is needed.
 - ``("h", folder, names, known)`` — stat and hash ``names``; ``known`` maps a name to
   (size, mtime_ns, ctime_ns, ino, mode, kind_digest) that may be reused when the stat still
   matches. Result: (rows, errors), a row (name, size, mtime_ns, ctime_ns, ino, mode,
@@ -44,6 +47,15 @@ def listing_of(entries: Any) -> str:
     )
 
 
+def dir_signature(folder: str) -> tuple[int, int, int] | None:
+    """(mtime_ns, ctime_ns, inode) of a folder, or None when it cannot be stat'ed."""
+    try:
+        s = os.lstat(folder)
+    except OSError:
+        return None
+    return (s.st_mtime_ns, s.st_ctime_ns, s.st_ino)
+
+
 def stats_blob(values: list[int]) -> bytes:
     """The packed stats of a folder's files, (size, mtime_ns, ctime_ns, ino, mode) per
     file, in the form the cache keeps and compares (marshal version 2: no
@@ -73,13 +85,10 @@ def stat_values(folder: str, names: list[str]) -> list[int]:
     return out
 
 
-def verify(folder: str, listing: str, names: str, stats: bytes, trusted: bool) -> int:
-    try:
-        with os.scandir(folder) as it:
-            now = listing_of(it)
-    except OSError:
-        return 2
-    if now != listing:
+def verify(
+    folder: str, dirsig: tuple[int, int, int] | None, names: str, stats: bytes, trusted: bool
+) -> int:
+    if dirsig is None or dir_signature(folder) != tuple(dirsig):
         return 2
     try:
         same = stats_blob(stat_values(folder, names.split("\0") if names else [])) == stats

@@ -1,11 +1,11 @@
 """The files of each image, with their digests, from the stat cache and a walk shared
 between worker processes and the caller.
 
-Warm (nothing changed) the work per folder is one readdir and one ``lstat`` per file,
-compared in the workers with the folder's cached listing and packed stats: a folder that
-matches comes back as one number, and its encoded tag records are reused as one bytes
-object. No per-file Python object is made here for such a folder. A folder whose listing
-changed is walked again (dockerignore rules and all) here; its files, and those whose
+Warm (nothing changed) the work per folder is one ``lstat`` of the folder and one per
+file, compared in the workers with the folder's cached signature and packed stats: a
+folder that matches comes back as one number, and its encoded tag records are reused as
+one bytes object. No per-file Python object is made here for such a folder. A folder
+that changed is walked again (dockerignore rules and all) here; its files, and those whose
 stats changed, are stat'ed and hashed in the workers. Cold, the walk runs here while the
 workers stat and hash what it has found so far.
 """
@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from relaunch.errors import SpecError
-from relaunch.images._statworker import stats_blob
+from relaunch.images._statworker import dir_signature, stats_blob
 from relaunch.images.dockerignore import Matcher
 from relaunch.images.files import Walker, check_globs
 from relaunch.images.hashing import file_record, parse_records
@@ -80,13 +80,16 @@ class _Run:
         self.all_hits = True
 
     def verify(self, pool: TaskPool) -> None:
-        for rel, (_flags, listing, names, stats, newest, _rec, _below) in self.old.items():
+        for rel, (_flags, dirsig, names, stats, newest, _rec, _below) in self.old.items():
             cost = names.count("\0") + 4 if names else 4
 
             def done(code: int, rel: str = rel) -> None:
                 self.status[rel] = code
 
-            task = ("v", self.view.path(rel), listing, names, stats, newest < self.limit)
+            # A folder modified within a timestamp tick of the cache's write may have
+            # changed again since without its mtime showing it: list it again.
+            sig = dirsig if dirsig is not None and dirsig[0] < self.limit else None
+            task = ("v", self.view.path(rel), sig, names, stats, newest < self.limit)
             pool.submit(task, cost, done)
 
     def walk(self, pool: TaskPool, rel: str, flags: tuple[bool, ...]) -> None:
@@ -99,15 +102,16 @@ class _Run:
             below = e[6]
         else:
             self.all_hits = False
-            if code == 1 and e is not None:
-                names, listing, below = e[2].split("\0") if e[2] else [], e[1], e[6]
+            if code == 1 and e is not None:  # the same entries: their stats changed
+                names, dirsig, below = e[2].split("\0") if e[2] else [], e[1], e[6]
             else:
+                dirsig = dir_signature(path)  # before the listing: a change after it shows
                 try:
                     scan = self.view.walker.scan(path, rel, flags)
                 except OSError as err:
                     raise SpecError(f"cannot read folder {path}: {err}") from None
-                names, listing, below = scan.names, scan.listing, tuple(scan.below)
-            self._hash(pool, rel, path, flags, listing, names, below, e)
+                names, below = scan.names, tuple(scan.below)
+            self._hash(pool, rel, path, flags, dirsig, names, below, e)
         pool.pump(block=False)
         for name, child_flags in below:
             self.walk(pool, f"{rel}{name}/", child_flags)
@@ -135,7 +139,7 @@ class _Run:
         rel: str,
         path: str,
         flags: tuple[bool, ...],
-        listing: str,
+        dirsig: tuple[int, int, int] | None,
         names: list[str],
         below: tuple[tuple[str, tuple[bool, ...]], ...],
         e: Entry | None,
@@ -160,7 +164,7 @@ class _Run:
             kept = "\0".join([r[0] for r in rows])
             self.new[rel] = (
                 flags,
-                listing,
+                dirsig,
                 kept,
                 stats_blob(values),
                 newest,

@@ -1,8 +1,9 @@
 """The stat cache: per image selection and folder, what the folder held when it was last
 hashed, so an unchanged tree is not re-read.
 
-An entry is (match flags, listing, names, packed stats, newest mtime, tag records, subfolders):
-the folder's readdir listing (names and which are folders), the NUL-joined names of its
+An entry is (match flags, folder signature, names, packed stats, newest mtime, tag records,
+subfolders): the folder's own (mtime_ns, ctime_ns, inode) taken before it was listed
+(an entry added, removed or renamed in it changes them), the NUL-joined names of its
 selected files, their (size, mtime_ns, ctime_ns, inode, mode) packed by
 ``_statworker.stats_blob``, the newest of their mtimes, their encoded tag records, and
 the subfolders the walk descends into with their match flags. Everything is a few bytes
@@ -33,7 +34,7 @@ class StatCache:
     """One marshal file, written atomically and only when something changed. Tied to
     the Python version (marshal's format); a mismatch or damage means re-read."""
 
-    VERSION = 4
+    VERSION = 5
 
     def __init__(self, path: Path) -> None:
         self.path = path
