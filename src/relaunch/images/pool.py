@@ -96,6 +96,12 @@ class TaskPool:
             w.wait()
         self.workers = []
 
+    def expect(self, cost: int) -> None:
+        """Start the workers now when about ``cost`` of work is coming, so their start-up
+        overlaps the caller preparing it."""
+        if not self.workers and self.max_workers and cost >= _SPAWN_COST:
+            self.workers = [_Worker() for _ in range(self.max_workers)]
+
     def submit(self, task: tuple[Any, ...], cost: int, done: Done) -> None:
         self.queue.append((task, cost, done))
         self.queued_cost += cost
@@ -121,8 +127,7 @@ class TaskPool:
     def pump(self, *, block: bool) -> None:
         """Move work along: start workers when worth it, send batches, take replies.
         ``block``: when nothing is ready, run a batch here or wait for a reply."""
-        if not self.workers and self.max_workers and self.queued_cost >= _SPAWN_COST:
-            self.workers = [_Worker() for _ in range(self.max_workers)]
+        self.expect(self.queued_cost)
         for w in self.workers:
             while self.queue and len(w.waiting) < _IN_FLIGHT:
                 tasks, dones = self._batch(_BATCH_COST)

@@ -188,6 +188,8 @@ def hash_views(
     runs = [_Run(v, cache, seen) for v in views]
     out: list[FileDigests] = []
     with TaskPool(workers) as pool:
+        # Roughly a file per folder entry's names, known before any task is built.
+        pool.expect(sum(len(e[2]) // 8 for run in runs for e in run.old.values()))
         for run in runs:
             run.verify(pool)
         pool.drain()
