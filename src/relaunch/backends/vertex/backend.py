@@ -125,7 +125,11 @@ class VertexBackend(Backend):
         parent = f"projects/{project}/locations/{region}"
         for delay in (*CREATE_RETRY_DELAYS, None):
             try:
-                created = client.create_custom_job(parent=parent, custom_job=job)
+                created = client.create_custom_job(
+                    parent=parent,
+                    custom_job=job,
+                    timeout=run.spec.vertex.run.create_request_timeout or None,
+                )
                 return self._handle(created.name, region)
             except Exception as e:  # google.api_core errors and transport failures alike
                 err = backend_error(e, f"creating the CustomJob in {region}")
