@@ -354,3 +354,16 @@ def test_checkpoints_dir_is_restored_into_a_new_jobs_folder(cloud: VertexEnv) ->
     assert run.state is RunState.SUCCEEDED and run.attempt == 2 and run.step == 60
     log = cloud.ws.logs(rid, 2).decode()
     assert "start 0" not in log and "restored checkpoint at step" in log
+
+
+def test_a_crash_restarted_in_place_by_vertex_is_not_run_again(cloud: VertexEnv) -> None:
+    cloud.fake.vertex.worker_restarts = 2  # Vertex restarts a worker that exits non-zero
+    rid = cloud.ws.submit(cloud.job(trainer_args=["--raise-at", "5"]))
+    with cloud.agent_thread():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    run = cloud.run(rid)
+    assert run.state is RunState.FAILED and run.reason is Reason.USER_ERROR
+    assert "boom at step 5" in (run.detail or "")
+    container_log = cloud.ws.logs(rid, cloud=True).decode()
+    assert container_log.count("Traceback") == 1  # the command ran once, not three times
+    assert container_log.count("already failed in this attempt") == 2

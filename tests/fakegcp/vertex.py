@@ -101,6 +101,7 @@ class VertexService:
         self.fake = fake
         self.lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
+        self.worker_restarts = 0  # in-place restarts of a worker that exits non-zero
 
     def register(self, router: Router) -> None:
         router.add("aiplatform", "POST", _PARENT, self.create)
@@ -284,6 +285,11 @@ class VertexService:
             job.fail(*job.ending)
         elif code == 0:
             job.set_state("JOB_STATE_SUCCEEDED")
+        elif code is not None and job.restarts < self.worker_restarts:
+            # Vertex restarts a worker that exits non-zero in place, a few times, before
+            # it fails the job.
+            job.restarts += 1
+            self._start(job, job.resource["jobSpec"]["workerPoolSpecs"][0])
         elif code is not None:
             job.fail(
                 "JOB_STATE_FAILED",

@@ -177,6 +177,26 @@ class Runtime:
         if seq is not None:
             self._say(f"checkpoint {seq} committed (step {step})")
 
+    def _earlier_failure(self) -> int | None:
+        """The platform restarted this container after the command itself failed
+        (Vertex restarts a worker that exits non-zero): running it again would fail
+        again at a GPU's price. Exit at once with the same status, so the platform gives
+        up and the agent decides, by the job's retry policy."""
+        try:
+            data, _ = self.store.get(keys.result_key(self.cfg.run_id, self.cfg.attempt))
+        except ObjectNotFound:
+            return None
+        earlier = json.loads(data)
+        if earlier.get("reason") != "user-error":
+            return None  # e.g. preempted: this restart is the recovery
+        self._say(
+            "the command already failed in this attempt "
+            f"({earlier.get('detail') or 'user-error'}); not running it again"
+        )
+        self.ship_log()
+        code = earlier.get("exit_code")
+        return int(code) if isinstance(code, int) and code > 0 else 1
+
     def _keep_earlier_output(self) -> None:
         """A container restarted in place (same attempt) continues the attempt's log
         instead of replacing it."""
@@ -257,6 +277,9 @@ class Runtime:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self._keep_earlier_output()
+        failed = self._earlier_failure()
+        if failed is not None:
+            return failed
         if self.cfg.checkpoints:
             self.resumed_from = self.ckpt.restore()
             if self.resumed_from is not None:
