@@ -67,6 +67,9 @@ class Env:
             "grace_period": 5,
             **spec,
         }
+        return self.write_job(name, doc)
+
+    def write_job(self, name: str, doc: dict[str, Any]) -> Path:
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc))
         return path

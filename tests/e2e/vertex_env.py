@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from relaunch.api import Workspace
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.spec.project import ProjectConfig
@@ -61,9 +59,7 @@ class VertexEnv(Env):
             "grace_period": 3,
             **spec,
         }
-        path = self.root / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(doc))
-        return path
+        return self.write_job(name, doc)
 
     def run(self, run_id: str) -> RunRecord:
         return self.ws.repo.get_run(run_id)

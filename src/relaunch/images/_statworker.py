@@ -39,14 +39,6 @@ _BUF = [bytearray(_CHUNK)]
 _VIEW = memoryview(_BUF[0])
 
 
-def listing_of(entries: Any) -> str:
-    """A folder's entries (``os.DirEntry``, in any order) as one string: a change of a
-    name, or of a file into a folder, changes it. No stat: the type comes from readdir."""
-    return "\0".join(
-        sorted([e.name + "/" if e.is_dir(follow_symlinks=False) else e.name for e in entries])
-    )
-
-
 def dir_signature(folder: str) -> tuple[int, int, int] | None:
     """(mtime_ns, ctime_ns, inode) of a folder, or None when it cannot be stat'ed."""
     try:

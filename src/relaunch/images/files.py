@@ -17,7 +17,6 @@ from stat import S_ISLNK, S_ISREG
 from typing import NamedTuple
 
 from relaunch.errors import SpecError
-from relaunch.images._statworker import listing_of
 from relaunch.images.dockerignore import Matcher
 
 _by_name = attrgetter("name")
@@ -48,7 +47,6 @@ class Scan(NamedTuple):
     names: list[str]  # selected entries that are not folders, sorted
     below: list[tuple[str, tuple[bool, ...]]]  # (subfolder name, match flags) to descend
     dirs: list[str]  # (dockerignore) folder paths a tarball must create
-    listing: str  # every entry of the folder: see ``_statworker.listing_of``
 
 
 class Walker:
@@ -83,8 +81,8 @@ class Walker:
 
     def scan(self, folder: str, rel_prefix: str, parent: tuple[bool, ...]) -> Scan:
         """One folder, without stat'ing its files: the names the rules select (their type
-        is checked when they are stat'ed), the subfolders to descend into, and the
-        folder's listing. Raises OSError when the folder cannot be read."""
+        is checked when they are stat'ed) and the subfolders to descend into. Raises OSError
+        when the folder cannot be read."""
         with os.scandir(folder) as it:
             entries = sorted(it, key=_by_name)
         any_of = self.matcher.any_of  # no exceptions: one regex, parents carry one flag
@@ -120,7 +118,7 @@ class Walker:
                     if m and not self.patterns[i].exception:
                         self.hits[i] += 1
             names.append(entry.name)
-        return Scan(names, below, dirs, listing_of(entries))
+        return Scan(names, below, dirs)
 
     def walk(self, folder: str, rel_prefix: str, parent: tuple[bool, ...]) -> None:
         try:
