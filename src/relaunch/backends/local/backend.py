@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
@@ -176,21 +177,39 @@ class LocalBackend(Backend):
             f"RELAUNCH_RUN_ID={run.run_id}".encode(),
             f"RELAUNCH_ATTEMPT={attempt.n}".encode(),
         }
+        # A process still inside execve shows an empty environ for a moment (the new
+        # image's environment is mapped after the old one is dropped): read those again.
+        pending: list[int] = []
         for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            pid = int(entry.name)
-            try:
-                if os.getpgid(pid) != pid:
-                    continue
-                environ = set((entry / "environ").read_bytes().split(b"\0"))
-            except (OSError, ProcessLookupError):
-                continue
-            if wanted <= environ:
-                return {
-                    "pid": pid,
-                    "start": proc_start_time(pid),
-                    "host": self.host,
-                    "where": self.host,
-                }
+            if entry.name.isdigit():
+                pid = int(entry.name)
+                environ = _group_leader_environ(pid)
+                if environ == set():
+                    pending.append(pid)
+                elif environ is not None and wanted <= environ:
+                    return self._found(pid)
+        deadline = time.monotonic() + 1.0
+        while pending and time.monotonic() < deadline:
+            time.sleep(0.02)
+            for pid in list(pending):
+                environ = _group_leader_environ(pid)
+                if environ is None or environ:
+                    pending.remove(pid)
+                if environ is not None and wanted <= environ:
+                    return self._found(pid)
         return None
+
+    def _found(self, pid: int) -> Handle:
+        return {"pid": pid, "start": proc_start_time(pid), "host": self.host, "where": self.host}
+
+
+def _group_leader_environ(pid: int) -> set[bytes] | None:
+    """The environment of a process-group leader we may read (empty while it execs);
+    None for any other process."""
+    try:
+        if os.getpgid(pid) != pid:
+            return None
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except (OSError, ProcessLookupError):
+        return None
+    return {item for item in raw.split(b"\0") if item}
