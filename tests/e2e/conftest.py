@@ -74,6 +74,11 @@ class Env:
         path.write_text(yaml.safe_dump(doc))
         return path
 
+    def step(self, run_id: str) -> int:
+        """The step of the run's last heartbeat (0 before the first)."""
+        hb = self.ws.repo.heartbeat(run_id)
+        return (hb[0].step or 0) if hb else 0
+
     def markers_of(self, run_id: str, kind: str) -> list[dict[str, Any]]:
         return [json.loads(p.read_text()) for p in sorted(self.markers.glob(f"{run_id}.*.{kind}"))]
 

@@ -45,6 +45,8 @@ def test_preempt_command_simulates_spot_preemption(env: Env) -> None:
     with env.agent_thread():
         env.wait_for(lambda: env.ws.repo.get_run(rid).state is RunState.RUNNING)
         env.wait_for(lambda: len(env.markers_of(rid, "start")) == 1)
+        # Preempt once the trainer has stepped (its heartbeat says so), not at step 0.
+        env.wait_for(lambda: env.step(rid) > 0)
         env.ws.preempt(rid, notice=3)
         env.wait_for(lambda: env.ws.repo.get_run(rid).attempt == 2)
         (term,) = env.markers_of(rid, "term")

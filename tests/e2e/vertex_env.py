@@ -73,10 +73,6 @@ class VertexEnv(Env):
                 return str(attempt.handle["name"])
         return None
 
-    def step(self, run_id: str) -> int:
-        hb = self.ws.repo.heartbeat(run_id)
-        return (hb[0].step or 0) if hb else 0
-
     def events(self, run_id: str, kind: str) -> list[str]:
         return [e.message for e in self.ws.repo.events(run_id) if e.kind == kind]
 
