@@ -204,12 +204,14 @@ class LocalBackend(Backend):
 
 
 def _group_leader_environ(pid: int) -> set[bytes] | None:
-    """The environment of a process-group leader we may read (empty while it execs);
-    None for any other process."""
+    """The environment of a live process-group leader we may read (empty while it
+    execs); None for any other process."""
     try:
         if os.getpgid(pid) != pid:
             return None
         raw = Path(f"/proc/{pid}/environ").read_bytes()
     except (OSError, ProcessLookupError):
         return None
+    if not raw and proc_start_time(pid) is None:
+        return None  # a zombie's environ is empty for good
     return {item for item in raw.split(b"\0") if item}
