@@ -171,3 +171,22 @@ def watch_reads(root: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(_statworker, "digest", digest)
     return reads
+
+
+def test_the_worker_starts_without_typing_or_re() -> None:
+    """A worker's start-up is on the warm plan's critical path: typing alone (it
+    imports re) made its first reply ~9 ms later."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-X", "importtime", _statworker.__file__],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()}
+    assert "os" in imported  # the listing is what it seems
+    assert not imported & {"typing", "re", "hashlib"}

@@ -14,6 +14,7 @@ from pathlib import Path
 from relaunch.images.dockerignore import Matcher
 from relaunch.images.files import Walker, skip_names
 from relaunch.images.hashing import compute_tag
+from relaunch.images.pool import TaskPool
 from relaunch.images.snapshot import View, hash_views
 from relaunch.images.stack import Image, Stack
 from relaunch.images.statcache import StatCache
@@ -115,9 +116,13 @@ def fingerprints(
         stack.get(n)
         wanted.update(stack.lineage(n))
     order = [n for n in stack.order if n in wanted]
-    cache = StatCache(stack.state_dir / "stat-cache") if use_cache else None
-    views = [image_view(stack, stack.images[n]) for n in order]
-    hashed = dict(zip(order, hash_views(views, cache), strict=True))
+    cache_path = stack.state_dir / "stat-cache"
+    with TaskPool() as pool:
+        if use_cache:  # start the workers now: they come up while the cache loads
+            pool.expect(StatCache.expected_files(cache_path))
+        cache = StatCache(cache_path) if use_cache else None
+        views = [image_view(stack, stack.images[n]) for n in order]
+        hashed = dict(zip(order, hash_views(views, cache, pool=pool), strict=True))
     if cache is not None:
         cache.save()
     out: dict[str, Fingerprint] = {}

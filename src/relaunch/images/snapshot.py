@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import marshal
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from relaunch.errors import SpecError
@@ -180,14 +181,19 @@ class _Run:
 
 
 def hash_views(
-    views: list[View], cache: StatCache | None, *, workers: int | None = None
+    views: list[View],
+    cache: StatCache | None,
+    *,
+    workers: int | None = None,
+    pool: TaskPool | None = None,
 ) -> list[FileDigests]:
     """Each view's files and digests, in the order the tag hashes them: a folder's files
-    (sorted by name), then its subfolders. Files shared by several views are read once."""
+    (sorted by name), then its subfolders. Files shared by several views are read once.
+    ``pool``: the caller's (its workers may already be starting); else one of ``workers``."""
     seen: dict[str, dict[str, tuple[Any, ...]]] = {}
     runs = [_Run(v, cache, seen) for v in views]
     out: list[FileDigests] = []
-    with TaskPool(workers) as pool:
+    with nullcontext(pool) if pool is not None else TaskPool(workers) as pool:
         # Roughly a file per folder entry's names, known before any task is built.
         pool.expect(sum(len(e[2]) // 8 for run in runs for e in run.old.values()))
         for run in runs:

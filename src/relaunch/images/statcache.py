@@ -28,6 +28,9 @@ from typing import Any
 Entry = tuple[Any, ...]  # see the module docstring
 
 RACY_NS = 1_000_000_000
+# About what one file takes in the cache: its name, packed stats and tag record (a
+# 64-digit digest). Only an estimate of the work to come, made before loading it.
+_BYTES_PER_FILE = 160
 
 
 class StatCache:
@@ -55,6 +58,14 @@ class StatCache:
                 self._written_ns = int(doc["written_ns"])
         except (OSError, EOFError, ValueError, TypeError, KeyError):
             self._views = {}
+
+    @staticmethod
+    def expected_files(path: Path) -> int:
+        """About how many files the cache at ``path`` holds, from its size alone."""
+        try:
+            return os.stat(path).st_size // _BYTES_PER_FILE
+        except OSError:
+            return 0
 
     def trust_limit(self) -> int:
         """An entry whose newest file mtime is below this may be trusted."""
