@@ -190,3 +190,14 @@ def test_the_worker_starts_without_typing_or_re() -> None:
     imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()}
     assert "os" in imported  # the listing is what it seems
     assert not imported & {"typing", "re", "hashlib"}
+
+
+def test_a_worker_that_dies_is_a_one_line_error_with_its_last_words() -> None:
+    from relaunch.errors import SpecError
+
+    with pool.TaskPool(1) as tasks:
+        tasks.expect(pool._SPAWN_COST)
+        tasks.submit(("h", "/nonexistent"), 1, lambda result: None)  # too few arguments
+        with pytest.raises(SpecError, match=r"image hashing worker failed: TypeError: ") as e:
+            tasks.drain()
+    assert "\n" not in str(e.value)

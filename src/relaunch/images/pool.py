@@ -57,10 +57,13 @@ class _Worker:
         self.waiting: deque[list[Done]] = deque()  # callbacks of the batches in flight
 
     def failure(self) -> SpecError:
-        self.proc.kill()
+        """The error for a worker whose pipe broke: the last line it wrote to stderr (its
+        traceback's exception), read once it has exited."""
+        self.wait()
         err = self.proc.stderr.read() if self.proc.stderr is not None else b""
-        tail = err.decode(errors="replace")[-300:]
-        return SpecError(f"image hashing worker failed: {tail or 'it exited'}")
+        lines = err.decode(errors="replace").strip().splitlines()
+        last = lines[-1].strip()[:300] if lines else "it exited"
+        return SpecError(f"image hashing worker failed: {last}")
 
     def close(self) -> None:
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
