@@ -3,7 +3,7 @@
 Reading and stat'ing many small files from Python is bound by the interpreter, not the
 disk, and threads would share one GIL: processes are what scale. A worker is a plain
 ``python -I -S _statworker.py`` (no fork, no import of relaunch), started only when there
-is enough work to pay for its start-up (~15 ms). The caller is not idle meanwhile: when
+is enough work to pay for its start-up (~10 ms). The caller is not idle meanwhile: when
 no reply is waiting it runs a small batch itself, so the work is shared dynamically and a
 small tree never starts a process at all.
 """
