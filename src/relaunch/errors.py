@@ -36,6 +36,33 @@ class NotFoundError(UserInputError):
     """A run, attempt, file or object the user named does not exist."""
 
 
+class MissingDependency(UserInputError):
+    """An optional library a store, backend or builder needs is not installed."""
+
+
+# The roots of the modules the `gcp` extra installs (google-cloud-*, google-auth and
+# what they pull in): an import of one that fails means the extra is missing.
+_GCP_ROOTS = frozenset({"google", "google_crc32c", "grpc", "proto"})
+
+
+def not_installed(module: str, extra: str) -> MissingDependency:
+    """The error for ``module`` (from the ``extra`` of relaunch) missing on this host."""
+    what = "the Google Cloud client libraries are" if extra == "gcp" else f"{module} is"
+    return MissingDependency(
+        f"{what} not installed (no module {module!r})",
+        hint=f"pip install 'relaunch[{extra}]' where relaunch runs",
+    )
+
+
+def missing_dependency(e: ModuleNotFoundError) -> MissingDependency | None:
+    """The user-facing error for an optional library that failed to import, or None when
+    ``e`` is not about one (a bug then, to be shown as such)."""
+    name = e.name or ""
+    if name.split(".", 1)[0] not in _GCP_ROOTS:
+        return None
+    return not_installed(name, "gcp")
+
+
 class StoreError(RelaunchError):
     """The store failed in a way that is not a precondition (I/O, permission, bucket)."""
 

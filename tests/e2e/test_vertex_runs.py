@@ -367,3 +367,29 @@ def test_a_crash_restarted_in_place_by_vertex_is_not_run_again(cloud: VertexEnv)
     container_log = cloud.ws.logs(rid, cloud=True).decode()
     assert container_log.count("Traceback") == 1  # the command ran once, not three times
     assert container_log.count("already failed in this attempt") == 2
+
+
+def test_an_agent_without_the_google_libraries_leaves_vertex_runs_to_one_with_them(
+    cloud: VertexEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relaunch.agent.loop import Agent, AgentOptions
+    from relaunch.backends import registry
+    from relaunch.errors import MissingDependency
+    from relaunch.runs import leases, queue
+
+    rid = cloud.ws.submit(cloud.job(steps=5, step_time=0.01))
+    lines: list[str] = []
+    monkeypatch.setitem(
+        registry._missing, "vertex", MissingDependency("no google", hint="install it")
+    )
+    bare = Agent(cloud.ws.store, AgentOptions(poll=0.1, queues=["default"]), log=lines.append)
+    for _ in range(3):
+        bare.tick()
+    assert lines == [f"{rid}: left for another agent: backend vertex: no google — install it"]
+    assert not bare.owned and leases.read_lease(cloud.ws.store, rid) is None
+    assert queue.items(cloud.ws.store, "default")  # still queued for an agent that can
+    assert cloud.run(rid).state is RunState.QUEUED
+    monkeypatch.delitem(registry._missing, "vertex")
+    with cloud.agent_thread():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal)
+    assert cloud.run(rid).state is RunState.SUCCEEDED

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from relaunch.agent.reconcile import Reconciler, Watch
+from relaunch.backends import registry
 from relaunch.errors import ObjectNotFound, PreconditionFailed, RelaunchError
 from relaunch.runs import keys, leases, queue
 from relaunch.runs.leases import Lease
@@ -73,6 +74,7 @@ class Agent:
         self.reconciler = Reconciler(self.repo, self.id)
         self.owned: dict[str, Owned] = {}
         self._terminal: set[str] = set()  # runs known to be over: never looked at again
+        self._serves: dict[str, bool] = {}  # whether a run's backend can run here
         self._next_renew = 0.0
         self._next_adopt = 0.0
         self.log = log or (lambda msg: print(f"[agent {self.id}] {msg}", file=sys.stderr))
@@ -183,13 +185,31 @@ class Agent:
                 if len(self.owned) >= self.opts.max_jobs:
                     return
                 run_id = keys.run_id_of_queue_item(key)
-                if run_id in self.owned or not self._wanted(run_id) or not self._take(run_id):
+                if run_id in self.owned or not self._wanted(run_id):
+                    continue
+                serves = self._serves.get(run_id)
+                if serves is None:  # read its backend once, before competing for it
+                    serves = self._can_serve(run_id, _backend_of_item(self.store, key))
+                if not serves:
+                    continue
+                if not self._take(run_id):
                     continue
                 if not self._adopt_queue_item(key, run_id):
                     leases.release(self.store, self.owned.pop(run_id).lease)
                     continue
                 self.repo.add_event(run_id, "claimed", f"claimed by agent {self.id}")
                 self._reconcile(run_id)
+
+    def _can_serve(self, run_id: str, backend: str | None) -> bool:
+        """Whether this agent can manage the run's backend: a host without the libraries
+        a backend needs leaves its runs for an agent that has them, and says so once."""
+        if run_id in self._serves:
+            return self._serves[run_id]
+        error = registry.missing(backend) if backend is not None else None
+        if error is not None:
+            self.log(f"{run_id}: left for another agent: backend {backend}: {error}")
+        self._serves[run_id] = error is None
+        return error is None
 
     def _adopt_queue_item(self, key: str, run_id: str) -> bool:
         """We hold the lease: make sure the run record exists, then drop the queue item."""
@@ -228,7 +248,7 @@ class Agent:
             if run.state.terminal:
                 self._terminal.add(run_id)
                 continue
-            if run.queue not in self.opts.queues:
+            if run.queue not in self.opts.queues or not self._can_serve(run_id, run.backend):
                 continue
             lease = leases.read_lease(self.store, run_id)
             orphaned = (lease is not None and lease.expires_at < now) or (
@@ -258,3 +278,14 @@ def live_agents(store: ObjectStore, queue_name: str | None = None) -> list[dict[
         ):
             out.append(body)
     return out
+
+
+def _backend_of_item(store: ObjectStore, key: str) -> str | None:
+    """The backend of a queued run, from its queue item (None when it is gone or damaged:
+    the claim then goes on as usual and sorts it out)."""
+    try:
+        data, _ = store.get(key)
+        backend = json.loads(data).get("backend")
+    except (ObjectNotFound, ValueError, AttributeError):
+        return None
+    return backend if isinstance(backend, str) else None

@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from relaunch.backends.base import Backend
-from relaunch.errors import UserInputError
+from relaunch.errors import MissingDependency, UserInputError, not_installed
 
 BACKENDS: dict[str, str] = {
     "local": "relaunch.backends.local.backend:LocalBackend",
     "vertex": "relaunch.backends.vertex.backend:VertexBackend",
 }
 
+# A module each backend needs beyond relaunch's own dependencies (found, not imported),
+# and the extra of relaunch that installs it.
+REQUIRES: dict[str, tuple[str, str]] = {"vertex": ("google.cloud.aiplatform_v1", "gcp")}
+
 _instances: dict[str, Backend] = {}
+_missing: dict[str, MissingDependency | None] = {}
+
+
+def missing(name: str) -> MissingDependency | None:
+    """Why backend ``name`` cannot run on this host (a library is not installed), or
+    None. Costs a look-up on the import path, once per process."""
+    if name not in _missing:
+        needed = REQUIRES.get(name)
+        error = None
+        if needed is not None:
+            module, extra = needed
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except ModuleNotFoundError:  # a parent package is missing
+                found = False
+            if not found:
+                error = not_installed(module, extra)
+        _missing[name] = error
+    return _missing[name]
 
 
 def get_backend(name: str) -> Backend:
@@ -23,6 +47,9 @@ def get_backend(name: str) -> Backend:
                 f"backend {name!r} is not available in this version of relaunch",
                 hint=f"available: {', '.join(sorted(BACKENDS))}",
             )
+        error = missing(name)
+        if error is not None:
+            raise error
         module, attr = target.split(":")
         _instances[name] = getattr(importlib.import_module(module), attr)()
     return _instances[name]

@@ -72,7 +72,7 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    from relaunch.errors import RelaunchError
+    from relaunch.errors import RelaunchError, missing_dependency
 
     try:
         return cli.main(args=argv, prog_name="relaunch", standalone_mode=False)
@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> Any:
     except RelaunchError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
+    except ModuleNotFoundError as e:
+        missing = missing_dependency(e)
+        if missing is None:
+            raise
+        click.echo(f"error: {missing}", err=True)
+        sys.exit(missing.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
 
