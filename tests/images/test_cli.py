@@ -150,3 +150,10 @@ def test_plan_warns_about_discovered_images_without_a_manifest(seeds: Path) -> N
     assert len(warned) == 3 and all("list its inputs in Stack/" in w for w in warned)
     assert any("Stack/arr-pytorch-base/.image-manifest" in w for w in warned)
     assert not any("arr-trainer" in w for w in warned)  # it has one
+
+
+def test_a_project_without_images_is_told_how_to_declare_one(tmp_path: Path) -> None:
+    (tmp_path / "relaunch.toml").write_text('[store]\nurl = "store"\n')
+    done = run(tmp_path, "plan", "--offline")
+    assert done.returncode == 0, done.stderr
+    assert "declare [images.NAME] in relaunch.toml or add Stack/<name>/" in done.stdout

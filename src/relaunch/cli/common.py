@@ -41,6 +41,15 @@ def open_workspace(project: Path | None, store: str | None, start: Path | None =
     return Workspace.open(project=project, store=store, start=start)
 
 
+def plain(text: object) -> str:
+    """``text`` (a run's name, a note, a cloud's error, a log line) made safe to print
+    with Rich markup on: "[rank0]: …" would be taken for a style and vanish, "[/x]"
+    would raise."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def console(stderr: bool = False) -> Console:
     import sys
 

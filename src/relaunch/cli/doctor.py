@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from relaunch.cli.common import echo_json, open_workspace, workspace_options
+from relaunch.cli.common import echo_json, open_workspace, plain, workspace_options
 from relaunch.cli.run import _parse_sets
 
 MARK = {"ok": "[green]✔[/]", "warn": "[yellow]![/]", "fail": "[red]✘[/]"}
@@ -42,7 +42,8 @@ def doctor(
         out = console()
         for f in findings:
             out.print(
-                f"{MARK[f.level]} {f.what}" + (f" — {f.fix}" if f.fix else ""), soft_wrap=True
+                f"{MARK[f.level]} {plain(f.what)}" + (f" — {plain(f.fix)}" if f.fix else ""),
+                soft_wrap=True,
             )
     if any(f.level == "fail" for f in findings):
         raise SystemExit(1)

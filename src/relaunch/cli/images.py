@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from relaunch.cli.common import plain
 from relaunch.spec.images import BUILDER_NAMES
 
 _STATE_STYLE = {
@@ -76,10 +77,12 @@ def plan(names: tuple[str, ...], stack_dir: str | None, offline: bool, as_json: 
         detail = _changes(it.changes) if it.changes else (it.note or "")
         if it.changes and it.note:
             detail += f" — {it.note}"
-        table.add_row(it.name, it.tag, f"[{style}]{it.state.value}[/]", detail)
+        table.add_row(plain(it.name), it.tag, f"[{style}]{it.state.value}[/]", plain(detail))
     console = _console()
     if not result.items:
-        console.print("no images: declare [images.NAME] in relaunch.toml or add Stack/<name>/")
+        console.print(
+            plain("no images: declare [images.NAME] in relaunch.toml or add Stack/<name>/")
+        )
         return
     console.print(table)
 
@@ -123,19 +126,19 @@ def build(
     done = {"n": 0}
 
     def progress(event: str, it: PlanItem, text: str) -> None:
-        label = f"[{done['n'] + 1}/{total}] {it.name}:{it.tag}"
+        label = plain(f"[{done['n'] + 1}/{total}] {it.name}:{it.tag}")
         if event == "start":
             if not dry_run:
                 status["s"] = console.status(f"{label} building ({text})")
                 status["s"].start()
         elif event == "line" and "s" in status:
-            status["s"].update(f"{label} {text.strip()[:100]}")
+            status["s"].update(f"{label} {plain(text.strip()[:100])}")
         elif event in ("done", "skip"):
             if "s" in status:
                 status.pop("s").stop()
             done["n"] += 1
             verb = "would build" if event == "skip" else "built"
-            why = f" ({it.state.value})" if event == "skip" else f" — log: {text}"
+            why = f" ({it.state.value})" if event == "skip" else f" — log: {plain(text)}"
             console.print(f"{label} {verb}{why}")
 
     try:
@@ -179,5 +182,5 @@ def list_(stack_dir: str | None, as_json: bool) -> None:
         table.add_column(col, no_wrap=True)
     table.add_column("URI", overflow="fold")
     for r in rows:
-        table.add_row(r["image"], r["parent"] or "", r["tag"], r["uri"])
+        table.add_row(*(plain(v) for v in (r["image"], r["parent"] or "", r["tag"], r["uri"])))
     _console().print(table)

@@ -17,6 +17,7 @@ from relaunch.cli.common import (
     echo_json,
     open_workspace,
     parse_since,
+    plain,
     since,
     workspace_options,
 )
@@ -131,24 +132,24 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
     run, out = st.run, console()
     style = STATE_STYLE.get(run.state.value, "")
     out.print(
-        f"[bold]{run.run_id}[/] ({run.name}) [{style}]{run.state.value}[/] on "
+        f"[bold]{run.run_id}[/] ({plain(run.name)}) [{style}]{run.state.value}[/] on "
         f"{run.backend} · queue {run.queue} · created {since(run.created_at)} ago"
     )
-    out.print(f"  command: {shlex.join(run.spec.argv)}")
+    out.print(f"  command: {plain(shlex.join(run.spec.argv))}")
     out.print(
         f"  attempts {run.attempt} · recoveries {run.recoveries}/"
         f"{run.spec.retry.max_recoveries} · restarts {run.restarts}/"
         f"{run.spec.retry.max_restarts_on_errors} · progress {_status_progress(st)}"
     )
     if run.reason and run.reason.value != "succeeded":
-        out.print(f"  [bold]{run.reason.value}[/]: {run.note}")
+        out.print(f"  [bold]{run.reason.value}[/]: {plain(run.note)}")
         if run.detail:
-            out.print(f"  detail: {run.detail}")
+            out.print(f"  detail: {plain(run.detail)}")
     if st.heartbeat:
         hb = st.heartbeat
         out.print(
             f"  heartbeat: attempt {hb.attempt} step {'-' if hb.step is None else hb.step} "
-            f"on {hb.host} "
+            f"on {plain(hb.host)} "
             f"({hb.phase}, {since(hb.time)} ago)"
         )
     table = Table(title="attempts", box=None, header_style="bold", title_justify="left")
@@ -165,14 +166,14 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
         )
         table.add_row(
             str(a.n),
-            where,
+            plain(where),
             a.state.value,
             a.reason.value if a.reason else "-",
             steps,
             "-" if a.exit_code is None else str(a.exit_code),
             f"{since(a.submitted_at)} ago",
             f"{since(a.ended_at)} ago" if a.ended_at else "-",
-            a.detail or "",
+            plain(a.detail or ""),
         )
     out.print(table)
     failed = [

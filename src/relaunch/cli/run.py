@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from relaunch.cli.common import STATE_STYLE, console, open_workspace, workspace_options
+from relaunch.cli.common import STATE_STYLE, console, open_workspace, plain, workspace_options
 
 if TYPE_CHECKING:
     from relaunch.api import RunStatus, Workspace
@@ -93,7 +93,7 @@ def _follow(ws: Workspace, rid: str) -> RunRecord:
         def on_change(status: RunStatus) -> None:
             nonlocal shown
             for event in status.events[shown:]:
-                progress.console.print(f"  [dim]{event.kind:>18}[/] {event.message}")
+                progress.console.print(f"  [dim]{event.kind:>18}[/] {plain(event.message)}")
             shown = len(status.events)
             run, hb = status.run, status.heartbeat
             style = STATE_STYLE.get(run.state.value, "")
@@ -107,9 +107,9 @@ def _follow(ws: Workspace, rid: str) -> RunRecord:
     style = STATE_STYLE.get(final.state.value, "")
     out.print(
         f"[{style}]{final.state.value}[/] after {final.attempt} attempt(s), "
-        f"{final.recoveries} recovered" + (f" — {final.note}" if final.note else "")
+        f"{final.recoveries} recovered" + (f" — {plain(final.note)}" if final.note else "")
     )
     if final.detail and final.state.value == "FAILED":
-        out.print(f"  detail: {final.detail}")
+        out.print(f"  detail: {plain(final.detail)}")
         out.print(f"  more:   relaunch status {rid} · relaunch logs {rid}")
     return final

@@ -1,0 +1,47 @@
+"""What a run's own text says reaches the terminal as written, brackets and all."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# PyTorch's distributed launchers prefix every line with "[rankN]:"; Rich markup took
+# that for a style (the text vanished) and raised on "[/…]".
+TRAINER = (
+    "import sys\n"
+    "print('[rank0]: CUDA error: out of memory [/dev/nvidia0]', file=sys.stderr)\n"
+    "sys.exit(3)\n"
+)
+
+
+def test_bracketed_text_from_a_run_is_printed_as_is(tmp_path: Path) -> None:
+    project = tmp_path / "[exp]"
+    project.mkdir()
+    (project / "t.py").write_text(TRAINER)
+    (project / "job.yaml").write_text(
+        "name: '[exp]/a'\ncommand: [python, t.py, --tag, '[/b]']\n"
+        "checkpoints: {enabled: false}\nretry: {max_restarts_on_errors: 0}\n"
+    )
+    env = {
+        **os.environ,
+        "RELAUNCH_STORE": str(tmp_path / "store"),
+        "RELAUNCH_SCRATCH_ROOT": str(tmp_path / "scratch"),
+    }
+
+    def relaunch(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "relaunch.cli.main", *args],
+            cwd=project, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    followed = relaunch("run", "job.yaml", "--follow")
+    assert followed.returncode == 1 and "Traceback" not in followed.stderr, followed.stderr
+    assert f"from {project}/job.yaml" in followed.stdout  # an event's text
+    run_id = followed.stdout.split()[0]
+    status = relaunch("status", run_id)
+    assert status.returncode == 0, status.stderr
+    assert "([exp]/a)" in status.stdout
+    assert "command: python t.py --tag '[/b]'" in status.stdout
+    assert "| [rank0]: CUDA error: out of memory [/dev/nvidia0]" in status.stdout
