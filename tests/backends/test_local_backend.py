@@ -88,3 +88,22 @@ def test_find_recovers_a_handle_from_the_process_table(
             assert backend.find(run, AttemptRecord(run_id="r", n=2, backend="local")) is None
         finally:
             backend.kill(handle)
+
+
+def test_logs_are_the_raw_output_of_an_attempt_on_this_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAUNCH_SCRATCH_ROOT", str(tmp_path / "scratch"))
+    store = LocalStore(tmp_path / "store")
+    backend = LocalBackend()
+    handle = _submit(backend, _run(tmp_path, "[python, -c, 'print(\"[rank0]: hello\")']"), store)
+    deadline = time.monotonic() + 30
+    while backend.poll(handle).state is not AttemptState.ENDED:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "[rank0]: hello" in list(backend.logs(handle))
+    assert list(backend.logs({**handle, "scratch": str(tmp_path / "store")})) == []
+    from relaunch.errors import BackendError
+
+    with pytest.raises(BackendError, match="ran on host elsewhere"):
+        backend.logs({**handle, "host": "elsewhere"})

@@ -198,7 +198,12 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
 @click.argument("run_id")
 @click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: latest).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
-@click.option("--cloud", is_flag=True, help="The platform's log (Cloud Logging), not the store's.")
+@click.option(
+    "--cloud",
+    is_flag=True,
+    help="The platform's log (Cloud Logging; a local run's raw output on its host), "
+    "not the store's.",
+)
 @workspace_options
 def logs(
     run_id: str,

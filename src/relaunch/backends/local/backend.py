@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
@@ -171,6 +172,26 @@ class LocalBackend(Backend):
                 child.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 pass
+
+    def logs(self, handle: Handle) -> Iterator[str]:
+        """The attempt's raw output on this host (the runtime's stdout and stderr, as a
+        container's log would be): what `relaunch logs --cloud` shows for a local run."""
+        if handle.get("host") != self.host:
+            raise BackendError(
+                f"this local attempt ran on host {handle.get('host')}",
+                reason=Reason.USER_ERROR,
+                hint="read it there, or drop --cloud for the log the runtime shipped",
+            )
+        scratch = Path(str(handle.get("scratch", "")))
+        if not scratch.is_absolute() or not scratch.resolve().is_relative_to(
+            scratch_root().resolve()
+        ):
+            return iter(())
+        try:
+            text = (scratch / "runtime.out").read_text(errors="replace")
+        except OSError:
+            return iter(())
+        return iter(text.splitlines())
 
     def find(self, run: RunRecord, attempt: AttemptRecord) -> Handle | None:
         wanted = {
