@@ -45,3 +45,51 @@ def test_bracketed_text_from_a_run_is_printed_as_is(tmp_path: Path) -> None:
     assert "([exp]/a)" in status.stdout
     assert "command: python t.py --tag '[/b]'" in status.stdout
     assert "| [rank0]: CUDA error: out of memory [/dev/nvidia0]" in status.stdout
+
+
+def test_ctrl_c_while_following_says_the_job_goes_on_unwatched(tmp_path: Path) -> None:
+    import json
+    import signal
+    import time
+
+    (tmp_path / "t.py").write_text("import time\nwhile True: time.sleep(0.1)\n")
+    (tmp_path / "job.yaml").write_text(
+        "name: long\ncommand: [python, t.py]\ncheckpoints: {enabled: false}\n"
+    )
+    env = {
+        **os.environ,
+        "RELAUNCH_STORE": str(tmp_path / "store"),
+        "RELAUNCH_SCRATCH_ROOT": str(tmp_path / "scratch"),
+    }
+    argv = [sys.executable, "-m", "relaunch.cli.main"]
+    follow = subprocess.Popen(
+        [*argv, "run", "job.yaml", "--follow"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            ps = subprocess.run(
+                [*argv, "ps", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True
+            )
+            rows = json.loads(ps.stdout or "[]")
+            if rows and rows[0]["state"] == "RUNNING":
+                break
+            assert time.monotonic() < deadline, (ps.stdout, ps.stderr)
+            time.sleep(0.2)
+        follow.send_signal(signal.SIGINT)
+        _, err = follow.communicate(timeout=30)
+    finally:
+        follow.kill()
+    run_id = rows[0]["run_id"]
+    assert follow.returncode == 130
+    assert err.strip().splitlines()[-1] == (
+        f"stopped following {run_id}: its job goes on, but no agent watches it now (nothing "
+        f"recovers a preemption) — start one: relaunch agent --queue default · "
+        f"or end it: relaunch stop {run_id}"
+    )
+    stopped = subprocess.run(
+        [*argv, "stop", run_id], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert stopped.returncode == 0 and "STOPPED" in stopped.stdout, stopped.stderr

@@ -70,8 +70,31 @@ def run(
         return
     from relaunch.api import exit_code_of
 
-    final = _follow(ws, rid)
+    try:
+        final = _follow(ws, rid)
+    except KeyboardInterrupt:
+        click.echo(_left_running(ws, rid), err=True)
+        sys.exit(130)
     sys.exit(exit_code_of(final))
+
+
+def _left_running(ws: Workspace, rid: str) -> str:
+    """What a Ctrl-C during --follow leaves: the run goes on, with or without an agent."""
+    from relaunch.agent.loop import live_agents
+
+    run = ws.repo.get_run(rid)
+    if run.state.terminal:
+        return f"stopped following {rid}: it is {run.state.value}"
+    if live_agents(ws.store, run.queue):
+        return (
+            f"stopped following {rid}: it goes on under a running agent — "
+            f"relaunch status {rid} · relaunch stop {rid} ends it"
+        )
+    return (
+        f"stopped following {rid}: its job goes on, but no agent watches it now (nothing "
+        f"recovers a preemption) — start one: relaunch agent --queue {run.queue} · "
+        f"or end it: relaunch stop {rid}"
+    )
 
 
 def _follow(ws: Workspace, rid: str) -> RunRecord:
