@@ -14,6 +14,8 @@ def _run(extra: str = "", **fields: int) -> RunRecord:
 def test_success_and_stop_are_final() -> None:
     assert decide(_run(), Reason.SUCCEEDED, stop_requested=False).state is RunState.SUCCEEDED
     assert decide(_run(), Reason.PREEMPTED, stop_requested=True).state is RunState.STOPPED
+    # The command had exited 0 by itself before the stop came: the work is done.
+    assert decide(_run(), Reason.SUCCEEDED, stop_requested=True).state is RunState.SUCCEEDED
 
 
 def test_preemption_recovers_until_max_recoveries() -> None:

@@ -21,10 +21,12 @@ class Decision:
 def decide(run: RunRecord, reason: Reason, *, stop_requested: bool, offers: int = 1) -> Decision:
     """What to do with ``run`` whose latest attempt ended with ``reason``; ``offers`` is
     how many places (regions, zones) the run may fail over across."""
-    if stop_requested or reason is Reason.STOPPED:
-        return Decision(RunState.STOPPED, why="stop requested")
+    # A command that exited 0 by itself finished the work, even when a stop came after
+    # (a SIGTERM from outside, a stop's cancel among them, is never a success).
     if reason is Reason.SUCCEEDED:
         return Decision(RunState.SUCCEEDED, why="the command exited 0")
+    if stop_requested or reason is Reason.STOPPED:
+        return Decision(RunState.STOPPED, why="stop requested")
     policy = run.spec.retry
     action = policy.action_for(reason)
     if action is Action.FAIL:
