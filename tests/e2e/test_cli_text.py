@@ -93,3 +93,17 @@ def test_ctrl_c_while_following_says_the_job_goes_on_unwatched(tmp_path: Path) -
         [*argv, "stop", run_id], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert stopped.returncode == 0 and "STOPPED" in stopped.stdout, stopped.stderr
+
+
+def test_following_the_cloud_log_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "relaunch.cli.main", "logs", "some-run", "--cloud", "-f"],
+        cwd=tmp_path, env={**os.environ, "RELAUNCH_STORE": str(tmp_path / "store")},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        "Error: --cloud prints the platform's log as it is now; drop -f, or drop --cloud to "
+        "follow what the runtime ships"
+    )
+    assert not (tmp_path / "store").exists()

@@ -214,9 +214,14 @@ def logs(
     store: str | None,
 ) -> None:
     """Print RUN_ID's output (one attempt), or follow it across attempts with -f."""
+    if follow and cloud:
+        raise click.UsageError(
+            "--cloud prints the platform's log as it is now; drop -f, or drop --cloud to "
+            "follow what the runtime ships"
+        )
     ws = open_workspace(project, store)
     out = sys.stdout.buffer
-    if not follow or cloud:
+    if not follow:
         out.write(ws.logs(run_id, attempt, cloud=cloud))
         out.flush()
         return
