@@ -45,12 +45,11 @@ class MissingDependency(UserInputError):
 _GCP_ROOTS = frozenset({"google", "google_crc32c", "grpc", "proto"})
 
 
-def not_installed(module: str, extra: str) -> MissingDependency:
-    """The error for ``module`` (from the ``extra`` of relaunch) missing on this host."""
-    what = "the Google Cloud client libraries are" if extra == "gcp" else f"{module} is"
+def gcp_not_installed(module: str) -> MissingDependency:
+    """The error for ``module`` of the ``gcp`` extra missing on this host."""
     return MissingDependency(
-        f"{what} not installed (no module {module!r})",
-        hint=f"pip install 'relaunch[{extra}]' where relaunch runs",
+        f"the Google Cloud client libraries are not installed (no module {module!r})",
+        hint="pip install 'relaunch[gcp]' where relaunch runs",
     )
 
 
@@ -60,7 +59,7 @@ def missing_dependency(e: ModuleNotFoundError) -> MissingDependency | None:
     name = e.name or ""
     if name.split(".", 1)[0] not in _GCP_ROOTS:
         return None
-    return not_installed(name, "gcp")
+    return gcp_not_installed(name)
 
 
 class StoreError(RelaunchError):

@@ -26,6 +26,13 @@ def _run(tmp_path: Path, command: str) -> RunRecord:
     )
 
 
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
+    """A store, and the attempts' scratch folders kept under ``tmp_path``."""
+    monkeypatch.setenv("RELAUNCH_SCRATCH_ROOT", str(tmp_path / "scratch"))
+    return LocalStore(tmp_path / "store")
+
+
 def _submit(backend: LocalBackend, run: RunRecord, store: LocalStore) -> dict[str, object]:
     store.put("runs/r/run.json", run.model_dump_json().encode())
     attempt = AttemptRecord(run_id="r", n=1, backend="local")
@@ -33,12 +40,10 @@ def _submit(backend: LocalBackend, run: RunRecord, store: LocalStore) -> dict[st
 
 
 def test_an_exited_attempt_of_another_agent_is_ended_even_as_a_zombie(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: LocalStore
 ) -> None:
     """Agent A started it (so it is A's child); agent B took the run over. When it
     exits before A reaps it, B must still see it ENDED, not wait on a zombie forever."""
-    monkeypatch.setenv("RELAUNCH_SCRATCH_ROOT", str(tmp_path / "scratch"))
-    store = LocalStore(tmp_path / "store")
     agent_a, agent_b = LocalBackend(), LocalBackend()
     handle = _submit(agent_a, _run(tmp_path, "[python, -c, 'pass']"), store)
     deadline = time.monotonic() + 30
@@ -49,11 +54,7 @@ def test_an_exited_attempt_of_another_agent_is_ended_even_as_a_zombie(
     assert agent_b.poll(handle).state is AttemptState.ENDED
 
 
-def test_cancel_then_kill_ends_the_whole_group(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RELAUNCH_SCRATCH_ROOT", str(tmp_path / "scratch"))
-    store = LocalStore(tmp_path / "store")
+def test_cancel_then_kill_ends_the_whole_group(tmp_path: Path, store: LocalStore) -> None:
     backend = LocalBackend()
     # The command ignores SIGTERM: only the kill after the grace period ends it.
     code = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
@@ -70,13 +71,9 @@ def test_cancel_then_kill_ends_the_whole_group(
         time.sleep(0.1)
 
 
-def test_find_recovers_a_handle_from_the_process_table(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_find_recovers_a_handle_from_the_process_table(tmp_path: Path, store: LocalStore) -> None:
     """Right after submit too: a process still inside execve shows an empty environ
     for a moment (about one start in seven on a busy machine), so do it a few times."""
-    monkeypatch.setenv("RELAUNCH_SCRATCH_ROOT", str(tmp_path / "scratch"))
-    store = LocalStore(tmp_path / "store")
     backend = LocalBackend()
     run = _run(tmp_path, "[python, -c, 'import time; time.sleep(30)']")
     for _ in range(4):
@@ -91,10 +88,8 @@ def test_find_recovers_a_handle_from_the_process_table(
 
 
 def test_logs_are_the_raw_output_of_an_attempt_on_this_host(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: LocalStore
 ) -> None:
-    monkeypatch.setenv("RELAUNCH_SCRATCH_ROOT", str(tmp_path / "scratch"))
-    store = LocalStore(tmp_path / "store")
     backend = LocalBackend()
     handle = _submit(backend, _run(tmp_path, "[python, -c, 'print(\"[rank0]: hello\")']"), store)
     deadline = time.monotonic() + 30

@@ -32,34 +32,13 @@ class VertexEnv(Env):
     def job(
         self, name: str = "t", *, steps: int = 40, step_time: float = 0.03, **spec: Any
     ) -> Path:
-        doc: dict[str, Any] = {
-            "name": name,
-            "backend": "vertex",
-            "image": IMAGE,
-            "command": [
-                "python",
-                str(TRAINER),
-                "--steps",
-                str(steps),
-                "--step-time",
-                str(step_time),
-                "--every",
-                "5",
-                "--markers",
-                str(self.markers),
-                *spec.pop("trainer_args", []),
-            ],
-            "resources": {
-                "machine_type": "n1-standard-4",
-                "accelerator_type": "NVIDIA_TESLA_T4",
-                "accelerator_count": 1,
-            },
-            "heartbeat_interval": 0.2,
-            "checkpoints": {"sync_interval": 0},
-            "grace_period": 3,
-            **spec,
+        resources = {
+            "machine_type": "n1-standard-4",
+            "accelerator_type": "NVIDIA_TESLA_T4",
+            "accelerator_count": 1,
         }
-        return self.write_job(name, doc)
+        vertex = {"backend": "vertex", "image": IMAGE, "resources": resources, "grace_period": 3}
+        return super().job(name, steps=steps, step_time=step_time, **{**vertex, **spec})
 
     def run(self, run_id: str) -> RunRecord:
         return self.ws.repo.get_run(run_id)

@@ -142,20 +142,25 @@ def test_worker_processes_hash_like_the_caller(
 
     stack = load_stack(config_at(seeds))
     views = [image_view(stack, stack.images[n]) for n in stack.order]
-    alone = [dict(d) for d in hash_views(views, None, workers=0)]
+
+    def digests(cache: StatCache | None, workers: int) -> list[dict[str, str]]:
+        with pool.TaskPool(workers) as tasks:
+            return [dict(d) for d in hash_views(views, cache, tasks)]
+
+    alone = digests(None, workers=0)
     monkeypatch.setattr(pool, "_SPAWN_COST", 1)
     monkeypatch.setattr(pool, "_BATCH_COST", 8)  # many small batches: interleaving
     spawned: list[object] = []
     real_worker = pool._Worker
     monkeypatch.setattr(pool, "_Worker", lambda: spawned.append(1) or real_worker())
     cache = StatCache(seeds / "cache")
-    assert [dict(d) for d in hash_views(views, cache, workers=2)] == alone
+    assert digests(cache, workers=2) == alone
     assert len(spawned) == 2
     cache.save()
     model = seeds / "ARR_COC/model.py"
     model.write_text("class Model: edited = 1\n")
-    warm = [dict(d) for d in hash_views(views, StatCache(seeds / "cache"), workers=2)]
-    assert warm == [dict(d) for d in hash_views(views, None, workers=0)]
+    warm = digests(StatCache(seeds / "cache"), workers=2)
+    assert warm == digests(None, workers=0)
     assert warm != alone
     assert len({kd for d in alone for kd in d.values()}) > 5
 

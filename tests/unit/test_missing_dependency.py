@@ -82,7 +82,7 @@ def test_the_registry_finds_a_missing_backend_library_without_importing_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(registry, "_missing", {})
-    monkeypatch.setitem(registry.REQUIRES, "vertex", ("relaunch_no_such_module.sub", "gcp"))
+    monkeypatch.setitem(registry.REQUIRES, "vertex", "relaunch_no_such_module.sub")
     error = registry.missing("vertex")
     assert isinstance(error, MissingDependency) and "relaunch_no_such_module" in str(error)
     assert registry.missing("local") is None

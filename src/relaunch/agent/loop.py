@@ -74,7 +74,7 @@ class Agent:
         self.reconciler = Reconciler(self.repo, self.id)
         self.owned: dict[str, Owned] = {}
         self._terminal: set[str] = set()  # runs known to be over: never looked at again
-        self._serves: dict[str, bool] = {}  # whether a run's backend can run here
+        self._unserved: set[str] = set()  # runs whose backend cannot run on this host
         self._next_renew = 0.0
         self._next_adopt = 0.0
         self.log = log or (lambda msg: print(f"[agent {self.id}] {msg}", file=sys.stderr))
@@ -185,12 +185,9 @@ class Agent:
                 if len(self.owned) >= self.opts.max_jobs:
                     return
                 run_id = keys.run_id_of_queue_item(key)
-                if run_id in self.owned or not self._wanted(run_id):
+                if run_id in self.owned or run_id in self._unserved or not self._wanted(run_id):
                     continue
-                serves = self._serves.get(run_id)
-                if serves is None:  # read its backend once, before competing for it
-                    serves = self._can_serve(run_id, _backend_of_item(self.store, key))
-                if not serves:
+                if not self._can_serve(run_id, _backend_of_item(self.store, key)):
                     continue
                 if not self._take(run_id):
                     continue
@@ -203,12 +200,10 @@ class Agent:
     def _can_serve(self, run_id: str, backend: str | None) -> bool:
         """Whether this agent can manage the run's backend: a host without the libraries
         a backend needs leaves its runs for an agent that has them, and says so once."""
-        if run_id in self._serves:
-            return self._serves[run_id]
         error = registry.missing(backend) if backend is not None else None
-        if error is not None:
+        if error is not None and run_id not in self._unserved:
+            self._unserved.add(run_id)
             self.log(f"{run_id}: left for another agent: backend {backend}: {error}")
-        self._serves[run_id] = error is None
         return error is None
 
     def _adopt_queue_item(self, key: str, run_id: str) -> bool:

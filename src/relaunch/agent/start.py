@@ -45,6 +45,18 @@ class Starter:
             )
         return offer
 
+    def _could_not_start(
+        self, run: RunRecord, attempt: AttemptRecord, reason: Reason, error: RelaunchError
+    ) -> None:
+        end_attempt(attempt, reason, str(error))
+        self.repo.add_event(
+            run.run_id,
+            "attempt-ended",
+            f"attempt {attempt.n} could not start: {reason.value} — {error}",
+            attempt=attempt.n,
+            reason=reason.value,
+        )
+
     def submit(self, run: RunRecord, attempt: AttemptRecord, backend: Backend) -> None:
         """Submit (or find) the attempt; fills handle or ends it with a reason."""
         if isinstance(backend, FindsAttempts):
@@ -52,7 +64,7 @@ class Starter:
                 handle = backend.find(run, attempt)
             except BackendError as e:
                 if e.reason != Reason.TRANSIENT.value:
-                    end_attempt(attempt, Reason(e.reason), str(e))
+                    self._could_not_start(run, attempt, Reason(e.reason), e)
                 # Transient: whether it exists is unknown, so never submit now; ask again.
                 return
             if handle is not None:
@@ -86,14 +98,7 @@ class Starter:
             attempt.handle = backend.submit(run, attempt, ctx)
         except RelaunchError as e:
             reason = Reason(e.reason) if isinstance(e, BackendError) else Reason.USER_ERROR
-            end_attempt(attempt, reason, str(e))
-            self.repo.add_event(
-                run.run_id,
-                "attempt-ended",
-                f"attempt {attempt.n} could not start: {reason.value} — {e}",
-                attempt=attempt.n,
-                reason=reason.value,
-            )
+            self._could_not_start(run, attempt, reason, e)
             return
         attempt.state = AttemptState.PENDING
         where = backend.where(attempt.handle)

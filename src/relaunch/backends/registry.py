@@ -6,16 +6,15 @@ import importlib
 import importlib.util
 
 from relaunch.backends.base import Backend
-from relaunch.errors import MissingDependency, UserInputError, not_installed
+from relaunch.errors import MissingDependency, UserInputError, gcp_not_installed
 
 BACKENDS: dict[str, str] = {
     "local": "relaunch.backends.local.backend:LocalBackend",
     "vertex": "relaunch.backends.vertex.backend:VertexBackend",
 }
 
-# A module each backend needs beyond relaunch's own dependencies (found, not imported),
-# and the extra of relaunch that installs it.
-REQUIRES: dict[str, tuple[str, str]] = {"vertex": ("google.cloud.aiplatform_v1", "gcp")}
+# A module of the `gcp` extra each cloud backend needs (found, not imported).
+REQUIRES: dict[str, str] = {"vertex": "google.cloud.aiplatform_v1"}
 
 _instances: dict[str, Backend] = {}
 _missing: dict[str, MissingDependency | None] = {}
@@ -25,16 +24,15 @@ def missing(name: str) -> MissingDependency | None:
     """Why backend ``name`` cannot run on this host (a library is not installed), or
     None. Costs a look-up on the import path, once per process."""
     if name not in _missing:
-        needed = REQUIRES.get(name)
+        module = REQUIRES.get(name)
         error = None
-        if needed is not None:
-            module, extra = needed
+        if module is not None:
             try:
                 found = importlib.util.find_spec(module) is not None
             except ModuleNotFoundError:  # a parent package is missing
                 found = False
             if not found:
-                error = not_installed(module, extra)
+                error = gcp_not_installed(module)
         _missing[name] = error
     return _missing[name]
 

@@ -122,7 +122,7 @@ def fingerprints(
             pool.expect(StatCache.expected_files(cache_path))
         cache = StatCache(cache_path) if use_cache else None
         views = [image_view(stack, stack.images[n]) for n in order]
-        hashed = dict(zip(order, hash_views(views, cache, pool=pool), strict=True))
+        hashed = dict(zip(order, hash_views(views, cache, pool), strict=True))
     if cache is not None:
         cache.save()
     out: dict[str, Fingerprint] = {}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import marshal
 from collections.abc import Iterator, Mapping
-from contextlib import nullcontext
 from typing import Any
 
 from relaunch.errors import SpecError
@@ -180,35 +179,26 @@ class _Run:
         return [self.new[rel][5] for rel in self.order]
 
 
-def hash_views(
-    views: list[View],
-    cache: StatCache | None,
-    *,
-    workers: int | None = None,
-    pool: TaskPool | None = None,
-) -> list[FileDigests]:
+def hash_views(views: list[View], cache: StatCache | None, pool: TaskPool) -> list[FileDigests]:
     """Each view's files and digests, in the order the tag hashes them: a folder's files
     (sorted by name), then its subfolders. Files shared by several views are read once.
-    ``pool``: the caller's (its workers may already be starting); else one of ``workers``."""
+    ``pool`` is the caller's: its workers may already be starting."""
     seen: dict[str, dict[str, tuple[Any, ...]]] = {}
     runs = [_Run(v, cache, seen) for v in views]
     out: list[FileDigests] = []
-    with nullcontext(pool) if pool is not None else TaskPool(workers) as pool:
-        # Roughly a file per folder entry's names, known before any task is built.
-        pool.expect(sum(len(e[2]) // 8 for run in runs for e in run.old.values()))
-        for run in runs:
-            run.verify(pool)
+    # Roughly a file per folder entry's names, known before any task is built.
+    pool.expect(sum(len(e[2]) // 8 for run in runs for e in run.old.values()))
+    for run in runs:
+        run.verify(pool)
+    pool.drain()
+    for run in runs:  # one view after the other: a file hashed for one is reused
+        patterns = run.view.walker.patterns
+        run.walk(pool, "", (False,) * len(patterns))
         pool.drain()
-        for run in runs:  # one view after the other: a file hashed for one is reused
-            patterns = run.view.walker.patterns
-            run.walk(pool, "", (False,) * len(patterns))
-            pool.drain()
-            digests = FileDigests(run.records())
-            if run.view.globs is not None and not run.all_hits:
-                check_globs(
-                    run.view.globs, run.view.walker.base, [0] * len(patterns), True, digests
-                )
-            if cache is not None:
-                cache.put_view(run.view.key, run.new)
-            out.append(digests)
+        digests = FileDigests(run.records())
+        if run.view.globs is not None and not run.all_hits:
+            check_globs(run.view.globs, run.view.walker.base, [0] * len(patterns), True, digests)
+        if cache is not None:
+            cache.put_view(run.view.key, run.new)
+        out.append(digests)
     return out

@@ -200,24 +200,21 @@ class LocalBackend(Backend):
         }
         # A process still inside execve shows an empty environ for a moment (the new
         # image's environment is mapped after the old one is dropped): read those again.
-        pending: list[int] = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                pid = int(entry.name)
+        pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+        deadline = time.monotonic() + 1.0
+        while pids:
+            execing = []
+            for pid in pids:
                 environ = _group_leader_environ(pid)
                 if environ == set():
-                    pending.append(pid)
+                    execing.append(pid)
                 elif environ is not None and wanted <= environ:
                     return self._found(pid)
-        deadline = time.monotonic() + 1.0
-        while pending and time.monotonic() < deadline:
-            time.sleep(0.02)
-            for pid in list(pending):
-                environ = _group_leader_environ(pid)
-                if environ is None or environ:
-                    pending.remove(pid)
-                if environ is not None and wanted <= environ:
-                    return self._found(pid)
+            if time.monotonic() > deadline:
+                break
+            pids = execing
+            if pids:
+                time.sleep(0.02)
         return None
 
     def _found(self, pid: int) -> Handle:
