@@ -184,10 +184,12 @@ def test_attempt_started_but_unrecorded_is_found_not_resubmitted(env: Env) -> No
     run = repo.update_run(rid, name_attempt)
     for key in [m.key for m in repo.store.list("queues/").objects]:
         repo.store.delete(key)
-    attempt = AttemptRecord(run_id=rid, n=1, backend="local")
+    # The intent (a fencing token) is recorded before the backend is asked, as always.
+    attempt = AttemptRecord(run_id=rid, n=1, backend="local", token="f00d")
     repo.put_attempt(attempt, if_generation_match=0)
     backend = get_backend("local")
-    backend.submit(run, attempt, SubmitContext(store=repo.store, command=run.spec.command))
+    ctx = SubmitContext(store=repo.store, command=run.spec.command, token="f00d")
+    backend.submit(run, attempt, ctx)
     # ...and the agent "dies" here: the attempt record has no handle.
     assert repo.find_attempt(rid, 1)[0].handle is None  # type: ignore[index]
     assert repo.store.stat(keys.lease_key(rid)) is None

@@ -70,7 +70,7 @@ class LocalBackend(Backend):
         # `python` in a command means the interpreter relaunch runs on (its venv).
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update(ctx.env)
-        env.update(job_environment(run, attempt.n, ctx.store.url))
+        env.update(job_environment(run, attempt.n, ctx.store.url, token=ctx.token))
         env["RELAUNCH_SCRATCH"] = str(scratch)
         env["RELAUNCH_CHECKPOINT_DIR"] = str(scratch / "checkpoints")
         argv = [sys.executable, "-m", "relaunch.runtime", "--", *ctx.command]
