@@ -225,6 +225,7 @@ class Agent:
                                       self.id):  # fmt: skip
                 self.log(f"{run_id}: set aside: {e}")
                 self._end_live_attempts(run_id)
+                self._fail_readable_record(run_id, e)
         except RelaunchError as again:
             self.log(f"{run_id}: could not set it aside yet: {again}")
             return
@@ -232,6 +233,23 @@ class Agent:
         if owned is not None:
             leases.release(self.store, owned.lease)
         self._terminal.add(run_id)
+
+    def _fail_readable_record(self, run_id: str, e: DamagedRecord) -> None:
+        """When the run record itself is readable (another of its objects is damaged),
+        it ends FAILED, so nothing waits on it for ever."""
+        if e.key == keys.run_key(run_id):
+            return
+
+        def fail(r: RunRecord) -> bool:
+            if r.state.terminal:
+                return False
+            r.state, r.ended_at, r.detail = RunState.FAILED, time.time(), f"set aside: {e}"
+            return True
+
+        try:
+            self.repo.update_run(run_id, fail)
+        except RelaunchError:
+            pass
 
     def _end_live_attempts(self, run_id: str) -> None:
         """Cancel the attempts of a damaged run that may still run: nobody can manage
@@ -356,7 +374,7 @@ class Agent:
             if found is None:
                 continue
             run = found[0]
-            if run.state.terminal:
+            if run.state.terminal and run.ended_event:
                 self._terminal.add(run_id)
                 continue
             if run.queue not in self.opts.queues or not self._can_serve(run_id, run.backend):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 
+from relaunch import faults
 from relaunch.agent.policy import decide
 from relaunch.agent.start import Confirm, Starter, end_attempt
 from relaunch.agent.supervise import Supervisor, Watch
@@ -345,6 +346,7 @@ class Reconciler:
         between leaves the mark unset, and the next one to look writes the event."""
         if run.ended_event or run.reason is None:
             return
+        faults.hit("before-run-ended")
         extra = f" ({run.why})" if run.why and run.state is RunState.FAILED else ""
         self.repo.add_event(
             run.run_id,

@@ -55,7 +55,10 @@ class LocalBackend(Backend):
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:
-        scratch = scratch_root() / run.run_id / str(attempt.n)
+        # One folder per submission: a superseded submission of the same attempt (an agent
+        # that froze while submitting) must not touch the live one's files.
+        name = f"{attempt.n}-{ctx.token}" if ctx.token else str(attempt.n)
+        scratch = scratch_root() / run.run_id / name
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         base = Path(run.base_dir or ".")
