@@ -175,6 +175,12 @@ class Reconciler:
             )
             self._set_running(run)
         if status.state is AttemptState.ENDED:
+            # The live step is read from the heartbeat; the attempt record keeps the last
+            # one only (rewriting it on every heartbeat cost a write per run per tick).
+            if heartbeat is not None and heartbeat.step is not None:
+                attempt.last_step = heartbeat.step
+            if heartbeat is not None and heartbeat.total is not None:
+                attempt.total = heartbeat.total
             self._conclude(run, attempt, status)
             watch.last_status = None
             return
@@ -195,10 +201,6 @@ class Reconciler:
                 watch.next_poll = 0.0  # the command is over: ask the backend now
             if heartbeat.phase != "starting":  # a restarted runtime says more when it runs
                 self._note_restart(run, attempt, heartbeat)
-        if heartbeat.step is not None:
-            attempt.last_step = heartbeat.step
-        if heartbeat.total is not None:
-            attempt.total = heartbeat.total
         return heartbeat
 
     def _note_restart(self, run: RunRecord, attempt: AttemptRecord, heartbeat: Heartbeat) -> None:
