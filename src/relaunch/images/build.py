@@ -175,6 +175,7 @@ def build_images(
                 progress("skip", it, "dry run")
             continue
         log_path = plan.stack.state_dir / "logs" / f"{it.name}-{it.tag}.log"
+        log_path.unlink(missing_ok=True)  # a build's log is that build's only
         req = BuildRequest(
             stack=plan.stack,
             item=it,

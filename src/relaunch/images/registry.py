@@ -40,6 +40,22 @@ def split_uri(uri: str) -> tuple[str, str, str]:
     return host, path, tag
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost``, ``127.x.x.x`` or ``[::1]``, with or without a port."""
+    import ipaddress
+
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def google_access_token() -> str:
     """An OAuth access token from Application Default Credentials (never logged)."""
     import google.auth
@@ -84,6 +100,7 @@ class Registry:
         self._bearer: dict[tuple[str, str], str] = {}  # (host, repository) → registry token
         # why a host (folder "") or one repository folder of it cannot be asked
         self._broken: dict[tuple[str, str], BackendError] = {}
+        self._scheme: dict[str, str] = {}  # loopback host → the scheme it answered on
 
     def exists(self, uri: str) -> bool:
         host, path, tag = split_uri(uri)
@@ -100,8 +117,25 @@ class Registry:
                 self._broken[(host, folder)] = e
             raise
 
+    def _base(self, host: str) -> str:
+        """Where ``host`` answers: the endpoint, else https; a loopback registry is asked
+        over https and, when that fails, over plain http, as Docker does (it treats
+        127.0.0.0/8 as an insecure registry by default)."""
+        if self.endpoint:
+            return self.endpoint
+        if host in self._scheme:
+            return f"{self._scheme[host]}://{host}"
+        if not is_loopback(host):
+            return f"https://{host}"
+        try:
+            self._head(f"https://{host}/v2/", (host, ""))
+            self._scheme[host] = "https"
+        except BackendError:
+            self._scheme[host] = "http"
+        return f"{self._scheme[host]}://{host}"
+
     def _exists(self, host: str, path: str, tag: str) -> bool:
-        base = self.endpoint or f"https://{host}"
+        base = self._base(host)
         url = f"{base}/v2/{path}/manifests/{urllib.parse.quote(tag)}"
         key = (host, path)
         answered = False

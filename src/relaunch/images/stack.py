@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relaunch.errors import SpecError
-from relaunch.images.dockerfile import from_lines, repository_basename, uses_arg
+from relaunch.images.dockerfile import FromLine, from_lines, repository_basename, uses_arg
 from relaunch.spec.images import ImageSpec, check_image_name
 from relaunch.spec.project import ProjectConfig
 
@@ -190,6 +190,10 @@ def _wire_parents(root: Path, images: dict[str, Image]) -> dict[str, Image]:
     for name, image in images.items():
         text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
         for line in from_lines(text):
+            if not line.resolved and len(line.variables) == 1:  # `ARG X` without default
+                parent = _manifest_parent(root, name, image, line, images)
+                image = replace(image, parent=parent, parent_arg=line.variables[0])
+                break
             parent = repository_basename(line.resolved)
             if parent not in images or parent == name:
                 continue
@@ -207,6 +211,38 @@ def _wire_parents(root: Path, images: dict[str, Image]) -> dict[str, Image]:
             break
         wired[name] = image
     return wired
+
+
+def _manifest_parent(
+    root: Path, name: str, image: Image, line: FromLine, images: dict[str, Image]
+) -> str:
+    """The parent of an image whose ``FROM ${X}`` has no default: the one stack image
+    whose Dockerfile its ``.image-manifest`` lists (the seeds' trainer lists
+    ``Stack/arr-ml-stack/Dockerfile``). None found, or several, is a SpecError: left
+    unwired, the parent's edits would leave this image's tag unchanged."""
+    var = line.variables[0]
+    listed = set(image.inputs or ())
+    found = sorted(
+        other
+        for other, im in images.items()
+        if other != name and _rel(root, im.dockerfile) in listed
+    )
+    where = f"{_rel(root, image.dockerfile)}:{line.line}: FROM {line.raw}"
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise SpecError(
+            f"{where} has no default for {var}, so relaunch cannot tell which stack image "
+            "it builds on (its tag would not follow the parent's)",
+            hint=f"write `ARG {var}=<parent image>` before the FROM, or list the parent's "
+            f"Dockerfile (e.g. {_rel(root, image.dockerfile.parent.parent)}/<parent>/"
+            f"Dockerfile) in {image.inputs_source}",
+        )
+    raise SpecError(
+        f"{where} has no default for {var}, and {image.inputs_source} lists the "
+        f"Dockerfiles of {', '.join(found)}: relaunch cannot tell which is the parent",
+        hint=f"write `ARG {var}=<parent image>` before the FROM",
+    )
 
 
 def manifest_warnings(stack: Stack) -> list[str]:
