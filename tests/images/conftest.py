@@ -14,6 +14,7 @@ import pytest
 from relaunch.spec.loader import load_project
 from relaunch.spec.project import ProjectConfig
 
+from .engine import Engine, LocalRegistry, running_engine, running_registry, skip_reason
 from .fakes import FakeGoogle
 
 
@@ -161,3 +162,34 @@ def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAKE_DOCKER_RECORD", str(record))
     monkeypatch.delenv("RELAUNCH_DOCKER", raising=False)
     return record
+
+
+# -- a real Docker engine and registry (tests/images/engine.py) ------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A real dockerd for the whole session (skips only without root or dockerd)."""
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with running_engine(tmp_path_factory.mktemp("dockerd")) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def local_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """A real registry on 127.0.0.1 (plain http, no auth) for the whole session."""
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with running_registry(tmp_path_factory.mktemp("registry")) as registry:
+        yield registry
+
+
+@pytest.fixture
+def engine(docker_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """The real engine, as relaunch's docker builder will reach it in this test."""
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.host)
+    monkeypatch.setenv("RELAUNCH_DOCKER", docker_engine.cli)
+    return docker_engine

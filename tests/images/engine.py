@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 LOCK = Path("/tmp/relaunch-tests-dockerd.lock")
 START_DEADLINE = 120.0  # a loaded machine starts dockerd in seconds; wait far longer
@@ -111,12 +112,11 @@ class Engine:
     host: str  # DOCKER_HOST
     cli: str  # a docker CLI that builds with the engine's BuildKit
 
-    def docker(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    def docker(self, *args: str, binary: bool = False) -> subprocess.CompletedProcess[Any]:
         return subprocess.run(
             [self.cli, *args],
             capture_output=True,
-            text=input is None,
-            input=input,
+            text=not binary,
             env={**os.environ, "DOCKER_HOST": self.host},
             check=False,
             timeout=600,

@@ -180,14 +180,19 @@ def discover(root: Path, folder: Path, default_repo: str | None) -> dict[str, Im
             include_git=False,
             source=_rel(root, dockerfile),
         )
-    return _wire_parents(root, found)
+    return found
 
 
-def _wire_parents(root: Path, images: dict[str, Image]) -> dict[str, Image]:
+def _wire_parents(root: Path, images: dict[str, Image], names: set[str]) -> dict[str, Image]:
+    """``images`` with the parents of ``names`` (discovered images) read from their
+    Dockerfiles."""
     from dataclasses import replace
 
     wired: dict[str, Image] = {}
     for name, image in images.items():
+        if name not in names:
+            wired[name] = image
+            continue
         text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
         for line in from_lines(text):
             if not line.resolved and len(line.variables) == 1:  # `ARG X` without default
@@ -305,8 +310,10 @@ def load_stack(config: ProjectConfig, *, discover_dir: str | Path | None = None)
         if not path.is_dir():
             raise SpecError(f"stack folder not found: {path}", hint="check [image_stack] discover")
         images.update(discover(root, path, default_repo))
+    found = set(images) - set(config.images)
     for name, spec in config.images.items():
         images[name] = _declared(root, name, spec, default_repo)
+    images = _wire_parents(root, images, found)
     for image in images.values():
         if image.parent is not None and image.parent_arg is not None:
             text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
