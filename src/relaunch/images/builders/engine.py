@@ -67,6 +67,13 @@ def _major(version: str) -> int:
 
 def engine_problem(detail: str) -> BackendError:
     where = os.environ.get("DOCKER_HOST") or "the default socket"
+    if "permission denied" in detail.lower():
+        return BackendError(
+            f"the Docker engine at {where} refuses this user: {detail}",
+            reason="permission",
+            hint="add this user to the docker group (then log in again), or build with "
+            "--builder cloudbuild",
+        )
     return BackendError(
         f"no Docker engine answers at {where}: {detail}",
         reason="transient",

@@ -81,11 +81,14 @@ def failing_step_tail(lines: list[str], limit: int = TAIL_LINES) -> list[str]:
 
 
 def _key_line(lines: list[str]) -> str:
-    for needles in (("error:",), ("error",), ("failed",)):
-        if (line := _last(lines, needles)) is not None:
-            return re.sub(r"^#\d+ ", "", line)
-    shown = [line.strip() for line in lines if line.strip()]
-    return shown[-1] if shown else "no output"
+    """The summary docker ends a failed command with (its last meaningful line)."""
+    for line in reversed(lines):
+        text = line.strip()
+        if not text or text.startswith(("---", ">", "relaunch:")) or _LAYER.match(text):
+            continue
+        text = re.sub(r"^#\d+ ", "", text)
+        return re.sub(r"^(?:ERROR|error): ", "", text)
+    return "no output"
 
 
 def build_failure(lines: list[str], rc: int, what: str, log: str) -> BackendError:
