@@ -199,3 +199,20 @@ def test_a_manifest_naming_two_stack_dockerfiles_cannot_choose(seeds: Path) -> N
     )
     with pytest.raises(SpecError, match="lists the Dockerfiles of arr-ml-stack, arr-pytorch-base"):
         load_stack(config_at(seeds))
+
+
+def test_a_declared_image_without_parent_for_a_bare_from_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "Dockerfile", NO_DEFAULT)
+    write(tmp_path, "relaunch.toml", '[images.app]\ndockerfile = "Dockerfile"\n')
+    with pytest.raises(SpecError) as e:
+        load_stack(config_at(tmp_path))
+    assert str(e.value).startswith(
+        "Dockerfile:2: FROM ${BASE_IMAGE} has no default for BASE_IMAGE, and relaunch.toml "
+        "[images.app] sets neither parent nor args.BASE_IMAGE"
+    )
+    write(
+        tmp_path,
+        "relaunch.toml",
+        '[images.app]\ndockerfile = "Dockerfile"\nargs = {BASE_IMAGE = "debian:12"}\n',
+    )
+    assert load_stack(config_at(tmp_path)).images["app"].parent is None

@@ -250,6 +250,25 @@ def _manifest_parent(
     )
 
 
+def _check_declared_base(root: Path, image: Image) -> None:
+    """A declared image whose first ``FROM ${X}`` has no default needs ``parent`` (or
+    ``args.X``): else docker gets an empty base, or the parent's edits are missed."""
+    if image.parent is not None:
+        return
+    text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
+    froms = from_lines(text)
+    if not froms or froms[0].resolved or len(froms[0].variables) != 1:
+        return
+    var = froms[0].variables[0]
+    if var in image.args:
+        return
+    raise SpecError(
+        f"{_rel(root, image.dockerfile)}:{froms[0].line}: FROM {froms[0].raw} has no default "
+        f"for {var}, and {image.source} sets neither parent nor args.{var}",
+        hint=f'set parent = "<stack image>" in {image.source} (its URI is passed as {var})',
+    )
+
+
 def manifest_warnings(stack: Stack) -> list[str]:
     """One line per discovered image without a ``.image-manifest``: its tag hashes every
     file of the project root its dockerignore lets through, so an unrelated edit (a
@@ -314,6 +333,8 @@ def load_stack(config: ProjectConfig, *, discover_dir: str | Path | None = None)
     for name, spec in config.images.items():
         images[name] = _declared(root, name, spec, default_repo)
     images = _wire_parents(root, images, found)
+    for name in config.images:
+        _check_declared_base(root, images[name])
     for image in images.values():
         if image.parent is not None and image.parent_arg is not None:
             text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
