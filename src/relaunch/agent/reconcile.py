@@ -59,7 +59,7 @@ class Reconciler:
         return False
 
     def _step(self, run_id: str, watch: Watch, confirm: Confirm) -> bool:
-        run = self.repo.get_run(run_id)
+        run = self.repo.get_run(run_id, cached=True)
         if run.state.terminal:
             if not run.ended_event:  # the agent that ended it died before saying so
                 self._say_ended(run)
@@ -70,7 +70,7 @@ class Reconciler:
             if stop:
                 return self._finish(run, RunState.STOPPED, Reason.STOPPED, "stopped before start")
             run = self._name_attempt(run, 1)
-        found = self.repo.find_attempt(run_id, run.attempt)
+        found = self.repo.find_attempt(run_id, run.attempt, cached=True)
         if found is None:
             attempt = AttemptRecord(
                 run_id=run_id,
