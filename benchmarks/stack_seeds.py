@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,6 +72,14 @@ def main() -> None:
     if reason is not None:
         sys.exit(f"cannot run: {reason}")
     base = Path(tempfile.mkdtemp(prefix="relaunch-bench-seeds-"))
+    try:
+        result = measure(base, a.runs)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+
+
+def measure(base: Path, runs: int) -> dict[str, object]:
     with running_engine(base / "dockerd") as engine, running_registry(base / "reg") as reg:
         root = make_busybox_stack(base / "proj", reg.repository("bench"))
         git(root, "init", "-q")
@@ -110,34 +119,27 @@ def main() -> None:
         warm: list[float] = []
         offline: list[float] = []
         gits: list[float] = []
-        for _ in range(a.runs):
+        for _ in range(runs):
             gits += timed(git_status, 1)
             warm += timed(plan, 1)
             offline += timed(plan_offline, 1)
-        cli_plan = timed(lambda: run("plan"), max(3, a.runs // 3))
-        noop_build = timed(
-            lambda: run("build", "--push", "--builder", "docker"), max(3, a.runs // 3)
-        )
-    print(
-        json.dumps(
-            {
-                "images": 4,
-                "first_build_and_push_s": round(first_build_s, 2),
-                "git_status_s_median": med(gits),
-                "warm_plan_s_median": med(warm),
-                "warm_plan_offline_s_median": med(offline),
-                "ratio_warm_over_git_status": round(med(warm) / med(gits), 3),
-                "ratio_offline_over_git_status": round(med(offline) / med(gits), 3),
-                "cli_plan_s_median": med(cli_plan),
-                "cli_noop_build_push_s_median": med(noop_build),
-                "samples": {"git_status": gits, "warm_plan": warm, "noop_build": noop_build},
-                "load_average": os.getloadavg(),
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-            },
-            indent=2,
-        )
-    )
+        cli_plan = timed(lambda: run("plan"), max(3, runs // 3))
+        noop_build = timed(lambda: run("build", "--push", "--builder", "docker"), max(3, runs // 3))
+    return {
+        "images": 4,
+        "first_build_and_push_s": round(first_build_s, 2),
+        "git_status_s_median": med(gits),
+        "warm_plan_s_median": med(warm),
+        "warm_plan_offline_s_median": med(offline),
+        "ratio_warm_over_git_status": round(med(warm) / med(gits), 3),
+        "ratio_offline_over_git_status": round(med(offline) / med(gits), 3),
+        "cli_plan_s_median": med(cli_plan),
+        "cli_noop_build_push_s_median": med(noop_build),
+        "samples": {"git_status": gits, "warm_plan": warm, "noop_build": noop_build},
+        "load_average": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 if __name__ == "__main__":

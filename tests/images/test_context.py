@@ -119,3 +119,16 @@ def test_content_change_changes_the_tarball(seeds: Path, tmp_path: Path) -> None
     shutil.rmtree(seeds / ".relaunch")
     commit_all(seeds)
     assert tarball(seeds, "arr-trainer", tmp_path / "c.tar.gz") == b
+
+
+def test_the_dockerfile_is_sent_even_when_ignored_and_executable(
+    seeds: Path, tmp_path: Path
+) -> None:
+    folder = seeds / "Stack/arr-vertex-launcher"
+    (folder / "Dockerfile.dockerignore").write_text(
+        "*\n!Stack/arr-vertex-launcher\nStack/arr-vertex-launcher/Dockerfile*\n"
+    )
+    (folder / "Dockerfile").chmod(0o755)
+    m = members(tarball(seeds, "arr-vertex-launcher", tmp_path / "l.tar.gz"))
+    assert m["Stack/arr-vertex-launcher/Dockerfile"].mode == 0o755
+    assert "Stack/arr-vertex-launcher/Dockerfile.dockerignore" not in m

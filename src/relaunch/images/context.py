@@ -112,7 +112,10 @@ def sent_files(stack: Stack, image: Image, fp: Fingerprint) -> dict[str, str]:
             if ignore is not None and ignore.excluded(rel):
                 continue
         out[rel] = kd
-    out[image.dockerfile_in_context()] = "f:" + fp.dockerfile
+    dockerfile = image.dockerfile_in_context()
+    if dockerfile not in out:  # its digest is in the tag on its own; its mode is not
+        executable = image.dockerfile.stat().st_mode & 0o111
+        out[dockerfile] = ("x:" if executable else "f:") + fp.dockerfile
     return out
 
 
