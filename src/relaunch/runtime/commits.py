@@ -89,7 +89,9 @@ class CommitPolicy:
         if isinstance(path, str) and path:
             target = (folder / path).resolve()
             if not target.is_relative_to(folder) or target == folder:
-                self.say(f"checkpoint at step {step} not committed: {path!r} is not inside {folder}")
+                self.say(
+                    f"checkpoint at step {step} not committed: {path!r} is not inside {folder}"
+                )
                 return
             only = target.relative_to(folder).as_posix()
         source: Path | None = None
@@ -114,7 +116,12 @@ class CommitPolicy:
                 shutil.rmtree(other, ignore_errors=True)
 
     def _commit(
-        self, step: int | None, *, reported: bool, source: Path | None = None, only: str | None = None
+        self,
+        step: int | None,
+        *,
+        reported: bool,
+        source: Path | None = None,
+        only: str | None = None,
     ) -> None:
         if self.superseded:
             return
