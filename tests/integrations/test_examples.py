@@ -20,6 +20,7 @@ EXAMPLES = ROOT / "examples"
 # name → (needed modules, trainer arguments)
 CASES: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "pytorch": (("torch",), ["--steps", "40", "--every", "5", "--step-time", "0.1"]),
+    "hf": (("transformers",), ["--steps", "40", "--every", "5", "--step-time", "0.1"]),
 }
 
 
