@@ -21,6 +21,7 @@ EXAMPLES = ROOT / "examples"
 CASES: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "pytorch": (("torch",), ["--steps", "40", "--every", "5", "--step-time", "0.1"]),
     "hf": (("transformers",), ["--steps", "40", "--every", "5", "--step-time", "0.1"]),
+    "accelerate": (("accelerate",), ["--steps", "40", "--every", "5", "--step-time", "0.1"]),
 }
 
 
@@ -31,7 +32,12 @@ def _needs(modules: tuple[str, ...]) -> None:
 
 
 def _command(name: str, out: Path, args: list[str]) -> list[str]:
-    return [sys.executable, str(EXAMPLES / name / "train.py"), *args, "--out", str(out)]
+    launcher = [sys.executable]
+    if name == "accelerate":  # the seeds' entry point: the notice must cross the launcher
+        launcher = [str(Path(sys.executable).with_name("accelerate")), "launch", "--cpu",
+                    "--num_processes=1", "--num_machines=1", "--mixed_precision=no",
+                    "--dynamo_backend=no"]  # fmt: skip
+    return [*launcher, str(EXAMPLES / name / "train.py"), *args, "--out", str(out)]
 
 
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
