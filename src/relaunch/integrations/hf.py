@@ -39,7 +39,7 @@ def latest_checkpoint(output_dir: str | Path | None = None) -> str | None:
 def _callback_base() -> type:
     from transformers import TrainerCallback
 
-    return TrainerCallback  # type: ignore[no-any-return]
+    return TrainerCallback
 
 
 class _Hooks:
