@@ -120,6 +120,8 @@ def notice_to_commit(store_url: str, size_mb: int, tmp: Path) -> dict[str, float
 EXAMPLES = {
     "pytorch": ("torch", [sys.executable, "train.py", "--steps", "400", "--step-time", "0.05"]),
     "hf": ("transformers", [sys.executable, "train.py", "--steps", "400", "--step-time", "0.05"]),
+    "lightning": ("lightning", [sys.executable, "train.py", "--steps", "400", "--step-time",
+                  "0.05"]),
     "accelerate": ("accelerate", [str(Path(sys.executable).with_name("accelerate")), "launch",
                    "--cpu", "--num_processes=1", "--num_machines=1", "--mixed_precision=no",
                    "--dynamo_backend=no", "train.py", "--steps", "400", "--step-time", "0.05"]),

@@ -21,6 +21,10 @@ EXAMPLES = ROOT / "examples"
 CASES: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "pytorch": (("torch",), ["--steps", "40", "--every", "5", "--step-time", "0.1"]),
     "hf": (("transformers",), ["--steps", "40", "--every", "5", "--step-time", "0.1"]),
+    "lightning": (
+        ("lightning", "torchdata"),
+        ["--steps", "40", "--every", "5", "--step-time", "0.1"],
+    ),
     "accelerate": (("accelerate",), ["--steps", "40", "--every", "5", "--step-time", "0.1"]),
 }
 
