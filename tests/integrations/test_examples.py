@@ -122,3 +122,24 @@ def test_the_notice_reaches_the_example_with_no_step_redone(rt: RuntimeEnv) -> N
     second = rt.start(2, command, grace_period=60)
     assert second.wait(300) == 0
     assert f"resumed from step {last}" in second.output()
+
+
+def test_every_attempt_continues_the_same_wandb_run_offline(
+    rt: RuntimeEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _needs(("torch", "wandb"))
+    monkeypatch.setenv("WANDB_MODE", "offline")  # W&B's server is not reachable here
+    monkeypatch.setenv("WANDB_DIR", str(rt.root))
+    out = rt.root / "final.json"
+    args = ["--steps", "30", "--every", "100", "--step-time", "0.1", "--wandb"]
+    first = rt.start(1, _command("pytorch", out, args), grace_period=60)
+    wait_for(lambda: _step(first) >= 5, 300, "attempt 1 to train")
+    first.notice()
+    assert first.wait(300) == 143, first.output()
+    assert "notice: saved at step" in first.output()
+    # the W&B run was finished (flushed and closed) before the attempt ended
+    assert "wandb sync" in first.output().split("notice: saved at step")[1]
+    assert rt.start(2, _command("pytorch", out, args), grace_period=60).wait(300) == 0
+    runs = sorted(p.name for p in (rt.root / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(name.endswith(f"-{rt.run_id}") for name in runs)
+    assert all(list((rt.root / "wandb" / name).glob("*.wandb")) for name in runs)
