@@ -169,6 +169,13 @@ class Workspace:
             self.repo.events(run_id, events_since),
         )
 
+    def events(self, run_id: str, *, since: float | None = None) -> list[Event]:
+        """The run's events; readable even when its record is damaged."""
+        evs = self.repo.events(keys.valid_run_id(run_id), since)
+        if not evs and self.store.stat(keys.run_key(run_id)) is None:
+            self.repo.get_run(run_id)  # the one-line "no run" error
+        return evs
+
     def logs(self, run_id: str, attempt: int | None = None, *, cloud: bool = False) -> bytes:
         """An attempt's output as the runtime shipped it to the store; with ``cloud``, or
         when the runtime shipped nothing (the container never started), the platform's
@@ -318,7 +325,8 @@ class Workspace:
 
 def exit_code_of(run: RunRecord | RunSummary) -> int:
     """`relaunch run --follow` exits 0 on success, 1 on failure, 3 when stopped."""
-    return {"SUCCEEDED": 0, "STOPPED": 3}.get(RunState(run.state).value, 1)
+    state = run.state.value if isinstance(run.state, RunState) else str(run.state)
+    return {"SUCCEEDED": 0, "STOPPED": 3}.get(state, 1)
 
 
 __all__ = [

@@ -66,6 +66,19 @@ class StoreError(RelaunchError):
     """The store failed in a way that is not a precondition (I/O, permission, bucket)."""
 
 
+class DamagedRecord(RelaunchError):
+    """A stored object that cannot be read or validated (truncated, edited by hand, written
+    by an incompatible version). It affects only its own run, never an agent."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(
+            f"{key} is damaged: {why}",
+            hint=f"relaunch cannot manage this run; inspect or delete {key.rsplit('/', 1)[0]}/",
+        )
+        self.key = key
+        self.why = why
+
+
 class PreconditionFailed(RelaunchError):
     """A create-only or compare-and-swap write lost its race. Callers re-read and decide."""
 

@@ -47,6 +47,7 @@ class Reason(str, Enum):
     TRANSIENT = "transient"
     STALLED = "stalled"
     STARTUP_TIMEOUT = "startup-timeout"
+    KILLED = "killed"  # the command was SIGKILLed from outside: the OOM killer's signature
     STOPPED = "stopped"
 
 
@@ -61,7 +62,12 @@ class Action(str, Enum):
 
 # Reasons that count against max_recoveries (the cloud took the machine away); every
 # other retried reason counts against max_restarts_on_errors.
-RECOVERY_REASONS = frozenset({Reason.PREEMPTED, Reason.NO_CAPACITY, Reason.TRANSIENT})
+RECOVERY_REASONS = frozenset(
+    {Reason.PREEMPTED, Reason.NO_CAPACITY, Reason.TRANSIENT, Reason.KILLED}
+)
+# A command SIGKILLed this many attempts in a row without progress is not retried again:
+# an out-of-memory kill comes back at the same step every time.
+MAX_KILLED_STREAK = 3
 
 DEFAULT_ACTIONS: dict[Reason, Action] = {
     Reason.PREEMPTED: Action.RETRY,
@@ -70,6 +76,7 @@ DEFAULT_ACTIONS: dict[Reason, Action] = {
     Reason.TRANSIENT: Action.BACKOFF,
     Reason.STALLED: Action.RETRY,
     Reason.STARTUP_TIMEOUT: Action.FAILOVER,
+    Reason.KILLED: Action.BACKOFF,
     Reason.USER_ERROR: Action.FAIL,
     Reason.PERMISSION: Action.FAIL,
     Reason.IMAGE_PULL: Action.FAIL,
@@ -94,5 +101,8 @@ REASON_NOTES: dict[Reason, str] = {
     "died; restarted from the last checkpoint",
     Reason.STARTUP_TIMEOUT: "no first heartbeat within startup_timeout (driver install, image "
     "pull or start-up too slow): raise startup_timeout or try another zone",
+    Reason.KILLED: "the command was killed (SIGKILL), most often by the out-of-memory killer: "
+    "lower the batch size or choose a machine with more memory; retried from the last "
+    "checkpoint",
     Reason.STOPPED: "stopped by request (.stop); never recovered",
 }

@@ -82,7 +82,12 @@ class Env:
     def markers_of(self, run_id: str, kind: str) -> list[dict[str, Any]]:
         return [json.loads(p.read_text()) for p in sorted(self.markers.glob(f"{run_id}.*.{kind}"))]
 
-    def start_agent(self, *extra: str) -> subprocess.Popen[bytes]:
+    def start_agent(self, *extra: str, faults: str | None = None) -> subprocess.Popen[bytes]:
+        """An agent process (lease 2 s unless ``extra`` says otherwise); ``faults`` sets
+        its RELAUNCH_FAULTS (see relaunch.faults)."""
+        env = dict(os.environ)
+        if faults:
+            env["RELAUNCH_FAULTS"] = faults
         argv = [
             sys.executable,
             "-m",
@@ -97,7 +102,7 @@ class Env:
             *extra,
         ]
         log = open(self.root / f"agent-{len(self.agents)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, env=env)
         log.close()
         self.agents.append(proc)
         return proc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -184,10 +185,12 @@ def test_attempt_started_but_unrecorded_is_found_not_resubmitted(env: Env) -> No
     run = repo.update_run(rid, name_attempt)
     for key in [m.key for m in repo.store.list("queues/").objects]:
         repo.store.delete(key)
-    attempt = AttemptRecord(run_id=rid, n=1, backend="local")
+    # The intent (a fencing token) is recorded before the backend is asked, as always.
+    attempt = AttemptRecord(run_id=rid, n=1, backend="local", token="f00d")
     repo.put_attempt(attempt, if_generation_match=0)
     backend = get_backend("local")
-    backend.submit(run, attempt, SubmitContext(store=repo.store, command=run.spec.command))
+    ctx = SubmitContext(store=repo.store, command=run.spec.command, token="f00d")
+    backend.submit(run, attempt, ctx)
     # ...and the agent "dies" here: the attempt record has no handle.
     assert repo.find_attempt(rid, 1)[0].handle is None  # type: ignore[index]
     assert repo.store.stat(keys.lease_key(rid)) is None
@@ -242,11 +245,18 @@ def test_a_damaged_run_record_hides_no_other_run(env: Env) -> None:
         rid.encode(), b"../../tmp/victim"))  # fmt: skip
     store.put("runs/garbled/run.json", b"{not json")
     store.put("runs/NOT_AN_ID/run.json", b"{}")
-    assert [s.run_id for s in env.ws.summaries()] == [rid]
+    # Listed, as DAMAGED with why; never read as runs.
+    listed = {s.run_id: (s.state, s.note) for s in env.ws.summaries()}
+    assert listed.keys() == {rid, "evil", "garbled"}
+    assert listed["evil"][0] == listed["garbled"][0] == "DAMAGED"
+    assert "names another run" in str(listed["evil"][1])
+    assert "not valid JSON" in str(listed["garbled"][1]) or "damaged" in str(listed["garbled"][1])
     assert [r.run_id for r in env.ws.repo.runs()] == [rid]
-    with env.agent_thread():  # the agent passes over them and runs the good one
+    with env.agent_thread():  # the agent sets them aside and runs the good one
         env.wait_for(lambda: env.ws.repo.get_run(rid).state.terminal)
     assert env.ws.repo.get_run(rid).state is RunState.SUCCEEDED
+    assert env.ws.repo.damaged("garbled") and env.ws.repo.damaged("evil")
+    assert not Path("/tmp/victim").exists()
 
 
 def test_an_agent_with_exit_when_idle_runs_what_is_queued_then_exits(env: Env) -> None:

@@ -229,9 +229,14 @@ def test_job_created_by_an_agent_that_died_before_recording_it_is_found(
         r.attempt, r.state = 1, RunState.STARTING  # type: ignore[attr-defined]
 
     run = repo.update_run(rid, name_attempt)
-    attempt = AttemptRecord(run_id=rid, n=1, backend="vertex", placement={"region": "us-central1"})
+    # The intent (a fencing token) is recorded before the backend is asked, as always.
+    attempt = AttemptRecord(
+        run_id=rid, n=1, backend="vertex", placement={"region": "us-central1"}, token="f00d"
+    )
     repo.put_attempt(attempt, if_generation_match=0)
-    ctx = SubmitContext(store=cloud.ws.store, command=run.spec.argv, placement=attempt.placement)
+    ctx = SubmitContext(
+        store=cloud.ws.store, command=run.spec.argv, placement=attempt.placement, token="f00d"
+    )
     created = get_backend("vertex").submit(run, attempt, ctx)  # ...and the agent dies here
     with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal)

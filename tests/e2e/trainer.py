@@ -25,12 +25,26 @@ def main() -> int:
     p.add_argument("--raise-at", type=int)
     p.add_argument("--hang-at", type=int)
     p.add_argument("--markers", type=Path, required=True)
+    p.add_argument("--ledger", type=Path, help="append a line per step: who ran it, when")
+    p.add_argument("--kill-at", type=int, help="SIGKILL itself at this step (attempt 1 only)")
     args = p.parse_args()
 
     ckpt = Path(os.environ["RELAUNCH_CHECKPOINT_DIR"]) / "state.json"
     step = json.loads(ckpt.read_text())["step"] if ckpt.exists() else 0
     tag = f"{os.environ['RELAUNCH_RUN_ID']}.{os.environ['RELAUNCH_ATTEMPT']}"
     args.markers.mkdir(parents=True, exist_ok=True)
+
+    def ledger(kind: str) -> None:
+        if args.ledger is None:
+            return
+        line = json.dumps({"run": os.environ["RELAUNCH_RUN_ID"], "pid": os.getpid(),
+                           "attempt": os.environ["RELAUNCH_ATTEMPT"], "kind": kind,
+                           "step": step, "t": time.time()})  # fmt: skip
+        fd = os.open(args.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())  # one write: lines never interleave
+        finally:
+            os.close(fd)
 
     def mark(kind: str) -> None:
         body = {
@@ -55,10 +69,14 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     mark("start")
+    ledger("start")
     print(f"start at step {step}", flush=True)
     while step < args.steps:
         time.sleep(args.step_time)
         step += 1
+        ledger("step")
+        if args.kill_at == step and os.environ["RELAUNCH_ATTEMPT"] == "1":
+            os.kill(os.getpid(), signal.SIGKILL)
         if args.raise_at == step:
             raise ValueError(f"boom at step {step}")
         if args.hang_at == step:
@@ -68,6 +86,7 @@ def main() -> int:
         else:
             report(step=step, total=args.steps)
     save()
+    ledger("end")
     mark("end")
     print(f"done at step {step}", flush=True)
     return 0

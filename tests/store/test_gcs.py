@@ -102,3 +102,17 @@ def test_reads_are_pinned_to_one_generation(fake_gcp: FakeGCP, gcs: GCSStore) ->
 
     with pytest.raises(NotFound):  # the old generation is gone: never a mix of old and new
         reader.read()
+
+
+def test_an_outage_ends_a_call_within_its_timeout(fake_gcp: FakeGCP, gcs: GCSStore) -> None:
+    """An agent opens its store with call_timeout = a quarter of its lease: during an
+    outage a call gives up (StoreError) in about that time instead of retrying for two
+    minutes under a lease that expired long ago."""
+    import time
+
+    fake_gcp.faults.fail("storage", times=None)
+    store = open_store("gs://b/root", call_timeout=2.0)
+    started = time.monotonic()
+    with pytest.raises(StoreError):
+        store.put("runs/a/lease.json", b"x", if_generation_match=0)
+    assert time.monotonic() - started < 10  # the library's default would retry for 120 s

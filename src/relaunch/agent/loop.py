@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from relaunch.agent.reconcile import Reconciler, Watch
+from relaunch.agent.start import LeaseLost
 from relaunch.backends import registry
-from relaunch.errors import ObjectNotFound, PreconditionFailed, RelaunchError
+from relaunch.backends.registry import get_backend
+from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed, RelaunchError
 from relaunch.runs import keys, leases, queue
 from relaunch.runs.leases import Lease
-from relaunch.runs.records import RunRecord
+from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.runs.repo import RunRepo
 from relaunch.states import RunState
 from relaunch.store.base import ObjectStore
@@ -45,6 +47,10 @@ def default_poll(store: ObjectStore) -> float:
 class Owned:
     lease: Lease
     watch: Watch = field(default_factory=Watch)
+
+
+#: A run whose reconcile keeps failing on a bug is looked at again this much later.
+SICK_BACKOFF = 30.0
 
 
 @dataclass
@@ -75,6 +81,7 @@ class Agent:
         self.owned: dict[str, Owned] = {}
         self._terminal: set[str] = set()  # runs known to be over: never looked at again
         self._unserved: set[str] = set()  # runs whose backend cannot run on this host
+        self._sick: dict[str, tuple[float, str]] = {}  # run → (look again at, last error)
         self._next_renew = 0.0
         self._next_adopt = 0.0
         self.log = log or (lambda msg: print(f"[agent {self.id}] {msg}", file=sys.stderr))
@@ -84,18 +91,28 @@ class Agent:
     # -- the loop -------------------------------------------------------------------
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
-        """Tick until ``stopping`` is set (or ``until()`` is true); then let go of leases."""
+        """Tick until ``stopping`` is set (or ``until()`` is true); then let go of leases.
+        Nothing a store or a record does ends the loop: a failing tick is logged (once
+        per distinct error) and tried again."""
+        last_error = ""
         try:
             while not self.stopping.is_set() and not (until and until()):
                 started = time.monotonic()
                 try:
                     self.tick()
-                except RelaunchError as e:  # the store is unreachable, say: try again
-                    self.log(f"tick failed: {e}")
+                    last_error = ""
+                except Exception as e:  # the store is unreachable or full, say: try again
+                    error = str(e) if isinstance(e, RelaunchError) else traceback.format_exc()
+                    if error != last_error:
+                        self.log(f"tick failed (retrying): {error}")
+                    last_error = error
                     self.stopping.wait(min(5.0, self.opts.lease_ttl / 4))
                 self.stopping.wait(max(0.0, self.poll - (time.monotonic() - started)))
         finally:
-            self.shutdown()
+            try:
+                self.shutdown()
+            except RelaunchError as e:
+                self.log(f"could not release every lease ({e}); they expire by themselves")
 
     def idle_for(self) -> float:
         """Seconds since this agent last owned a run (0 while it owns one)."""
@@ -108,17 +125,18 @@ class Agent:
         self._renew_if_due()
         for run_id in list(self.owned):
             self._reconcile(run_id)
-        self._claim()
+        # Orphans first: their trainers may already be done and waiting to be concluded.
         if now >= self._next_adopt:
             self._adopt()
             self._next_adopt = now + max(self.poll * 4, min(self.opts.lease_ttl / 3, 5.0))
+        self._claim()
 
     def shutdown(self) -> None:
         """Release leases so another agent adopts the runs at once; their attempts keep
         running (they do not depend on this process)."""
-        for owned in self.owned.values():
-            leases.release(self.store, owned.lease)
-        self.owned.clear()
+        owned, self.owned = list(self.owned.values()), {}
+        for each in owned:
+            leases.release(self.store, each.lease)
         self.store.delete(keys.agent_key(self.id))
 
     # -- pieces -----------------------------------------------------------------------
@@ -151,23 +169,112 @@ class Agent:
                 owned.lease = renewed
         self._next_renew = now + ttl / 3
 
+    def _confirm(self, run_id: str) -> None:
+        """Renew the lease of ``run_id`` now, by compare-and-swap: the last word before
+        acting on its backend. LeaseLost when another agent took it (this one froze)."""
+        owned = self.owned.get(run_id)
+        renewed = leases.renew(self.store, owned.lease, self.opts.lease_ttl) if owned else None
+        if renewed is None:
+            self.owned.pop(run_id, None)
+            raise LeaseLost(f"lost the lease of {run_id} to another agent; letting it go")
+        assert owned is not None
+        owned.lease = renewed
+
     def _reconcile(self, run_id: str) -> None:
         self._renew_if_due()
         owned = self.owned.get(run_id)
         if owned is None:  # its lease was lost during this tick
             return
+        sick = self._sick.get(run_id)
+        if sick is not None and time.monotonic() < sick[0]:
+            return
         try:
-            done = self.reconciler.reconcile(run_id, owned.watch)
-        except RelaunchError as e:
-            self.log(f"{run_id}: {e}")
+            done = self.reconciler.reconcile(run_id, owned.watch, lambda: self._confirm(run_id))
+        except LeaseLost as e:
+            self.log(str(e))
             return
-        except Exception:  # a bug must not take every other run down with it
-            self.log(f"{run_id}: internal error\n{traceback.format_exc()}")
+        except DamagedRecord as e:
+            self._set_aside(run_id, e)
             return
+        except Exception as e:  # a bug or an outage must not take every other run down
+            self._sicken(run_id, e)
+            return
+        self._sick.pop(run_id, None)
         if done:
             leases.release(self.store, owned.lease)
-            del self.owned[run_id]
+            self.owned.pop(run_id, None)
             self._terminal.add(run_id)
+
+    def _sicken(self, run_id: str, e: Exception) -> None:
+        """Log a failing run once per distinct error; a bug backs the run off for a while,
+        a store or cloud error is simply tried again next tick."""
+        error = str(e) if isinstance(e, RelaunchError) else traceback.format_exc()
+        last = self._sick.get(run_id, (0.0, ""))[1]
+        if error != last:
+            self.log(f"{run_id}: {error if isinstance(e, RelaunchError) else 'internal error'}")
+            if not isinstance(e, RelaunchError):
+                self.log(error)
+        delay = 0.0 if isinstance(e, RelaunchError) else SICK_BACKOFF
+        self._sick[run_id] = (time.monotonic() + delay, error)
+
+    def _set_aside(self, run_id: str, e: DamagedRecord) -> None:
+        """A record of the run cannot be read: the run is set aside as DAMAGED (once,
+        with an event), what still runs of it is ended, and this agent lets it go."""
+        try:
+            if self.repo.mark_damaged(run_id, e.why if e.key.endswith("run.json") else str(e),
+                                      self.id):  # fmt: skip
+                self.log(f"{run_id}: set aside: {e}")
+                self._end_live_attempts(run_id)
+                self._fail_readable_record(run_id, e)
+        except RelaunchError as again:
+            self.log(f"{run_id}: could not set it aside yet: {again}")
+            return
+        owned = self.owned.pop(run_id, None)
+        if owned is not None:
+            leases.release(self.store, owned.lease)
+        self._terminal.add(run_id)
+
+    def _fail_readable_record(self, run_id: str, e: DamagedRecord) -> None:
+        """When the run record itself is readable (another of its objects is damaged),
+        it ends FAILED, so nothing waits on it for ever."""
+        if e.key == keys.run_key(run_id):
+            return
+
+        def fail(r: RunRecord) -> bool:
+            if r.state.terminal:
+                return False
+            r.state, r.ended_at, r.detail = RunState.FAILED, time.time(), f"set aside: {e}"
+            return True
+
+        try:
+            self.repo.update_run(run_id, fail)
+        except RelaunchError:
+            pass
+
+    def _end_live_attempts(self, run_id: str) -> None:
+        """Cancel the attempts of a damaged run that may still run: nobody can manage
+        them any more, and a trainer nobody watches must not run on."""
+        for meta in self.store.list(keys.run_prefix(run_id) + "attempts/").objects:
+            if meta.key.endswith(".result.json"):
+                continue
+            try:
+                found = self.repo._get(meta.key, AttemptRecord)
+            except DamagedRecord:
+                continue
+            if found is None:
+                continue
+            attempt = found[0]
+            if attempt.handle is None or attempt.state.terminal:
+                continue
+            try:
+                backend = get_backend(attempt.backend)
+                backend.cancel(attempt.handle, 0)
+            except RelaunchError as e:
+                self.log(f"{run_id}: could not cancel attempt {attempt.n}: {e}")
+                continue
+            self.repo.add_event(
+                run_id, "cancel", f"attempt {attempt.n}: the run is damaged; cancelled"
+            )
 
     def _wanted(self, run_id: str) -> bool:
         return self.opts.only_runs is None or run_id in self.opts.only_runs
@@ -187,15 +294,26 @@ class Agent:
                 run_id = keys.run_id_of_queue_item(key)
                 if run_id in self.owned or run_id in self._unserved or not self._wanted(run_id):
                     continue
-                if not self._can_serve(run_id, _backend_of_item(self.store, key)):
-                    continue
-                if not self._take(run_id):
-                    continue
-                if not self._adopt_queue_item(key, run_id):
-                    leases.release(self.store, self.owned.pop(run_id).lease)
-                    continue
-                self.repo.add_event(run_id, "claimed", f"claimed by agent {self.id}")
-                self._reconcile(run_id)
+                try:
+                    self._claim_item(key, run_id)
+                except DamagedRecord as e:
+                    self._set_aside(run_id, e)
+                except Exception as e:  # one bad item must not stop the queue behind it
+                    self._sicken(run_id, e)
+                    owned = self.owned.pop(run_id, None)
+                    if owned is not None:
+                        leases.release(self.store, owned.lease)
+
+    def _claim_item(self, key: str, run_id: str) -> None:
+        if not self._can_serve(run_id, _backend_of_item(self.store, key)):
+            return
+        if not self._take(run_id):
+            return
+        if not self._adopt_queue_item(key, run_id):
+            leases.release(self.store, self.owned.pop(run_id).lease)
+            return
+        self.repo.add_event(run_id, "claimed", f"claimed by agent {self.id}")
+        self._reconcile(run_id)
 
     def _can_serve(self, run_id: str, backend: str | None) -> bool:
         """Whether this agent can manage the run's backend: a host without the libraries
@@ -207,23 +325,38 @@ class Agent:
         return error is None
 
     def _adopt_queue_item(self, key: str, run_id: str) -> bool:
-        """We hold the lease: make sure the run record exists, then drop the queue item."""
+        """We hold the lease: make sure the run record exists, then drop the queue item.
+        False when there is nothing to run (the item is gone, damaged, or a leftover of a
+        submission refused because its run id was taken)."""
         try:
             data, _ = self.store.get(key)
         except ObjectNotFound:
             return False  # another agent claimed it and already removed the item
-        if self.repo.find_run(run_id) is None:  # enqueuer died between item and record
+        try:
+            item = RunRecord.model_validate_json(data)
+        except ValidationError as e:
+            self.repo.mark_damaged(run_id, f"its queue item is damaged ({key}): "
+                                   f"{e.errors()[0].get('msg', 'invalid')}", self.id)  # fmt: skip
+            self.store.delete(key)
+            return False
+        found = self.repo.find_run(run_id)
+        if found is None:  # the enqueuer has not written the record yet, or died
             try:
-                self.repo.create_run(RunRecord.model_validate_json(data))
+                self.repo.create_run(item)
             except PreconditionFailed:
-                pass
+                found = self.repo.find_run(run_id)
+        if found is not None and item.nonce and found[0].nonce and found[0].nonce != item.nonce:
+            self.store.delete(key)  # another run has this id: its enqueuer says so
+            return False
         self.store.delete(key)
         run = self.repo.get_run(run_id)
         return not run.state.terminal
 
     def _adopt(self) -> None:
-        """Take over runs whose agent died: an expired lease, or none on a started run."""
+        """Take over runs whose agent died or stopped: an expired lease, none on a started
+        run, or none on a queued run whose queue item is gone (claimed, then let go)."""
         now = time.time()
+        queued: set[str] | None = None
         for run_id in self.repo.run_ids():
             if len(self.owned) >= self.opts.max_jobs:
                 return
@@ -231,24 +364,32 @@ class Agent:
                 continue
             try:
                 found = self.repo.find_run(run_id)
-            except ValidationError:
-                self._terminal.add(run_id)  # a damaged record: nothing to adopt
+            except DamagedRecord as e:
+                self._terminal.add(run_id)
+                lease = leases.read_lease(self.store, run_id)
+                free = lease is None or lease.expires_at < now
+                if free and self.repo.damaged(run_id) is None and self._take(run_id):
+                    self._set_aside(run_id, e)
                 continue
             if found is None:
                 continue
             run = found[0]
-            if run.run_id != run_id:
-                self._terminal.add(run_id)
-                continue
-            if run.state.terminal:
+            if run.state.terminal and run.ended_event:
                 self._terminal.add(run_id)
                 continue
             if run.queue not in self.opts.queues or not self._can_serve(run_id, run.backend):
                 continue
             lease = leases.read_lease(self.store, run_id)
-            orphaned = (lease is not None and lease.expires_at < now) or (
-                lease is None and run.state is not RunState.QUEUED
-            )
+            if lease is None and run.state is RunState.QUEUED:
+                if queued is None:
+                    queued = {
+                        keys.run_id_of_queue_item(k)
+                        for q in self.opts.queues
+                        for k in queue.items(self.store, q)
+                    }
+                if run_id in queued:
+                    continue  # waiting in its queue: claimed the usual way
+            orphaned = lease is None or lease.expires_at < now
             if orphaned and self._take(run_id):
                 self.repo.add_event(
                     run_id,

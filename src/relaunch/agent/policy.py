@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from relaunch.runs.records import RunRecord
-from relaunch.states import RECOVERY_REASONS, Action, Reason, RunState
+from relaunch.states import MAX_KILLED_STREAK, RECOVERY_REASONS, Action, Reason, RunState
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,12 @@ def decide(run: RunRecord, reason: Reason, *, stop_requested: bool, offers: int 
     action = policy.action_for(reason)
     if action is Action.FAIL:
         return Decision(RunState.FAILED, action, why=f"policy: {reason.value} → fail")
+    if reason is Reason.KILLED and run.killed_streak + 1 >= MAX_KILLED_STREAK:
+        return Decision(
+            RunState.FAILED,
+            action,
+            why=f"the command was SIGKILLed {MAX_KILLED_STREAK} attempts in a row (out of memory?)",
+        )
     untried = offers - 1 - run.offer_index  # offers not yet tried after this one
     # Quota does not come back by waiting: move on, never retry the same place.
     if action is Action.FAILOVER and reason is Reason.QUOTA and untried <= 0:

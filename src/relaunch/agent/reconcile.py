@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import time
 
+from relaunch import faults
 from relaunch.agent.policy import decide
-from relaunch.agent.start import Starter, end_attempt
+from relaunch.agent.start import Confirm, Starter, end_attempt
 from relaunch.agent.supervise import Supervisor, Watch
 from relaunch.backends.base import (
     AttemptStatus,
@@ -38,26 +39,30 @@ class Reconciler:
         self.repo = repo
         self.agent_id = agent_id
         self.supervisor = Supervisor(repo)
-        self.starter = Starter(repo)
+        self.starter = Starter(repo, agent_id)
         self._named_attempt = False
 
     # -- entry point ----------------------------------------------------------------
 
-    def reconcile(self, run_id: str, watch: Watch) -> bool:
-        """Bring ``run_id`` forward. Returns True when the run is terminal."""
+    def reconcile(self, run_id: str, watch: Watch, confirm: Confirm) -> bool:
+        """Bring ``run_id`` forward. Returns True when the run is terminal. ``confirm``
+        renews this agent's lease of the run; it is called right before every action on
+        the backend (submit, cancel, kill), and raises LeaseLost when the run is gone."""
         # A step that named a new attempt goes straight on to submit it: recovery after
         # a preemption should not wait for the next tick.
         for _ in range(3):
             self._named_attempt = False
-            if self._step(run_id, watch):
+            if self._step(run_id, watch, confirm):
                 return True
             if not self._named_attempt:
                 return False
         return False
 
-    def _step(self, run_id: str, watch: Watch) -> bool:
+    def _step(self, run_id: str, watch: Watch, confirm: Confirm) -> bool:
         run = self.repo.get_run(run_id)
         if run.state.terminal:
+            if not run.ended_event:  # the agent that ended it died before saying so
+                self._say_ended(run)
             return True
         stop = self.repo.stop_requested(run_id)
         backend = get_backend(run.backend)
@@ -81,7 +86,10 @@ class Reconciler:
             assert found is not None
         attempt, gen = found
         if attempt.state is not AttemptState.ENDED:
-            attempt = self._watch_attempt(run, attempt, gen, backend, stop, watch)
+            try:
+                attempt = self._watch_attempt(run, attempt, gen, backend, stop, watch, confirm)
+            except PreconditionFailed:
+                return False  # another agent wrote the attempt meanwhile: look again
         if attempt.state is AttemptState.ENDED:
             return self._after_attempt(run, attempt, stop, watch)
         return False
@@ -107,6 +115,7 @@ class Reconciler:
         backend: Backend,
         stop: bool,
         watch: Watch,
+        confirm: Confirm,
     ) -> AttemptRecord:
         before = attempt.model_dump()
         now = time.time()
@@ -114,10 +123,11 @@ class Reconciler:
             if stop:
                 end_attempt(attempt, Reason.STOPPED, "stopped before the attempt started")
             else:
-                self.starter.submit(run, attempt, backend)
+                gen = self.starter.start(run, attempt, gen, backend, confirm)
+                before = attempt.model_dump()  # start() wrote what it changed
                 watch.hb_seen, watch.next_poll = now, 0.0
         if attempt.handle is not None and attempt.state is not AttemptState.ENDED:
-            self._observe(run, attempt, backend, stop, watch, now)
+            self._observe(run, attempt, backend, stop, watch, now, confirm)
         if attempt.model_dump() != before:
             self.repo.put_attempt(attempt, if_generation_match=gen)
         return attempt
@@ -130,6 +140,7 @@ class Reconciler:
         stop: bool,
         watch: Watch,
         now: float,
+        confirm: Confirm,
     ) -> None:
         assert attempt.handle is not None
         heartbeat = self._heartbeat(run, attempt, watch, now)  # may make a poll due now
@@ -143,7 +154,7 @@ class Reconciler:
                 status = watch.last_status or AttemptStatus(AttemptState.PENDING, detail=str(e))
             watch.last_status, watch.next_poll = status, now + backend.poll_interval
         # An attempt that ran and ended between two ticks still shows that it ran.
-        started = heartbeat is not None and heartbeat.phase != "not-started"
+        started = heartbeat is not None and heartbeat.phase not in ("not-started", "starting")
         if heartbeat is not None and started and attempt.running_at is None:
             attempt.running_at, attempt.state = now, AttemptState.RUNNING
             attempt.first_step = (
@@ -164,10 +175,16 @@ class Reconciler:
             )
             self._set_running(run)
         if status.state is AttemptState.ENDED:
+            # The live step is read from the heartbeat; the attempt record keeps the last
+            # one only (rewriting it on every heartbeat cost a write per run per tick).
+            if heartbeat is not None and heartbeat.step is not None:
+                attempt.last_step = heartbeat.step
+            if heartbeat is not None and heartbeat.total is not None:
+                attempt.total = heartbeat.total
             self._conclude(run, attempt, status)
             watch.last_status = None
             return
-        self.supervisor.enforce(run, attempt, backend, stop, watch, heartbeat, now)
+        self.supervisor.enforce(run, attempt, backend, stop, watch, heartbeat, now, confirm)
 
     def _heartbeat(
         self, run: RunRecord, attempt: AttemptRecord, watch: Watch, now: float
@@ -176,15 +193,14 @@ class Reconciler:
         if found is None or found[0].attempt != attempt.n:
             return None
         heartbeat, hb_gen = found
+        if heartbeat.token and attempt.token and heartbeat.token != attempt.token:
+            return None  # a superseded submission's runtime: not this attempt's
         if hb_gen != watch.hb_generation:
             watch.hb_generation, watch.hb_seen = hb_gen, now
             if heartbeat.phase in ("exited", "not-started"):
                 watch.next_poll = 0.0  # the command is over: ask the backend now
-            self._note_restart(run, attempt, heartbeat)
-        if heartbeat.step is not None:
-            attempt.last_step = heartbeat.step
-        if heartbeat.total is not None:
-            attempt.total = heartbeat.total
+            if heartbeat.phase != "starting":  # a restarted runtime says more when it runs
+                self._note_restart(run, attempt, heartbeat)
         return heartbeat
 
     def _note_restart(self, run: RunRecord, attempt: AttemptRecord, heartbeat: Heartbeat) -> None:
@@ -286,6 +302,7 @@ class Reconciler:
                 r.recoveries += decision.counts_as_recovery
                 r.restarts += not decision.counts_as_recovery
                 r.offer_index += decision.failover
+                r.killed_streak = r.killed_streak + 1 if attempt.reason is Reason.KILLED else 0
                 r.not_before = time.time() + decision.delay if decision.delay else None
                 r.with_note(attempt.reason, attempt.detail)
                 r.step, r.total = attempt.last_step, attempt.total or r.total
@@ -318,16 +335,32 @@ class Reconciler:
                 return False
             r.state, r.ended_at, r.decided = state, time.time(), r.attempt
             r.with_note(reason, detail)
+            r.why, r.ended_event = why, False
             if attempt is not None:
                 r.step, r.total = attempt.last_step, attempt.total or r.total
             return True
 
-        self.repo.update_run(run.run_id, finish)
-        extra = f" ({why})" if why and state is RunState.FAILED else ""
+        self._say_ended(self.repo.update_run(run.run_id, finish))
+        return True
+
+    def _say_ended(self, run: RunRecord) -> None:
+        """The run-ended event, then the mark that it was written: an agent that dies in
+        between leaves the mark unset, and the next one to look writes the event."""
+        if run.ended_event or run.reason is None:
+            return
+        faults.hit("before-run-ended")
+        extra = f" ({run.why})" if run.why and run.state is RunState.FAILED else ""
         self.repo.add_event(
             run.run_id,
             "run-ended",
-            f"run {state.value.lower()}: {REASON_NOTES[reason]}{extra}",
-            state=state.value,
+            f"run {run.state.value.lower()}: {REASON_NOTES[run.reason]}{extra}",
+            state=run.state.value,
         )
-        return True
+
+        def said(r: RunRecord) -> bool:
+            if r.ended_event:
+                return False
+            r.ended_event = True
+            return True
+
+        self.repo.update_run(run.run_id, said)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +47,10 @@ class Supervisor:
         watch: Watch,
         heartbeat: Heartbeat | None,
         now: float,
+        confirm: Callable[[], None],
     ) -> None:
-        """Stop requests, watchdog, simulated preemption, and kills after grace."""
+        """Stop requests, watchdog, simulated preemption, and kills after grace. Every
+        action on the backend comes right after ``confirm`` (a renewal of the lease)."""
         assert attempt.handle is not None
         spec = run.spec
         if attempt.cancel_reason is None:
@@ -71,6 +74,7 @@ class Supervisor:
             if cancel is not None:
                 attempt.cancel_reason, attempt.detail = cancel
                 attempt.cancel_requested_at = now
+                confirm()
                 backend.cancel(attempt.handle, spec.grace_period)
                 self.repo.add_event(
                     run.run_id,
@@ -81,9 +85,10 @@ class Supervisor:
                 if stop:
                     self.repo.update_run(run.run_id, set_state(RunState.STOPPING))
         elif attempt.cancel_requested_at and now > attempt.cancel_requested_at + spec.grace_period:
+            confirm()
             self._kill(backend, attempt)
         if isinstance(backend, SimulatesPreemption):
-            self._simulate_preemption(run, attempt, backend, heartbeat, now)
+            self._simulate_preemption(run, attempt, backend, heartbeat, now, confirm)
 
     @staticmethod
     def _startup_timeout(timeout: float, status: AttemptStatus | None) -> tuple[Reason, str]:
@@ -107,10 +112,12 @@ class Supervisor:
         backend: SimulatesPreemption,
         heartbeat: Heartbeat | None,
         now: float,
+        confirm: Callable[[], None],
     ) -> None:
         assert attempt.handle is not None
         if attempt.preemption is not None:
             if now >= attempt.preemption.kill_at:
+                confirm()
                 backend.kill(attempt.handle)
             return
         if attempt.cancel_reason is not None:
@@ -121,6 +128,7 @@ class Supervisor:
         attempt.preemption = PreemptionSim(
             requested_at=now, notice=notice, kill_at=now + notice, source=source
         )
+        confirm()
         backend.send_preemption_notice(attempt.handle)
         self.repo.add_event(
             run.run_id,

@@ -56,6 +56,7 @@ class SubmitContext:
     placement: dict[str, Any] = field(default_factory=dict)
     image_uri: str | None = None
     macros: dict[str, str] = field(default_factory=dict)  # ${run_id}… for backend config
+    token: str | None = None  # the submission's fencing token (RELAUNCH_FENCE in the job)
 
 
 class Backend(ABC):

@@ -30,12 +30,22 @@ def runtime_settings(run: RunRecord, secrets: dict[str, str] | None = None) -> s
 
 
 def job_environment(
-    run: RunRecord, attempt: int, store_url: str, secrets: dict[str, str] | None = None
+    run: RunRecord,
+    attempt: int,
+    store_url: str,
+    secrets: dict[str, str] | None = None,
+    *,
+    token: str | None = None,
 ) -> dict[str, str]:
-    """The ``RELAUNCH_*`` variables every attempt's runtime starts from."""
-    return {
+    """The ``RELAUNCH_*`` variables every attempt's runtime starts from.
+    ``RELAUNCH_FENCE`` is the submission's fencing token (see ``AttemptRecord.token``):
+    the runtime runs the command only while the attempt record names it."""
+    env = {
         "RELAUNCH_RUN_ID": run.run_id,
         "RELAUNCH_ATTEMPT": str(attempt),
         "RELAUNCH_STORE": store_url,
         "RELAUNCH_RUNTIME": runtime_settings(run, secrets),
     }
+    if token:
+        env["RELAUNCH_FENCE"] = token
+    return env

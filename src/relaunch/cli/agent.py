@@ -40,6 +40,7 @@ def agent(
     next agent adopts them. With --exit-when-idle the agent can run as an ephemeral job
     (the seeds' launcher on Cloud Run): it exits when there is nothing left to do."""
     from relaunch.agent.loop import Agent, AgentOptions
+    from relaunch.store import open_store
 
     ws = open_workspace(project, store)
     cfg = ws.config.agent
@@ -49,7 +50,9 @@ def agent(
         poll=poll if poll is not None else cfg.poll,
         lease_ttl=lease_ttl or cfg.lease_ttl,
     )
-    runner = Agent(ws.store, options, log=lambda m: click.echo(f"agent: {m}", err=True))
+    # A store call (retries included) must end well within the lease it acts under.
+    store_ = open_store(ws.store.url, call_timeout=options.lease_ttl / 4)
+    runner = Agent(store_, options, log=lambda m: click.echo(f"agent: {m}", err=True))
     signal.signal(signal.SIGTERM, lambda *_: runner.stopping.set())
     click.echo(
         f"agent {runner.id} serving {', '.join(options.queues)} on {ws.store.url} "

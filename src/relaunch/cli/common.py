@@ -100,4 +100,5 @@ STATE_STYLE = {
     "SUCCEEDED": "bold green",
     "FAILED": "bold red",
     "STOPPED": "magenta",
+    "DAMAGED": "bold red",
 }

@@ -262,7 +262,7 @@ def events(
 ) -> None:
     """Print RUN_ID's events (claims, attempts, preemptions, recoveries, stops)."""
     ws = open_workspace(project, store)
-    evs = ws.status(run_id, events_since=parse_since(since_)).events
+    evs = ws.events(run_id, since=parse_since(since_))
     if as_json:
         echo_json([e.model_dump(mode="json") for e in evs])
         return

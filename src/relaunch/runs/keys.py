@@ -66,6 +66,10 @@ def stop_key(run_id: str) -> str:
     return run_prefix(run_id) + ".stop"
 
 
+def damaged_key(run_id: str) -> str:
+    return run_prefix(run_id) + "damaged.json"
+
+
 def preempt_key(run_id: str) -> str:
     return run_prefix(run_id) + "preempt.json"
 

@@ -30,8 +30,11 @@ def read_lease(store: ObjectStore, run_id: str) -> Lease | None:
         data, gen = store.get(keys.lease_key(run_id))
     except ObjectNotFound:
         return None
-    body = json.loads(data)
-    return Lease(run_id, body["agent_id"], float(body["expires_at"]), gen)
+    try:
+        body = json.loads(data)
+        return Lease(run_id, str(body["agent_id"]), float(body["expires_at"]), gen)
+    except (ValueError, KeyError, TypeError):
+        return Lease(run_id, "?", 0.0, gen)  # damaged: as good as expired, taken over by CAS
 
 
 def _body(agent_id: str, ttl: float) -> tuple[bytes, float]:

@@ -2,38 +2,55 @@
 
 Enqueueing writes the item (a full snapshot of the run record) first and the run record
 second, so a crash in between leaves a queued item that the claiming agent completes,
-never a run that nobody will start. Items sort by priority, then time.
+never a run that nobody will start. An agent may claim the item between the two writes
+and create the record from it: the record then carries the submission's ``nonce``, which
+tells the enqueuer the record is its own. Items sort by priority, then time.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 
-from relaunch.errors import PreconditionFailed, UserInputError
+from relaunch.errors import ObjectNotFound, PreconditionFailed, UserInputError
 from relaunch.runs import keys
 from relaunch.runs.records import RunRecord
 from relaunch.store.base import ObjectStore
 
 
+def _taken(run_id: str) -> UserInputError:
+    return UserInputError(
+        f"run id {run_id!r} is already taken",
+        hint="choose another run_id, or omit it to get a fresh one",
+    )
+
+
 def enqueue(store: ObjectStore, record: RunRecord) -> str:
     """Queue a new run. Fails if the run id is already taken."""
     if store.stat(keys.run_key(record.run_id)) is not None:
-        raise UserInputError(
-            f"run id {record.run_id!r} is already taken",
-            hint="choose another run_id, or omit it to get a fresh one",
-        )
+        raise _taken(record.run_id)
+    record.nonce = record.nonce or os.urandom(8).hex()
     key = keys.queue_item_key(record.queue, record.priority, time.time_ns(), record.run_id)
     data = record.model_dump_json(exclude_none=True).encode()
     store.put(key, data, if_generation_match=0)
     try:
         store.put(keys.run_key(record.run_id), data, if_generation_match=0)
     except PreconditionFailed:
+        if _nonce_of(store, record.run_id) == record.nonce:
+            return key  # an agent claimed the item first and wrote this very record
         store.delete(key)
-        raise UserInputError(
-            f"run id {record.run_id!r} is already taken",
-            hint="choose another run_id, or omit it to get a fresh one",
-        ) from None
+        raise _taken(record.run_id) from None
     return key
+
+
+def _nonce_of(store: ObjectStore, run_id: str) -> str | None:
+    try:
+        data, _ = store.get(keys.run_key(run_id))
+        nonce = json.loads(data).get("nonce")
+    except (ObjectNotFound, ValueError, AttributeError):
+        return None
+    return nonce if isinstance(nonce, str) else None
 
 
 def items(store: ObjectStore, queue: str) -> list[str]:

@@ -49,6 +49,13 @@ class RunRecord(Record):
     note: str | None = None
     detail: str | None = None
     owner: str | None = None
+    #: a random id of this submission, also in its queue item: tells the enqueuer that a
+    #: record an agent created from its item (before its own write landed) is its own
+    nonce: str | None = None
+    killed_streak: int = 0  # attempts in a row whose command was SIGKILLed (OOM?)
+    #: False between a run's terminal write and its run-ended event (written next)
+    ended_event: bool = True
+    why: str | None = None  # the policy's reason for the final state (run-ended event)
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
     started_at: float | None = None
@@ -74,6 +81,11 @@ class AttemptRecord(Record):
     n: int
     backend: str
     state: AttemptState = AttemptState.SUBMITTING
+    #: the fencing token of the submission in force: written (by compare-and-swap, under a
+    #: freshly confirmed lease) before the backend is asked to start the attempt; the
+    #: runtime runs its command only while this is its own token
+    token: str | None = None
+    submitter: str | None = None  # the agent that wrote ``token``
     handle: dict[str, Any] | None = None
     placement: dict[str, Any] = Field(default_factory=dict)
     submitted_at: float = Field(default_factory=time.time)
@@ -105,6 +117,7 @@ class Heartbeat(Record):
     resumed_from: int | None = None
     idle: float | None = None  # seconds the command has been silent (no output, no report)
     instance: str | None = None  # random id of the runtime process: changes on a restart
+    token: str | None = None  # the fencing token of the runtime that wrote it
 
 
 class AttemptResult(Record):

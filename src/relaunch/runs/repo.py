@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from relaunch.errors import NotFoundError, ObjectNotFound, PreconditionFailed
+from relaunch.errors import DamagedRecord, NotFoundError, ObjectNotFound, PreconditionFailed
 from relaunch.runs import keys
 from relaunch.runs.records import AttemptRecord, AttemptResult, Event, Heartbeat, RunRecord
 from relaunch.store.base import ObjectStore
@@ -28,11 +28,15 @@ class RunRepo:
     # -- generic ------------------------------------------------------------------
 
     def _get(self, key: str, model: type[M]) -> tuple[M, int] | None:
+        """The object at ``key`` as ``model``; DamagedRecord when it cannot be read as one."""
         try:
             data, gen = self.store.get(key)
         except ObjectNotFound:
             return None
-        return model.model_validate_json(data), gen
+        try:
+            return model.model_validate_json(data), gen
+        except ValidationError as e:
+            raise DamagedRecord(key, _first_error(e, data)) from None
 
     def _put(self, key: str, value: BaseModel, if_generation_match: int | None = None) -> int:
         data = value.model_dump_json(exclude_none=True).encode()
@@ -44,7 +48,10 @@ class RunRepo:
         return self._put(keys.run_key(record.run_id), record, if_generation_match=0)
 
     def find_run(self, run_id: str) -> tuple[RunRecord, int] | None:
-        return self._get(keys.run_key(run_id), RunRecord)
+        found = self._get(keys.run_key(run_id), RunRecord)
+        if found is not None and found[0].run_id != run_id:
+            raise DamagedRecord(keys.run_key(run_id), f"it names another run, {found[0].run_id!r}")
+        return found
 
     def get_run(self, run_id: str) -> RunRecord:
         found = self.find_run(run_id)
@@ -86,10 +93,32 @@ class RunRepo:
         for run_id in self.run_ids():
             try:
                 found = self.find_run(run_id)
-            except ValidationError:
+            except DamagedRecord:
                 continue
-            if found is not None and found[0].run_id == run_id:
+            if found is not None:
                 yield found[0]
+
+    def damaged(self, run_id: str) -> str | None:
+        """Why the run was set aside as damaged, or None."""
+        try:
+            data, _ = self.store.get(keys.damaged_key(run_id))
+        except ObjectNotFound:
+            return None
+        try:
+            return str(json.loads(data)["why"])
+        except (ValueError, KeyError, TypeError):
+            return "damaged"
+
+    def mark_damaged(self, run_id: str, why: str, by: str) -> bool:
+        """Set the run aside (once, whoever comes first): True for the one that did, which
+        then records the event and ends what still runs."""
+        body = json.dumps({"why": why, "by": by, "time": time.time()}).encode()
+        try:
+            self.store.put(keys.damaged_key(run_id), body, if_generation_match=0)
+        except PreconditionFailed:
+            return False
+        self.add_event(run_id, "damaged", f"set aside: {why}", why=why)
+        return True
 
     # -- attempts -----------------------------------------------------------------
 
@@ -108,11 +137,20 @@ class RunRepo:
         return [a for a, _ in filter(None, found)]
 
     def result(self, run_id: str, n: int) -> AttemptResult | None:
-        found = self._get(keys.result_key(run_id, n), AttemptResult)
+        """The runtime's result of attempt ``n`` (None when absent or unreadable: as if
+        the runtime died before writing it)."""
+        try:
+            found = self._get(keys.result_key(run_id, n), AttemptResult)
+        except DamagedRecord:
+            return None
         return found[0] if found else None
 
     def heartbeat(self, run_id: str) -> tuple[Heartbeat, int] | None:
-        return self._get(keys.heartbeat_key(run_id), Heartbeat)
+        """The latest heartbeat (None when absent or unreadable: as if none came)."""
+        try:
+            return self._get(keys.heartbeat_key(run_id), Heartbeat)
+        except DamagedRecord:
+            return None
 
     # -- stop, events, logs -------------------------------------------------------
 
@@ -137,7 +175,10 @@ class RunRepo:
     def events(self, run_id: str, since: float | None = None) -> list[Event]:
         out = []
         for meta in self.store.list(keys.events_prefix(run_id)).objects:
-            found = self._get(meta.key, Event)
+            try:
+                found = self._get(meta.key, Event)
+            except (DamagedRecord, ObjectNotFound):
+                continue  # one damaged event hides no other
             if found and (since is None or found[0].time >= since):
                 out.append(found[0])
         return sorted(out, key=lambda e: e.time)
@@ -147,3 +188,14 @@ class RunRepo:
             return self.store.get(keys.log_key(run_id, n))[0]
         except ObjectNotFound:
             return b""
+
+
+def _first_error(e: ValidationError, data: bytes) -> str:
+    """One line about what is wrong with a stored object."""
+    if not data.strip():
+        return "it is empty"
+    err = e.errors()[0]
+    if err.get("type") == "json_invalid":
+        return f"it is not valid JSON ({len(data)} bytes; truncated?)"
+    where = ".".join(str(p) for p in err.get("loc", ())) or "the record"
+    return f"{where}: {err.get('msg', 'invalid')}"

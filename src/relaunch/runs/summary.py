@@ -8,13 +8,14 @@ Standard library only.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from relaunch.errors import ObjectNotFound
 from relaunch.runs import keys
 from relaunch.store.base import ObjectStore
 
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED", "DAMAGED"})
 
 
 @dataclass(frozen=True)
@@ -62,19 +63,63 @@ class RunSummary:
 
 
 def run_summaries(store: ObjectStore) -> list[RunSummary]:
-    """Every run in the store, newest first."""
+    """Every run in the store, newest first; one whose record is damaged (or was set aside
+    as damaged by an agent) is listed as DAMAGED with why, never hidden."""
     out = []
     for prefix in store.list("runs/", delimiter="/").prefixes:
-        if not keys.RUN_ID_RE.match(prefix[len("runs/") : -1]):
+        run_id = prefix[len("runs/") : -1]
+        if not keys.RUN_ID_RE.match(run_id):
             continue
         try:
             data, _ = store.get(prefix + "run.json")
-            summary = RunSummary.from_json(data)
-        except (ObjectNotFound, ValueError, KeyError, TypeError):
-            continue  # a damaged record must not hide every other run
-        if summary.run_id == prefix[len("runs/") : -1]:
+        except ObjectNotFound:
+            data = None
+        why = _damaged_why(store, run_id)
+        if data is None and why is None:
+            continue  # a run being created, or its folder being deleted
+        try:
+            summary = RunSummary.from_json(data) if data is not None else None
+            if summary is not None and summary.run_id != run_id:
+                raise ValueError(f"it names another run, {summary.run_id!r}")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            summary, why = None, why or f"run.json is damaged ({type(e).__name__}: {e})"[:200]
+        if why is not None:
+            summary = _damaged(store, run_id, why, summary)
+        if summary is not None:
             out.append(summary)
     return sorted(out, key=lambda r: r.created_at, reverse=True)
+
+
+def _damaged_why(store: ObjectStore, run_id: str) -> str | None:
+    try:
+        data, _ = store.get(keys.damaged_key(run_id))
+        return str(json.loads(data).get("why", "damaged"))
+    except ObjectNotFound:
+        return None
+    except (ValueError, AttributeError):
+        return "damaged"
+
+
+def _damaged(store: ObjectStore, run_id: str, why: str, known: RunSummary | None) -> RunSummary:
+    meta = store.stat(keys.damaged_key(run_id)) or store.stat(keys.run_key(run_id))
+    when = meta.updated_ns / 1e9 if meta and meta.updated_ns > 1e18 else time.time()
+    return RunSummary(
+        run_id=run_id,
+        name=known.name if known else "?",
+        queue=known.queue if known else "?",
+        backend=known.backend if known else "?",
+        state="DAMAGED",
+        attempt=known.attempt if known else 0,
+        recoveries=known.recoveries if known else 0,
+        restarts=known.restarts if known else 0,
+        where=known.where if known else None,
+        step=known.step if known else None,
+        total=known.total if known else None,
+        reason="damaged",
+        note=why,
+        created_at=known.created_at if known else when,
+        ended_at=when,
+    )
 
 
 def live_heartbeat(store: ObjectStore, run: RunSummary) -> dict[str, float | int | None] | None:

@@ -16,9 +16,11 @@ A checkpoint becomes LATEST only when relaunch can tell it is complete:
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from relaunch.errors import StoreError
 from relaunch.runtime.checkpoints import STAGING, CheckpointSync, Snapshot, Superseded
 from relaunch.runtime.progress import read_progress_file
 
@@ -41,6 +43,8 @@ class CommitPolicy:
         self._handled: tuple[object, object] | None = None
         self._stable: Snapshot | None = None
         self._next_scan = float("inf")
+        self._failed = False  # the last commit failed on a store error
+        self._trouble = ""
 
     def start(self, now: float) -> None:
         """The command starts (again): forget what an earlier run of it reported."""
@@ -63,7 +67,8 @@ class CommitPolicy:
         if ident is not None and ident != self._handled:
             self._handled = ident
             self.reported = True
-            self._commit_reported(progress)
+            if not self._commit_reported(progress):
+                self._handled = None  # the store failed: try this report again
         elif now >= self._next_scan and not self.reported:
             snap = self.sync.snapshot()
             if snap == self._stable and self.sync.changed(snap):
@@ -73,13 +78,19 @@ class CommitPolicy:
     def at_exit(self, exit_code: int, noticed: bool, killed: bool) -> None:
         """The command is over: commit a report it made in its last instant; an
         unreported folder only when the command ended by itself, cleanly."""
-        self.tick(float("-inf"))
+        for _ in range(3):  # a store error: try again a little, the machine may go soon
+            self._failed = False
+            self.tick(float("-inf"))
+            if not self._failed:
+                break
+            time.sleep(2.0)
         clean = exit_code == 0 or (noticed and 0 < exit_code < 128)
         if not self.reported and clean and not killed and self.sync.changed():
             self._commit(None, reported=False)
         shutil.rmtree(self.sync.folder / STAGING, ignore_errors=True)
 
-    def _commit_reported(self, progress: dict[str, int | str | None]) -> None:
+    def _commit_reported(self, progress: dict[str, int | str | None]) -> bool:
+        """Commit a reported checkpoint; False when the store failed (try again)."""
         step = progress.get("checkpoint_step")
         step = step if isinstance(step, int) else None
         path = progress.get("checkpoint_path")
@@ -92,7 +103,7 @@ class CommitPolicy:
                 self.say(
                     f"checkpoint at step {step} not committed: {path!r} is not inside {folder}"
                 )
-                return
+                return True
             only = target.relative_to(folder).as_posix()
         source: Path | None = None
         if isinstance(stage, str) and Path(stage).resolve().parent == folder / STAGING:
@@ -101,10 +112,13 @@ class CommitPolicy:
                 source = None
         if source is None and only is not None and not (folder / only).exists():
             self.say(f"checkpoint at step {step} not committed: {only} does not exist")
-            return
+            return True
         self._commit(step, reported=True, source=source, only=None if source else only)
+        if self._failed:
+            return False
         if source is not None:
             self._drop_stages_up_to(source)
+        return True
 
     def _drop_stages_up_to(self, stage: Path) -> None:
         def born(p: Path) -> int:
@@ -131,6 +145,13 @@ class CommitPolicy:
             self.superseded = True
             self.say(f"checkpoint not committed: {e}")
             return
+        except StoreError as e:  # committed at the next tick, scan or exit
+            self._failed = True
+            if str(e) != self._trouble:
+                self._trouble = str(e)
+                self.say(f"checkpoint not committed yet: the store failed ({e}); retrying")
+            return
+        self._trouble = ""
         if seq is not None:
             self.commits += 1
             label = f"step {step}" if step is not None else "step unknown"

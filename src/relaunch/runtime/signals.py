@@ -53,7 +53,7 @@ class CommandGroup:
                 out.append(int(entry.name))
         return out
 
-    def signal(self, sig: signal.Signals) -> None:
+    def signal_group(self, sig: signal.Signals) -> None:
         """Send ``sig`` to every process of the command's group. The caller ignores it
         in its own handler when it shares the group."""
         if self.proc is None:
@@ -63,13 +63,28 @@ class CommandGroup:
         except (ProcessLookupError, PermissionError):
             pass
 
+    def send(self, sig: signal.Signals) -> None:
+        """Any signal to the command's processes: SIGTERM/SIGINT to the group (the
+        runtime ignores its own copy), SIGKILL until none is left, others (SIGSTOP,
+        SIGCONT) to each process but the runtime."""
+        if sig is signal.SIGKILL:
+            self.kill()
+        elif not self.shares_group or sig in (signal.SIGTERM, signal.SIGINT):
+            self.signal_group(sig)
+        else:
+            for pid in self.members():
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
     def kill(self, deadline: float = 5.0) -> None:
         """SIGKILL every process of the command's group but the runtime, until none is
         left (a process may fork while the group is being killed)."""
         if self.proc is None:
             return
         if not self.shares_group:
-            self.signal(signal.SIGKILL)
+            self.signal_group(signal.SIGKILL)
             return
         end = time.monotonic() + deadline
         while (pids := self.members()) and time.monotonic() < end:

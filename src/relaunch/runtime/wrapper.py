@@ -29,10 +29,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from relaunch.errors import ObjectNotFound, RelaunchError
+from relaunch.errors import ObjectNotFound, RelaunchError, StoreError
 from relaunch.runs import keys
 from relaunch.runtime.checkpoints import CheckpointSync, Restored, Unrestorable
 from relaunch.runtime.commits import CommitPolicy
+from relaunch.runtime.fence import Fenced, Slot, claim_ttl
 from relaunch.runtime.progress import read_progress
 from relaunch.runtime.restore import Restorer
 from relaunch.runtime.scan import OutputScanner
@@ -73,6 +74,7 @@ class RuntimeConfig:
     checkpoints: bool = True
     fatal_patterns: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)  # NAME → reference, never values
+    token: str | None = None  # RELAUNCH_FENCE: the submission this runtime belongs to
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> RuntimeConfig:
@@ -96,6 +98,7 @@ class RuntimeConfig:
             store_url=env["RELAUNCH_STORE"],
             checkpoint_dir=ckpt,
             scratch=scratch,
+            token=env.get("RELAUNCH_FENCE") or None,
             **settings,
         )
 
@@ -132,22 +135,40 @@ class Runtime:
         self._hb_lock = threading.Lock()
         self._shipped_size = -1
         self.redact = Redactor(())
+        self.slot = Slot(
+            self.store,
+            config.run_id,
+            config.attempt,
+            config.token,
+            claim_ttl(config.heartbeat_interval),
+        )
+        self.fenced = False  # superseded while running: the command was ended, write nothing
+        self.paused = False  # the command is stopped until the slot is confirmed again
+        self._store_trouble = ""  # the last store error said (each is said once)
 
     # -- the store side -----------------------------------------------------------
 
     def _is_current_attempt(self) -> bool:
-        """Fencing: run only if the run record names this attempt and no stop exists."""
-        try:
-            record = json.loads(self.store.get(keys.run_key(self.cfg.run_id))[0])
-        except ObjectNotFound:
-            return False
-        if self.store.stat(keys.stop_key(self.cfg.run_id)) is not None:
-            return False
-        return bool(int(record.get("attempt", 0)) == self.cfg.attempt)
+        """Fencing: run only if the records name this attempt and submission, and no stop
+        exists (the store unreachable: ask again for a while)."""
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if self.store.stat(keys.stop_key(self.cfg.run_id)) is not None:
+                    return False
+                return self.slot.current(starting=True)
+            except StoreError as e:
+                self._store_down(e)
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2.0)
 
-    def heartbeat(self, phase: str = "running") -> None:
-        if not self.leader:
-            return
+    def _store_down(self, e: StoreError) -> None:
+        if str(e) != self._store_trouble:
+            self._store_trouble = str(e)
+            self._say(f"the store failed ({e}); retrying")
+
+    def _heartbeat_body(self, phase: str) -> bytes:
         progress = read_progress(str(self.progress_file))
         body = {
             "time": time.time(),
@@ -159,14 +180,67 @@ class Runtime:
             "total": progress.get("total"),
             "resumed_from": self.resumed_from,
             "instance": self.instance,
+            "token": self.cfg.token,
             # seconds the command has neither printed nor reported progress (runtime clock)
             "idle": round(time.monotonic() - self.last_activity, 1),
         }
+        return json.dumps({k: v for k, v in body.items() if v is not None}).encode()
+
+    def heartbeat(self, phase: str = "running") -> None:
+        """Write the heartbeat through the slot; a slot taken by another runtime fences
+        this one (its command is ended), a store error is said once and tried again."""
+        if not self.leader or self.fenced:
+            return
         with self._hb_lock:
-            self.store.put(
-                keys.heartbeat_key(self.cfg.run_id),
-                json.dumps({k: v for k, v in body.items() if v is not None}).encode(),
-            )
+            try:
+                self.slot.write(self._heartbeat_body(phase))
+            except Fenced as e:
+                self._fence(str(e))
+            except StoreError as e:
+                self._store_down(e)
+            else:
+                self._store_trouble = ""
+
+    def check_fence(self) -> None:
+        """Whether this runtime's submission is still the attempt's (read each heartbeat)."""
+        if not self.leader or self.fenced:
+            return
+        try:
+            current = self.slot.current()
+        except StoreError as e:
+            self._store_down(e)
+            return
+        if not current:
+            self._fence("another submission of this attempt replaced this one")
+
+    def _fence(self, why: str) -> None:
+        """Superseded: end the command at once and write nothing more as this attempt."""
+        self.fenced = True
+        self._say(f"{why}: ending the command; this runtime writes nothing more")
+        self._signal_command(signal.SIGKILL)
+        self.slot.release(self._heartbeat_body("fenced"))
+
+    def _guard(self) -> None:
+        """Pause the command while the slot is unconfirmed for half its TTL (store
+        outage, or this machine was frozen); go on once it is confirmed again."""
+        if not self.leader or self.fenced:
+            return
+        if self.slot.unconfirmed_for() > self.slot.ttl / 2:
+            if not self.paused:
+                self._signal_command(signal.SIGSTOP)
+                self.paused = True
+                self._say("the heartbeat could not be confirmed: command paused until it is")
+            self.check_fence()
+            self.heartbeat("running")
+        if self.paused and not self.fenced and self.slot.unconfirmed_for() < self.slot.ttl / 2:
+            self._signal_command(signal.SIGCONT)
+            self.paused = False
+            self._say("heartbeat confirmed: command resumed")
+
+    def _signal_command(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the command and everything it started (its process group)."""
+        if self.child is not None:
+            self.group.send(sig)  # signals.py: never stops or kills the runtime itself
 
     def ship_log(self) -> None:
         """Upload the output log when it grew since the last upload."""
@@ -174,13 +248,19 @@ class Runtime:
             size = self.log_file.stat().st_size
         except FileNotFoundError:
             return
-        if self.leader and size != self._shipped_size:
-            self.store.upload_file(keys.log_key(self.cfg.run_id, self.cfg.attempt), self.log_file)
+        if self.leader and not self.fenced and size != self._shipped_size:
+            try:
+                self.store.upload_file(
+                    keys.log_key(self.cfg.run_id, self.cfg.attempt), self.log_file
+                )
+            except StoreError as e:
+                self._store_down(e)
+                return
             self._shipped_size = size
 
     @property
     def commits_on(self) -> bool:
-        return self.cfg.checkpoints and self.leader
+        return self.cfg.checkpoints and self.leader and not self.fenced
 
     def _earlier_failure(self) -> int | None:
         """The platform restarted this container after the command itself failed
@@ -261,7 +341,10 @@ class Runtime:
         self.terminating = sig.name  # set first: the group signal reaches us too
         self.notice_at = time.monotonic()
         if self.child is not None and self.child.poll() is None:
-            self.group.signal(sig)
+            self.group.signal_group(sig)
+            if self.paused:  # a stopped command cannot save: let it handle the signal
+                self._signal_command(signal.SIGCONT)
+                self.paused = False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.terminating is None:
@@ -283,6 +366,11 @@ class Runtime:
             return 0
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if self.leader and not self.slot.acquire(
+            lambda: self._heartbeat_body("starting"), lambda: self.terminating is not None
+        ):
+            self._say("another submission of this attempt replaced this one; not starting")
+            return 0
         self._keep_earlier_output()
         failed = self._earlier_failure()
         if failed is not None:
@@ -290,6 +378,8 @@ class Runtime:
         if self.cfg.checkpoints:
             try:  # the folder ends up holding exactly one committed checkpoint, or nothing
                 self._set_restored(self.restorer.restore())
+            except StoreError as e:  # the store, not the checkpoint: the agent retries
+                return self._fail_to_start("transient", f"cannot restore the checkpoint: {e}")
             except (Unrestorable, RelaunchError) as e:
                 return self._fail_to_start("user-error", str(e))
         while True:
@@ -347,6 +437,9 @@ class Runtime:
         next_log = now + LOG_SHIP_INTERVAL
         while (code := self.child.poll()) is None or self._group_lives_on():
             time.sleep(TICK)
+            self._guard()
+            if self.fenced:
+                return self.child.wait()
             now = time.monotonic()
             self._note_progress_activity()
             if self.commits_on:
@@ -356,6 +449,7 @@ class Runtime:
                 self.killed, self.notice_at = True, None
                 self.group.kill()
             if now >= next_hb:
+                self.check_fence()
                 self.heartbeat("running")
                 next_hb = now + self.cfg.heartbeat_interval
             if now >= next_log:
@@ -389,13 +483,31 @@ class Runtime:
         if self.leader:
             result = {"attempt": self.cfg.attempt, "reason": reason, "detail": detail,
                       "last_lines": [detail], "ended_at": time.time()}  # fmt: skip
-            self.store.put(
-                keys.result_key(self.cfg.run_id, self.cfg.attempt), json.dumps(result).encode()
-            )
+            self._put_result(result)
             self.heartbeat("not-started")
         return 2
 
+    def _put_result(self, result: dict[str, Any], patience: float = 300.0) -> None:
+        """Write the attempt's result, waiting out a store outage for a while (the agent
+        concludes an attempt without a result as lost, and retries it)."""
+        if self.fenced:
+            return
+        data = json.dumps(result).encode()
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self.store.put(keys.result_key(self.cfg.run_id, self.cfg.attempt), data)
+                return
+            except StoreError as e:
+                self._store_down(e)
+                if time.monotonic() > deadline:
+                    self._say("the result could not be written; the agent will retry the attempt")
+                    return
+                time.sleep(2.0)
+
     def _finish(self, exit_code: int) -> int:
+        if self.fenced:
+            return 0  # superseded: the attempt's records belong to the other submission
         progress = read_progress(str(self.progress_file))
         if self.commits_on:
             killed = self.killed or exit_code < 0 or exit_code >= 128
@@ -404,6 +516,12 @@ class Runtime:
         reason, detail = finding.reason.value, finding.detail
         if self.external_term and self.scanner.fatal is None:
             reason, detail = "preempted", f"SIGTERM from outside; the command exited {exit_code}"
+        elif exit_code == -signal.SIGKILL and self.terminating is None:
+            reason, detail = (
+                "killed",
+                "the command was killed by SIGKILL from outside relaunch "
+                "(the kernel's out-of-memory killer does this)",
+            )
         self.ship_log()
         if not self.leader:
             return TERMINATED_EXIT if self.external_term else exit_code
@@ -417,9 +535,7 @@ class Runtime:
             "final_step": progress.get("step"),
             "ended_at": time.time(),
         }
-        self.store.put(
-            keys.result_key(self.cfg.run_id, self.cfg.attempt), json.dumps(result).encode()
-        )
+        self._put_result(result)
         self.heartbeat("exited")
         return TERMINATED_EXIT if self.external_term else exit_code
 

@@ -58,6 +58,9 @@ class GCSStore:
         self.chunk_size = max(256 << 10, chunk_size // (256 << 10) * (256 << 10))
         self._retry_initial = retry_initial
         self._retry_timeout = retry_timeout
+        # One request waits at most this long (the library's default is 60 s), so a call
+        # with its retries stays near retry_timeout.
+        self._timeout = max(1.0, min(60.0, retry_timeout / 2))
         self._bucket_obj: Any = None
         self._retry_obj: Any = None
 
@@ -127,7 +130,7 @@ class GCSStore:
 
     def _own_write(self, name: str, write_id: str) -> int | None:
         """The generation of ``name`` if its current content was written with ``write_id``."""
-        blob = self._bucket.get_blob(name, retry=self._retry)
+        blob = self._bucket.get_blob(name, retry=self._retry, timeout=self._timeout)
         if blob is not None and (blob.metadata or {}).get(_WRITE_ID) == write_id:
             return int(blob.generation)
         return None
@@ -155,12 +158,12 @@ class GCSStore:
     def get(self, key: str) -> tuple[bytes, int]:
         blob = self._bucket.blob(self._name(key))
         with self._errors(key):
-            data = blob.download_as_bytes(retry=self._retry)
+            data = blob.download_as_bytes(retry=self._retry, timeout=self._timeout)
         return data, int(blob.generation)
 
     def stat(self, key: str) -> ObjectMeta | None:
         with self._errors(key):
-            blob = self._bucket.get_blob(self._name(key), retry=self._retry)
+            blob = self._bucket.get_blob(self._name(key), retry=self._retry, timeout=self._timeout)
         if blob is None:
             return None
         return ObjectMeta(key, int(blob.generation), int(blob.size or 0), _ns(blob.updated))
@@ -174,6 +177,7 @@ class GCSStore:
                 content_type="application/octet-stream",
                 if_generation_match=if_generation_match,
                 retry=self._retry,
+                timeout=self._timeout,
             )
 
         return self._write(key, if_generation_match, upload)
@@ -189,6 +193,7 @@ class GCSStore:
                 content_type="application/octet-stream",
                 if_generation_match=if_generation_match,
                 retry=self._retry,
+                timeout=self._timeout,
             )
 
         return self._write(key, if_generation_match, upload)
@@ -197,7 +202,11 @@ class GCSStore:
         blob = self._bucket.blob(self._name(key))
         try:
             with self._errors(key, conditional=if_generation_match is not None):
-                blob.delete(if_generation_match=if_generation_match, retry=self._retry)
+                blob.delete(
+                    if_generation_match=if_generation_match,
+                    retry=self._retry,
+                    timeout=self._timeout,
+                )
         except ObjectNotFound:
             pass  # absent and unconditional: not an error (the contract)
 
@@ -206,7 +215,11 @@ class GCSStore:
         objects: list[ObjectMeta] = []
         with self._errors(prefix or "/"):
             pages = self._bucket.client.list_blobs(
-                self._bucket, prefix=full, delimiter=delimiter, retry=self._retry
+                self._bucket,
+                prefix=full,
+                delimiter=delimiter,
+                retry=self._retry,
+                timeout=self._timeout,
             )
             for blob in pages:
                 objects.append(

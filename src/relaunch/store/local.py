@@ -31,6 +31,13 @@ from relaunch.store.base import Listing, ObjectMeta, check_key
 
 _INTERNAL = ".store"
 _LOCK_STRIPES = 64
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space there (relaunch retries meanwhile)",
+    errno.EDQUOT: "the disk quota is used up: free space there (relaunch retries meanwhile)",
+    errno.EROFS: "the store's folder is on a read-only filesystem: choose a writable one",
+    errno.EACCES: "no permission to write there: fix the folder's owner or mode",
+    errno.EPERM: "no permission to write there: fix the folder's owner or mode",
+}
 
 
 class LocalStore:
@@ -67,6 +74,20 @@ class LocalStore:
         return self.root / key
 
     @contextlib.contextmanager
+    def _io(self, action: str, key: str) -> Iterator[None]:
+        """Any other OS error is a StoreError that says what to do: a full disk, a
+        read-only or unwritable folder must slow relaunch down, never crash it."""
+        try:
+            yield
+        except OSError as e:
+            if isinstance(e, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+                raise
+            raise StoreError(
+                f"cannot {action} {key!r} in {self.url}: {e.strerror or e}",
+                hint=_OS_HINTS.get(e.errno or 0, "check the store's folder and its disk"),
+            ) from e
+
+    @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
         self._ensure()
         stripe = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=2).digest(), "big")
@@ -88,7 +109,7 @@ class LocalStore:
     def get(self, key: str) -> tuple[bytes, int]:
         path = self._path(key)
         try:
-            with open(path, "rb") as f:
+            with self._io("read", key), open(path, "rb") as f:
                 gen = os.fstat(f.fileno()).st_mtime_ns
                 return f.read(), gen
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -104,22 +125,24 @@ class LocalStore:
         return ObjectMeta(key, st.st_mtime_ns, st.st_size, st.st_mtime_ns)
 
     def put(self, key: str, data: bytes, *, if_generation_match: int | None = None) -> int:
-        fd, tmp = self._tmpfile()
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            return self._commit(key, tmp, if_generation_match)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self._io("write", key):
+            fd, tmp = self._tmpfile()
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                return self._commit(key, tmp, if_generation_match)
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def upload_file(self, key: str, path: Path, *, if_generation_match: int | None = None) -> int:
-        fd, tmp = self._tmpfile()
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)  # copy_file_range/sendfile: no copy through Python
-            return self._commit(key, tmp, if_generation_match)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self._io("write", key):
+            fd, tmp = self._tmpfile()
+            os.close(fd)
+            try:
+                shutil.copyfile(path, tmp)  # copy_file_range/sendfile: no copy through Python
+                return self._commit(key, tmp, if_generation_match)
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def _commit(self, key: str, tmp: Path, condition: int | None) -> int:
         dest = self._path(key)
@@ -151,7 +174,7 @@ class LocalStore:
 
     def delete(self, key: str, *, if_generation_match: int | None = None) -> None:
         path = self._path(key)
-        with self._locked(key):
+        with self._io("delete", key), self._locked(key):
             current = self.stat(key)
             if if_generation_match is not None and (
                 current is None or current.generation != if_generation_match
@@ -186,7 +209,8 @@ class LocalStore:
         objects: list[ObjectMeta] = []
         prefixes: list[str] = []
         try:
-            entries = list(os.scandir(base))
+            with self._io("list", prefix):
+                entries = list(os.scandir(base))
         except (FileNotFoundError, NotADirectoryError):
             return Listing([], [])
         for entry in entries:
@@ -200,7 +224,10 @@ class LocalStore:
                 else:
                     objects.extend(self._walk(Path(entry.path), key))
             elif entry.is_file(follow_symlinks=False):
-                st = entry.stat()
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:  # deleted while listing
+                    continue
                 objects.append(ObjectMeta(key, st.st_mtime_ns, st.st_size, st.st_mtime_ns))
         objects.sort(key=lambda m: m.key)
         prefixes.sort()
@@ -228,12 +255,15 @@ class LocalStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:
-            with open(src_path, "rb") as src, open(tmp, "wb") as out:
+            with self._io("download", key), open(src_path, "rb") as src, open(tmp, "wb") as out:
                 gen = os.fstat(src.fileno()).st_mtime_ns
                 _copy_fd(src.fileno(), out.fileno())
         except FileNotFoundError:
             tmp.unlink(missing_ok=True)
             raise ObjectNotFound(f"no object {key!r} in {self.url}") from None
+        except StoreError:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, path)
         return gen
 

@@ -46,6 +46,9 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+REAP_INTERVAL = 1.0  # seconds between reaps of every exited child
+
+
 class LocalBackend(Backend):
     name = "local"
     poll_interval = 0.2
@@ -53,9 +56,13 @@ class LocalBackend(Backend):
     def __init__(self) -> None:
         self.host = socket.gethostname()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._next_reap = 0.0
 
     def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:
-        scratch = scratch_root() / run.run_id / str(attempt.n)
+        # One folder per submission: a superseded submission of the same attempt (an agent
+        # that froze while submitting) must not touch the live one's files.
+        name = f"{attempt.n}-{ctx.token}" if ctx.token else str(attempt.n)
+        scratch = scratch_root() / run.run_id / name
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         base = Path(run.base_dir or ".")
@@ -70,7 +77,7 @@ class LocalBackend(Backend):
         # `python` in a command means the interpreter relaunch runs on (its venv).
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update(ctx.env)
-        env.update(job_environment(run, attempt.n, ctx.store.url))
+        env.update(job_environment(run, attempt.n, ctx.store.url, token=ctx.token))
         env["RELAUNCH_SCRATCH"] = str(scratch)
         env["RELAUNCH_CHECKPOINT_DIR"] = str(scratch / "checkpoints")
         argv = [sys.executable, "-m", "relaunch.runtime", "--", *ctx.command]
@@ -98,15 +105,23 @@ class LocalBackend(Backend):
             "scratch": str(scratch),
         }
 
-    def _reap(self) -> None:
-        """Collect every child of ours that exited — including attempts another agent
-        has taken over, whose exit would otherwise stay a zombie in our process table."""
-        for pid, child in list(self._children.items()):
-            if child.poll() is not None:
-                del self._children[pid]
+    def _reap(self, pid: int) -> None:
+        """Collect ``pid`` if it is a child of ours that exited, and every other exited
+        child at most every REAP_INTERVAL — including attempts another agent has taken
+        over, whose exit would otherwise stay a zombie in our process table. (Reaping
+        every child on every poll cost n² waitpid calls per tick.)"""
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            del self._children[pid]
+        now = time.monotonic()
+        if now >= self._next_reap:
+            self._next_reap = now + REAP_INTERVAL
+            for other, each in list(self._children.items()):
+                if each.poll() is not None:
+                    del self._children[other]
 
     def _alive(self, handle: Handle) -> bool:
-        self._reap()
+        self._reap(int(handle["pid"]))
         start = proc_start_time(int(handle["pid"]))
         return start is not None and start == handle.get("start")
 

@@ -162,7 +162,7 @@ class BodyBuilder:
             **self.ctx.env,
             **{v.name: self.m(v.value) for v in c.env if v.value is not None},
             **self.endpoints(),
-            **job_environment(self.run, self.n, self.ctx.store.url, secrets),
+            **job_environment(self.run, self.n, self.ctx.store.url, secrets, token=self.ctx.token),
         }
         machine = pool.machine_spec
         out: dict[str, Any] = {
