@@ -181,6 +181,12 @@ def main() -> int:
             for name, (module, argv) in EXAMPLES.items():
                 if importlib.util.find_spec(module) is not None:
                     result["steps_redone"][name] = steps_redone(name, argv, tmp)
+    commits = result["notice_to_commit"].values()
+    redone = [p["redone"] for r in result["steps_redone"].values() for p in r.values()]
+    result["met"] = {
+        "notice_to_commit_under_30s": all(c["fits_30s_spot_notice"] for c in commits),
+        "zero_steps_redone_with_a_notice": all(r == 0 for r in redone),
+    }
     print(json.dumps(result, indent=2))
     return 0
 
