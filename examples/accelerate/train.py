@@ -13,7 +13,7 @@ import time
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DataLoaderConfiguration, set_seed
 
 from relaunch.integrations import notice_received
 from relaunch.integrations.accelerate import load_state, save_state
@@ -38,11 +38,15 @@ def main() -> int:
     a = p.parse_args()
     notice_received()
     set_seed(0)
-    accelerator = Accelerator(cpu=True)
+    # a seedable sampler: each epoch's order depends on the seed and the epoch alone, so
+    # skip_first_batches continues a resumed epoch with the very next batch
+    accelerator = Accelerator(
+        cpu=True, dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True)
+    )
     data = torch.randn(160, CONFIG["inputs"], generator=torch.Generator().manual_seed(1))
     target = data.sum(dim=1, keepdim=True).sin()
     dataset = torch.utils.data.TensorDataset(data, target)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=CONFIG["batch"], shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=CONFIG["batch"], shuffle=True)
     model = torch.nn.Sequential(
         torch.nn.Linear(CONFIG["inputs"], CONFIG["hidden"]), torch.nn.Tanh(),
         torch.nn.Linear(CONFIG["hidden"], 1),
