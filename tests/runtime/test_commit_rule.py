@@ -99,3 +99,29 @@ def test_when_no_checkpoint_can_be_restored_the_attempt_fails_at_once_saying_why
     assert result["reason"] == "user-error"
     assert "no committed checkpoint can be restored" in result["detail"]
     assert not rt.marks("start")  # the command never ran
+
+
+OVERWRITER = """
+import os, sys, time
+from pathlib import Path
+from relaunch.runtime import report
+folder = Path(os.environ["RELAUNCH_CHECKPOINT_DIR"])
+(folder / "last.pt").write_text("reported at step 1")
+report(1, checkpoint=True, path="last.pt")
+(folder / "last.pt.tmp").write_text("step 2, never reported")  # the next save, at once
+os.replace(folder / "last.pt.tmp", folder / "last.pt")
+time.sleep(1.5)
+"""
+
+
+def test_a_reported_checkpoint_is_committed_as_it_was_when_reported(rt: RuntimeEnv) -> None:
+    import sys
+
+    attempt = rt.start(1, [sys.executable, "-c", OVERWRITER])
+    assert attempt.wait(60) == 0, attempt.output()
+    latest = rt.latest()
+    assert latest is not None and latest["step"] == 1
+    committed = rt.store.get(f"runs/r/checkpoints/{latest['seq']:08d}/last.pt")[0]
+    assert committed == b"reported at step 1"
+    # the staged links are gone: the folder holds only the trainer's files
+    assert sorted(p.name for p in (rt.root / "scratch-1" / "checkpoints").iterdir()) == ["last.pt"]

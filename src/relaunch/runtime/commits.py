@@ -60,10 +60,21 @@ class CommitPolicy:
             return None
         return (progress.get("checkpoint_step"), progress.get("checkpoint_id"))
 
-    def tick(self, now: float) -> None:
-        """Commit a new report, or (unreported trainers) a folder stable across scans."""
+    def tick(self, now: float, commit: bool = True) -> None:
+        """Commit a new report, or (unreported trainers) a folder stable across scans.
+        With ``commit`` False (a replica that does not lead, checkpoints off, a fenced
+        runtime) reports are only acknowledged: their staged links are dropped, so they
+        never keep deleted checkpoints alive on disk."""
         progress = read_progress_file(str(self.progress_file))
         ident = self._report_id(progress)
+        if ident is not None and ident != self._handled and not commit:
+            self._handled = ident
+            stage = progress.get("checkpoint_stage")
+            if isinstance(stage, str) and Path(stage).parent.name == STAGING:
+                self._drop_stages_up_to(Path(stage))
+            return
+        if not commit:
+            return
         if ident is not None and ident != self._handled:
             self._handled = ident
             self.reported = True
@@ -75,9 +86,12 @@ class CommitPolicy:
                 self._commit(None, reported=False)
             self._stable, self._next_scan = snap, now + self.sync_interval
 
-    def at_exit(self, exit_code: int, noticed: bool, killed: bool) -> None:
+    def at_exit(self, exit_code: int, noticed: bool, killed: bool, commit: bool = True) -> None:
         """The command is over: commit a report it made in its last instant; an
         unreported folder only when the command ended by itself, cleanly."""
+        if not commit:
+            shutil.rmtree(self.sync.folder / STAGING, ignore_errors=True)
+            return
         for _ in range(3):  # a store error: try again a little, the machine may go soon
             self._failed = False
             self.tick(float("-inf"))
@@ -125,6 +139,8 @@ class CommitPolicy:
             parts = p.name.split("-")
             return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else 0
 
+        if not stage.parent.is_dir():
+            return
         for other in list(stage.parent.iterdir()):
             if born(other) <= born(stage):
                 shutil.rmtree(other, ignore_errors=True)

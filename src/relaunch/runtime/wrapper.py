@@ -442,8 +442,7 @@ class Runtime:
                 return self.child.wait()
             now = time.monotonic()
             self._note_progress_activity()
-            if self.commits_on:
-                self.commits.tick(now)  # the completeness rule: commits.py
+            self.commits.tick(now, commit=self.commits_on)  # the completeness rule
             if self.notice_at is not None and now > self.notice_at + self.cfg.grace_period:
                 self._say(f"grace period ({self.cfg.grace_period:g}s) over: killing the command")
                 self.killed, self.notice_at = True, None
@@ -509,9 +508,8 @@ class Runtime:
         if self.fenced:
             return 0  # superseded: the attempt's records belong to the other submission
         progress = read_progress(str(self.progress_file))
-        if self.commits_on:
-            killed = self.killed or exit_code < 0 or exit_code >= 128
-            self.commits.at_exit(exit_code, self.terminating is not None, killed)
+        killed = self.killed or exit_code < 0 or exit_code >= 128
+        self.commits.at_exit(exit_code, self.terminating is not None, killed, self.commits_on)
         finding = self.scanner.classify(exit_code)
         reason, detail = finding.reason.value, finding.detail
         if self.external_term and self.scanner.fatal is None:
