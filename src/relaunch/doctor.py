@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from relaunch.backends.vertex.body import STRATEGIES
-from relaunch.errors import PreconditionFailed, RelaunchError
+from relaunch.errors import PreconditionFailed, RelaunchError, credentials_error
 
 if TYPE_CHECKING:
     from relaunch.api import Workspace
@@ -51,13 +51,24 @@ def check_store(ws: Workspace) -> list[Finding]:
         store.delete(key)
     except RelaunchError as e:
         return [Finding("fail", f"store {store.url}: {e.message}", e.hint or "check the URL")]
+    except Exception as e:  # google-auth's, raised where the bucket is first touched
+        cred = credentials_error(e)
+        if cred is None:
+            raise
+        return [Finding("fail", f"store {store.url}: {cred.message}", cred.hint or "")]
     return [cas]
 
 
 def check_agents(ws: Workspace, queue: str) -> Finding:
     from relaunch.agent.loop import live_agents
 
-    agents = live_agents(ws.store, queue)
+    try:
+        agents = live_agents(ws.store, queue)
+    except Exception as e:
+        err = e if isinstance(e, RelaunchError) else credentials_error(e)
+        if err is None:
+            raise
+        return Finding("fail", f"cannot list the agents of queue '{queue}': {err.message}")
     if agents:
         return Finding("ok", f"{len(agents)} live agent(s) serve queue '{queue}'")
     return Finding(

@@ -7,21 +7,21 @@ from pathlib import Path
 
 import click
 
-from relaunch.cli.common import open_workspace, workspace_options
+from relaunch.cli.common import Seconds, open_workspace, workspace_options
 
 
 @click.command()
 @click.option("--queue", "queues", multiple=True, help="Queue to serve (repeatable).")
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Runs owned at once.")
-@click.option("--poll", type=click.FloatRange(min=0.05), help="Seconds between ticks.")
+@click.option("--poll", type=Seconds(min=0.05), help="Seconds between ticks.")
 @click.option(
     "--lease-ttl",
-    type=click.FloatRange(min=2),
+    type=Seconds(min=2),
     help="Seconds a silent agent is trusted before others adopt its runs.",
 )
 @click.option(
     "--exit-when-idle",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0),
     metavar="SECONDS",
     help="Exit once no run has been owned for SECONDS (a Cloud Run job, a cron job).",
 )
@@ -42,6 +42,8 @@ def agent(
     from relaunch.agent.loop import Agent, AgentOptions
 
     ws = open_workspace(project, store)
+    # Reach the store before announcing anything: no credentials, no bucket, no agent.
+    ws.store.list("agents/", delimiter="/")
     cfg = ws.config.agent
     options = AgentOptions(
         queues=list(queues) or cfg.queues,

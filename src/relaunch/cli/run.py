@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from relaunch.cli.common import STATE_STYLE, console, open_workspace, plain, workspace_options
+from relaunch.cli.common import (
+    STATE_STYLE,
+    console,
+    note_text,
+    open_workspace,
+    plain,
+    unserved_note,
+    workspace_options,
+)
 
 if TYPE_CHECKING:
     from relaunch.api import RunStatus, Workspace
@@ -65,8 +73,16 @@ def run(
         on_image=lambda line: click.echo(f"relaunch: {line}", err=True),
     )
     if not follow:
+        from relaunch.agent.loop import live_agents
+
         click.echo(rid)
-        click.echo(f"queued. follow it: relaunch status {rid} · relaunch logs {rid} -f", err=True)
+        click.echo(
+            f"queued on {ws.store.url}. follow it: relaunch status {rid} · relaunch logs {rid} -f",
+            err=True,
+        )
+        queue = ws.repo.get_run(rid).queue
+        if not live_agents(ws.store, queue):
+            click.echo(f"note: {unserved_note(queue)}", err=True)
         return
     from relaunch.api import exit_code_of
 
@@ -130,7 +146,8 @@ def _follow(ws: Workspace, rid: str) -> RunRecord:
     style = STATE_STYLE.get(final.state.value, "")
     out.print(
         f"[{style}]{final.state.value}[/] after {final.attempt} attempt(s), "
-        f"{final.recoveries} recovered" + (f" — {plain(final.note)}" if final.note else "")
+        f"{final.recoveries} recovered"
+        + (f" — {plain(note_text(final.note, rid))}" if final.note else "")
     )
     if final.detail and final.state.value == "FAILED":
         out.print(f"  detail: {plain(final.detail)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from typing import Annotated, Any
 
@@ -24,6 +25,8 @@ def parse_duration(value: Any) -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
         raise ValueError(f"{value!r} is not a duration; write e.g. 30, '30s', '15m', '2h'")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration; write e.g. 30, '30s', '15m'")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
@@ -35,7 +38,11 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 class Strict(BaseModel):
     """Base of every spec model: unknown fields are errors that name the field."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+    # allow_inf_nan=False: `.inf`, `.nan` or 1e309 in any number is refused here, naming
+    # the field, instead of being stored as null and poisoning every agent that reads it.
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, frozen=False, allow_inf_nan=False
+    )
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -15,6 +15,9 @@ from relaunch.states import DEFAULT_ACTIONS, Action, Reason
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUEUE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Set by relaunch in every attempt (DESIGN.md §4): a job cannot choose them.
+RESERVED_ENV = ("WANDB_RUN_ID", "WANDB_RESUME")
 _SECRET_REF = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$|^env:[A-Za-z_]\w*$")
 
 
@@ -140,6 +143,11 @@ class JobSpec(Strict):
 
     @model_validator(mode="after")
     def _backend_needs(self) -> JobSpec:
+        if self.backend == "local" and self.image:
+            raise ValueError(
+                "image: the local backend runs the command on this machine and would ignore "
+                "the image; remove image:, or use a cloud backend (backend: vertex)"
+            )
         pools = self.vertex.spec.worker_pool_specs if self.vertex.spec else []
         if not self.command and (self.backend != "vertex" or not pools):
             raise ValueError("command is required: the training command, e.g. [python, train.py]")
@@ -190,8 +198,22 @@ class JobSpec(Strict):
     @classmethod
     def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
         for name in v:
-            if not _ENV_NAME.match(name) or name.startswith("RELAUNCH_"):
+            if not _ENV_NAME.match(name):
                 raise ValueError(f"{name!r} is not a usable environment variable name")
+            if name.startswith("RELAUNCH_") or name in RESERVED_ENV:
+                raise ValueError(
+                    f"{name} is reserved: relaunch sets it in every attempt (the run id, "
+                    "attempt, store…); remove it from the job"
+                )
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str) -> str:
+        if _CONTROL.search(v):
+            raise ValueError("a name is one line of printable text (no newline or tab)")
+        if not v.strip():
+            raise ValueError("a name cannot be blank")
         return v
 
     @field_validator("env_from_secret")
