@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from relaunch import eventlog
 from relaunch.cli.common import Seconds, open_workspace, workspace_options
+
+if TYPE_CHECKING:
+    from relaunch.agent.loop import Agent
 
 
 @click.command()
@@ -25,6 +30,13 @@ from relaunch.cli.common import Seconds, open_workspace, workspace_options
     metavar="SECONDS",
     help="Exit once no run has been owned for SECONDS (a Cloud Run job, a cron job).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per decision on stderr; json has `severity` for Cloud Logging.",
+)
 @workspace_options
 def agent(
     queues: tuple[str, ...],
@@ -32,6 +44,7 @@ def agent(
     poll: float | None,
     lease_ttl: float | None,
     exit_when_idle: float | None,
+    log_format: str,
     project: Path | None,
     store: str | None,
 ) -> None:
@@ -51,12 +64,21 @@ def agent(
         poll=poll if poll is not None else cfg.poll,
         lease_ttl=lease_ttl or cfg.lease_ttl,
     )
-    runner = Agent(ws.store, options, log=lambda m: click.echo(f"agent: {m}", err=True))
+    runner = Agent(ws.store, options, log=_agent_line)
+    eventlog.configure("json" if log_format == "json" else "text", agent=runner.id)
+    try:
+        _serve(runner, ws.store.url, exit_when_idle)
+    finally:
+        eventlog.configure(None)
+
+
+def _serve(runner: Agent, url: str, exit_when_idle: float | None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: runner.stopping.set())
-    click.echo(
-        f"agent {runner.id} serving {', '.join(options.queues)} on {ws.store.url} "
-        f"(max {options.max_jobs} jobs, tick {runner.poll:g}s)",
-        err=True,
+    opts = runner.opts
+    eventlog.emit(
+        "agent-started",
+        f"agent {runner.id} serving {', '.join(opts.queues)} on {url} "
+        f"(max {opts.max_jobs} jobs, tick {runner.poll:g}s)",
     )
     idle = None if exit_when_idle is None else (lambda: runner.idle_for() > exit_when_idle)
     try:
@@ -65,6 +87,17 @@ def agent(
         runner.stopping.set()
         runner.shutdown()
     if idle is not None and idle():
-        click.echo(f"agent idle for {exit_when_idle:g}s: exiting", err=True)
+        eventlog.emit("agent-stopped", f"agent idle for {exit_when_idle:g}s: exiting")
     else:
-        click.echo("agent stopped; its runs keep running and will be adopted", err=True)
+        eventlog.emit("agent-stopped", "agent stopped; its runs keep running and will be adopted")
+
+
+def _agent_line(message: str) -> None:
+    """The agent's own lines (not events), in the chosen log format."""
+    first = message.split("\n", 1)[0]
+    if "internal error" in first:
+        eventlog.emit("agent-error", message)
+    elif first.startswith(("tick failed", "lost the lease")) or ": " in first:
+        eventlog.emit("agent-warning", message)
+    else:
+        eventlog.emit("agent", message)

@@ -201,7 +201,8 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
     out.print("[bold]events:[/]")
     for e in st.events[-15:]:
         out.print(
-            f"  {time.strftime('%H:%M:%S', time.localtime(e.time))} {e.kind:>18} {e.message}",
+            f"  {time.strftime('%H:%M:%S', time.localtime(e.time))} {e.kind:>18} "
+            + note_text(e.message, run.run_id),
             markup=False,
             highlight=False,
         )
@@ -294,4 +295,4 @@ def events(
         return
     for e in evs:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time))
-        click.echo(f"{stamp}  {e.kind:<18} {e.message}")
+        click.echo(f"{stamp}  {e.kind:<18} {note_text(e.message, run_id)}")

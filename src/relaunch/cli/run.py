@@ -132,7 +132,9 @@ def _follow(ws: Workspace, rid: str) -> RunRecord:
         def on_change(status: RunStatus) -> None:
             nonlocal shown
             for event in status.events[shown:]:
-                progress.console.print(f"  [dim]{event.kind:>18}[/] {plain(event.message)}")
+                progress.console.print(
+                    f"  [dim]{event.kind:>18}[/] {plain(note_text(event.message, rid))}"
+                )
             shown = len(status.events)
             run, hb = status.run, status.heartbeat
             style = STATE_STYLE.get(run.state.value, "")
