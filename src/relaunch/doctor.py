@@ -92,6 +92,13 @@ def check_timing(spec: JobSpec) -> list[Finding]:
             f"stall_timeout {stall:g}s is under 3 heartbeats ({hb:g}s each)",
             f"raise stall_timeout to at least {3 * hb:g}s, or heartbeat more often",
         )
+    if startup < max(5.0, hb):
+        add(
+            "fail",
+            f"startup_timeout {startup:g}s ends before an attempt can write its first "
+            "heartbeat (starting the runtime and the command takes seconds)",
+            f"raise startup_timeout to at least {max(60.0, 3 * hb):g}s (minutes on the cloud)",
+        )
     sync = spec.checkpoints.sync_interval
     if spec.checkpoints.enabled and sync > stall:
         add(

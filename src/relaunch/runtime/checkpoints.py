@@ -31,6 +31,26 @@ def _key_part(rel: str) -> str:
     return "/".join(quote(p, safe="._=+@,-") for p in rel.split("/"))
 
 
+def _secret_token(name: str) -> str:
+    return f"[secret:{name}]"
+
+
+def mask_secrets(rel: str, secrets: dict[str, str]) -> str:
+    """``rel`` with every secret value replaced by a token naming the secret: a trainer
+    that puts its token in a file name must not put it in an object key or LATEST."""
+    for name, value in sorted(secrets.items(), key=lambda kv: len(kv[1]), reverse=True):
+        if len(value) >= 4 and "/" not in value:
+            rel = rel.replace(value, _secret_token(name))
+    return rel
+
+
+def unmask_secrets(rel: str, secrets: dict[str, str]) -> str:
+    """The file name a trainer wrote, from its masked form (the secrets' current values)."""
+    for name, value in secrets.items():
+        rel = rel.replace(_secret_token(name), value)
+    return rel
+
+
 class CheckpointSync:
     def __init__(
         self, store: ObjectStore, run_id: str, attempt: int, folder: Path, keep: int = 2
@@ -43,6 +63,7 @@ class CheckpointSync:
         self.prefix = keys.checkpoints_prefix(run_id)
         self.committed: Snapshot = {}
         self.committed_step: int | None = None
+        self.secrets: dict[str, str] = {}  # name → value, masked out of keys and LATEST
 
     def _latest(self) -> tuple[dict[str, Any] | None, int]:
         try:
@@ -59,7 +80,7 @@ class CheckpointSync:
             return None
         seq = int(latest["seq"])
         for part in latest.get("files", {}):
-            rel = "/".join(unquote(p) for p in str(part).split("/"))
+            rel = unmask_secrets("/".join(unquote(p) for p in str(part).split("/")), self.secrets)
             self.store.download_file(f"{self.prefix}{seq:08d}/{part}", self.folder / rel)
         self.committed = self.snapshot()
         step = latest.get("step")
@@ -96,7 +117,7 @@ class CheckpointSync:
         seq = int(latest["seq"]) + 1 if latest else 1
         files: dict[str, int] = {}
         for rel, (size, _) in sorted(snap.items()):
-            part = _key_part(rel)
+            part = _key_part(mask_secrets(rel, self.secrets))
             self.store.upload_file(f"{self.prefix}{seq:08d}/{part}", self.folder / rel)
             files[part] = size
         manifest = {
