@@ -36,6 +36,14 @@ TEMPLATED = (
 )
 
 
+VERTEX_ENV = (
+    "name: v\nbackend: vertex\nvertex:\n  spec:\n    worker_pool_specs:\n"
+    "      - machine_spec: {machine_type: n1-standard-4}\n"
+    "        container_spec:\n          image_uri: img\n          command: [python]\n"
+    "          env: [{name: WANDB_RUN_ID, value: '%s'}]\n"
+)
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -109,6 +117,10 @@ CASES = [
     # -- input that was silently changed ---------------------------------------------------
     Case("env-wandb-run-id", job("env: {WANDB_RUN_ID: mine}\n"), ("run", "job.yaml"),
          "WANDB_RUN_ID is reserved"),
+    Case("env-wandb-resume", job("env: {WANDB_RESUME: never}\n"), ("run", "job.yaml"),
+         "WANDB_RESUME is reserved"),
+    Case("vertex-env-wandb-run-id", job(base=VERTEX_ENV % "mine"), ("run", "job.yaml"),
+         "WANDB_RUN_ID is reserved"),
     Case("env-relaunch-run-id", job("env: {RELAUNCH_RUN_ID: x}\n"), ("run", "job.yaml"),
          "RELAUNCH_RUN_ID is reserved"),
     Case("secret-wandb-resume", job("env_from_secret: {WANDB_RESUME: 'env:X'}\n"),
@@ -142,3 +154,13 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(project: Project, case:
     assert lines[0].startswith("error: ") and " — " in lines[0], lines[0]  # what, then what to do
     assert case.fragment in lines[0], lines[0]
     assert project.files() == before, "a refused command wrote files"
+
+
+def test_repeating_the_value_relaunch_sets_is_not_a_mistake() -> None:
+    """W&B Launch queue configs set WANDB_RUN_ID=${run_id}: that is what relaunch sets, so
+    nothing is silently changed and the config is accepted as is."""
+    from relaunch.spec.loader import parse_job
+
+    spec = parse_job(VERTEX_ENV % "${run_id}", "job.yaml")
+    assert spec.vertex.spec is not None
+    parse_job(JOB + "env: {WANDB_RUN_ID: '${run_id}', WANDB_RESUME: allow}\n", "job.yaml")

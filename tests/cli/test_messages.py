@@ -4,11 +4,15 @@ output that reads right in a pipe or with wide characters."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.cli.harness import Project
 
@@ -211,3 +215,32 @@ def test_piped_images_list_is_plain_unwrapped_lines(tmp_path: Path) -> None:
     name, parent, tag, uri = lines[1].split()
     assert (name, parent) == ("trainer", "-") and uri == f"{repo}/trainer:{tag}"
     assert (tmp_path / ".relaunch" / ".gitignore").is_file()  # its stat cache stays out of git
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_work_longer_than_a_second_shows_a_spinner_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from relaunch.cli.images import _working
+
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    with _working("hashing the image stack", after=0.05):
+        deadline = time.monotonic() + 60
+        while "hashing the image stack…" not in term.getvalue():
+            assert time.monotonic() < deadline, "no progress shown"
+            time.sleep(0.05)
+    quick = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quick)
+    with _working("hashing the image stack", after=30):
+        pass  # done long before a second: nothing shown
+    assert quick.getvalue() == ""
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    with _working("hashing the image stack", after=0):
+        time.sleep(0.2)
+    assert piped.getvalue() == ""  # a pipe gets no spinner

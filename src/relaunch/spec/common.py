@@ -35,6 +35,23 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+# Set by relaunch in every attempt (DESIGN.md §4), with the value a job may repeat (as
+# W&B Launch queue configs do); any other value would be replaced without a word.
+RESERVED_ENV = {"WANDB_RUN_ID": "${run_id}", "WANDB_RESUME": "allow"}
+
+
+def check_env_name_free(name: str, value: str | None = None) -> str:
+    """``name`` unless relaunch sets that variable itself (then a ValueError that says so)."""
+    if name in RESERVED_ENV and value == RESERVED_ENV[name]:
+        return name
+    if name.startswith("RELAUNCH_") or name in RESERVED_ENV:
+        raise ValueError(
+            f"{name} is reserved: relaunch sets it in every attempt (the run id, attempt, "
+            "store…); remove it from the job"
+        )
+    return name
+
+
 class Strict(BaseModel):
     """Base of every spec model: unknown fields are errors that name the field."""
 

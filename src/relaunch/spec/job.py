@@ -6,18 +6,16 @@ import re
 import shlex
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from relaunch.runs.keys import RUN_ID_RE
-from relaunch.spec.common import Duration, Strict
+from relaunch.spec.common import Duration, Strict, check_env_name_free
 from relaunch.spec.vertex import VertexOptions, check_labels, check_region
 from relaunch.states import DEFAULT_ACTIONS, Action, Reason
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUEUE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# Set by relaunch in every attempt (DESIGN.md §4): a job cannot choose them.
-RESERVED_ENV = ("WANDB_RUN_ID", "WANDB_RESUME")
 _SECRET_REF = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$|^env:[A-Za-z_]\w*$")
 
 
@@ -196,15 +194,11 @@ class JobSpec(Strict):
 
     @field_validator("env", "env_from_secret")
     @classmethod
-    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
-        for name in v:
+    def _env_names(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        for name, value in v.items():
             if not _ENV_NAME.match(name):
                 raise ValueError(f"{name!r} is not a usable environment variable name")
-            if name.startswith("RELAUNCH_") or name in RESERVED_ENV:
-                raise ValueError(
-                    f"{name} is reserved: relaunch sets it in every attempt (the run id, "
-                    "attempt, store…); remove it from the job"
-                )
+            check_env_name_free(name, value if info.field_name == "env" else None)
         return v
 
     @field_validator("name")
