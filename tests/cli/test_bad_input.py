@@ -84,7 +84,10 @@ CASES = [
     Case("job-too-large", job("# " + "x" * (2 << 20) + "\n"), ("run", "job.yaml"), "larger than"),
     Case("billion-laughs", {"job.yaml": laughs(), **TRAIN}, ("run", "job.yaml"),
          "expands to more than"),
-    Case("self-alias", job("x: &a [*a]\n"), ("run", "job.yaml"), "expands to more than"),
+    Case("self-alias", job("x: &a [*a]\n"), ("run", "job.yaml"), "refers to the value that holds"),
+    Case("deep-flow", job("x: " + "[" * 50_000 + "\n"), ("run", "job.yaml"), "nests deeper than"),
+    Case("deep-block", job("x:\n" + "".join(" " * i + "- \n" for i in range(200))),
+         ("run", "job.yaml"), "nests deeper than"),
     Case("job-not-utf8", {"job.yaml": b"name: \xff\xfe\n"}, ("run", "job.yaml"), "not UTF-8"),
     # -- numbers that are not numbers (issue 9 item 5: stored as null, crashed agents) ----
     Case("startup-inf", job("startup_timeout: .inf\n"), ("run", "job.yaml"), "startup_timeout"),

@@ -70,23 +70,41 @@ def _read(path: Path, what: str) -> str:
 
 def _check_size(doc: Any, source: str) -> None:
     """Refuse a document whose values, with YAML aliases expanded, exceed MAX_SPEC_NODES:
-    nested aliases (a "billion laughs") parse in microseconds and expand to billions."""
-    count = 0
-    stack = [doc]
-    while stack:
-        node = stack.pop()
-        count += 1
-        if count > MAX_SPEC_NODES:
-            raise SpecError(
-                f"{source}: the document expands to more than {MAX_SPEC_NODES:,} values "
-                "(nested YAML aliases?)",
-                hint="write the values out, or use fewer nested anchors (&) and aliases (*)",
-            )
-        if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    nested aliases (a "billion laughs") parse in microseconds and expand to billions.
+    Shared nodes are sized once (by identity), so this costs the document's own size;
+    nesting is already bounded by the loader, so the recursion is shallow."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def too_big(why: str) -> SpecError:
+        return SpecError(
+            f"{source}: {why}",
+            hint="write the values out, or use fewer nested anchors (&) and aliases (*)",
+        )
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise too_big("a YAML alias refers to the value that holds it")
+        open_.add(key)
+        items = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1
+        for item in items:
+            total += size(item)
+            if total > MAX_SPEC_NODES:
+                raise too_big(
+                    f"the document expands to more than {MAX_SPEC_NODES:,} values "
+                    "(nested YAML aliases?)"
+                )
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    size(doc)
 
 
 def find_project_file(start: Path) -> Path | None:
@@ -153,11 +171,12 @@ def parse_job(text: str, source: str, values: dict[str, str] | None = None) -> J
     """Validate a job document's text. Templates filled from ``values`` and defaults."""
     import yaml
 
+    from relaunch.spec import yamlsafe
     from relaunch.spec.job import JobSpec
     from relaunch.spec.templates import check_macros, fill_templates, mark_templates
 
     try:
-        doc: Any = yaml.safe_load(mark_templates(text))
+        doc: Any = yamlsafe.load(mark_templates(text))
     except RecursionError:
         raise SpecError(
             f"{source}: the YAML nests too deeply", hint="flatten the document"
