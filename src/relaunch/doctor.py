@@ -59,6 +59,19 @@ def check_store(ws: Workspace) -> list[Finding]:
     return [cas]
 
 
+def check_env_secrets(spec: JobSpec) -> Finding | None:
+    from relaunch.spec.job import missing_env_secrets
+
+    missing = missing_env_secrets(spec)
+    if not missing:
+        return None
+    return Finding(
+        "warn",
+        f"secret {', '.join(missing)} is not set here: an agent without it cannot start the job",
+        "export the variable in the environment of the agent that runs the job",
+    )
+
+
 def check_agents(ws: Workspace, queue: str) -> Finding:
     from relaunch.agent.loop import live_agents
 
@@ -146,6 +159,8 @@ def check_job(ws: Workspace, path: Path, values: dict[str, str] | None) -> list[
         return [Finding("fail", e.message, e.hint or "")]
     out = [Finding("ok", f"{path}: valid ({spec.backend} backend, queue '{spec.queue}')")]
     out += check_timing(spec)
+    secrets = check_env_secrets(spec)
+    out += [secrets] if secrets else []
     if spec.backend != "local":
         out += check_cloud(ws, spec)
     out.append(check_agents(ws, spec.queue))

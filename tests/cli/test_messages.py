@@ -244,3 +244,17 @@ def test_work_longer_than_a_second_shows_a_spinner_on_a_terminal_only(
     with _working("hashing the image stack", after=0):
         time.sleep(0.2)
     assert piped.getvalue() == ""  # a pipe gets no spinner
+
+
+def test_a_secret_missing_here_is_named_at_submit_and_by_doctor(project: Project) -> None:
+    project.write({"job.yaml": QUICK + "env_from_secret: {API_TOKEN: 'env:RELAUNCH_TEST_UNSET'}\n"})
+    queued = project.relaunch("run", "job.yaml")
+    assert queued.code == 0, queued.err
+    assert (
+        "note: secret API_TOKEN (env:RELAUNCH_TEST_UNSET) is not set here; the agent that runs "
+        "the job must have it, or the job cannot start"
+    ) in queued.err
+    doctor = project.relaunch("doctor", "job.yaml")
+    assert "secret API_TOKEN (env:RELAUNCH_TEST_UNSET) is not set here" in doctor.out
+    with_it = project.relaunch("doctor", "job.yaml", env={"RELAUNCH_TEST_UNSET": "x" * 8})
+    assert "is not set here" not in with_it.out

@@ -72,6 +72,15 @@ def run(
         run_id=run_id,
         on_image=lambda line: click.echo(f"relaunch: {line}", err=True),
     )
+    from relaunch.spec.job import missing_env_secrets
+
+    missing = missing_env_secrets(ws.repo.get_run(rid).spec)
+    if missing:
+        click.echo(
+            f"note: secret {', '.join(missing)} is not set here; the agent that runs the job "
+            "must have it, or the job cannot start",
+            err=True,
+        )
     if not follow:
         from relaunch.agent.loop import live_agents
 

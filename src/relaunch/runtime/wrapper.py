@@ -296,8 +296,6 @@ class Runtime:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        except RelaunchError as e:  # a secret that cannot be read, say
-            return self._fail_to_start(getattr(e, "reason", "user-error"), str(e))
         except OSError as e:
             return self._fail_to_start(
                 "user-error", f"cannot start the command {self.command[0]!r}: {e.strerror or e}"

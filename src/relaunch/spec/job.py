@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -227,3 +229,14 @@ class JobSpec(Strict):
         if v is not None and not RUN_ID_RE.match(v):
             raise ValueError("a run id is 1-63 of a-z, 0-9, '-', starting with a letter")
         return v
+
+
+def missing_env_secrets(spec: JobSpec, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The ``env:VAR`` secrets of ``spec`` whose variable is not set in ``environ`` (this
+    process's): an agent started from here could not give them to the job."""
+    env = os.environ if environ is None else environ
+    return [
+        f"{name} (env:{ref[4:]})"
+        for name, ref in spec.env_from_secret.items()
+        if ref.startswith("env:") and ref[4:] not in env
+    ]
