@@ -258,3 +258,32 @@ def test_a_secret_missing_here_is_named_at_submit_and_by_doctor(project: Project
     assert "secret API_TOKEN (env:RELAUNCH_TEST_UNSET) is not set here" in doctor.out
     with_it = project.relaunch("doctor", "job.yaml", env={"RELAUNCH_TEST_UNSET": "x" * 8})
     assert "is not set here" not in with_it.out
+
+
+def test_a_hung_trainer_that_failed_is_not_said_to_be_restarted(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_text(
+        "name: hang\ncommand: [python, -c, 'import time; print(1, flush=True); time.sleep(600)']\n"
+        "heartbeat_interval: 0.2s\nstall_timeout: 2s\ngrace_period: 1s\n"
+        "checkpoints: {enabled: false}\n"
+    )
+    env = {**os.environ, "RELAUNCH_STORE": str(tmp_path / "store"),
+           "RELAUNCH_SCRATCH_ROOT": str(tmp_path / "scratch")}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "relaunch.cli.main", "run", "job.yaml", "--follow"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    final = done.stdout.strip().splitlines()
+    verdict = next(line for line in final if line.startswith("FAILED after"))
+    assert "no heartbeat within stall_timeout" in verdict
+    assert "restarted" not in done.stdout and "resumed" not in done.stdout
+
+
+def test_a_stored_name_with_a_newline_stays_on_its_row() -> None:
+    """Submit refuses such names now; records written before still list on one line."""
+    from relaunch.cli.table import render_table
+
+    text = render_table(("RUN", "NAME", "NOTE"), [("a", "two\nlines\tx", "n"), ("b", "ok", "m")])
+    lines = text.splitlines()
+    assert len(lines) == 3 and lines[1].split() == ["a", "two\\nlines\\tx", "n"]
+    assert lines[2].rindex(" m") == lines[1].rindex(" n")  # the NOTE column lines up
