@@ -65,7 +65,6 @@ def _row(run: RunSummary, hb: dict[str, Any] | None, now: float) -> dict[str, An
 @workspace_options
 def ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -> None:
     """List runs: state, attempts, progress, heartbeat age, and what to do about problems."""
-    from relaunch.agent.loop import live_agents
     from relaunch.cli.table import render_table
     from relaunch.runs.summary import live_heartbeat
 
@@ -80,6 +79,8 @@ def ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -
         row = _row(run, hb, now)
         if run.state == "QUEUED" and not run.note:
             if run.queue not in served:
+                from relaunch.agent.loop import live_agents  # only for a waiting run
+
                 served[run.queue] = bool(live_agents(ws.store, run.queue))
             if not served[run.queue]:
                 row["note"] = unserved_note(run.queue)
