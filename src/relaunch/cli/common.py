@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from relaunch.errors import RelaunchError
+
 if TYPE_CHECKING:
     from rich.console import Console
 
     from relaunch.api import Workspace
+    from relaunch.store import ObjectStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,6 +69,21 @@ def note_text(note: str | None, run_id: str) -> str:
     """A run's note with its commands naming the run (notes are written once per reason,
     as ``relaunch status RUN``)."""
     return _RUN_PLACEHOLDER.sub(lambda m: m.group(1) + run_id, note or "")
+
+
+def queue_served(store: ObjectStore, queue: str) -> bool:
+    """Whether a live agent serves ``queue``: the rule of ``agent.loop.live_agents``, read
+    here without importing the agent (and every backend with it) so `ps` stays fast."""
+    now = time.time()
+    for meta in store.list("agents/").objects:
+        try:
+            body = json.loads(store.get(meta.key)[0])
+        except (RelaunchError, ValueError):
+            continue
+        live = isinstance(body, dict) and body.get("expires_at", 0) > now
+        if live and queue in body.get("queues", []):
+            return True
+    return False
 
 
 def unserved_note(queue: str) -> str:

@@ -19,6 +19,7 @@ from relaunch.cli.common import (
     open_workspace,
     parse_since,
     plain,
+    queue_served,
     since,
     unserved_note,
     workspace_options,
@@ -79,9 +80,7 @@ def ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -
         row = _row(run, hb, now)
         if run.state == "QUEUED" and not run.note:
             if run.queue not in served:
-                from relaunch.agent.loop import live_agents  # only for a waiting run
-
-                served[run.queue] = bool(live_agents(ws.store, run.queue))
+                served[run.queue] = queue_served(ws.store, run.queue)
             if not served[run.queue]:
                 row["note"] = unserved_note(run.queue)
         rows.append(row)
@@ -246,10 +245,8 @@ def logs(
     while first.attempt < n and not first.state.terminal:
         # Not started yet: say why it waits (no agent?) once, not an empty header.
         if not told:
-            from relaunch.agent.loop import live_agents
-
             waiting = f"{run_id} is {first.state.value}, waiting for attempt {n} to start"
-            if not live_agents(ws.store, first.queue):
+            if not queue_served(ws.store, first.queue):
                 waiting += f" — {unserved_note(first.queue)}"
             click.echo(waiting, err=True)
             told = True

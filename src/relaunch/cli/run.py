@@ -14,6 +14,7 @@ from relaunch.cli.common import (
     note_text,
     open_workspace,
     plain,
+    queue_served,
     unserved_note,
     workspace_options,
 )
@@ -82,15 +83,13 @@ def run(
             err=True,
         )
     if not follow:
-        from relaunch.agent.loop import live_agents
-
         click.echo(rid)
         click.echo(
             f"queued on {ws.store.url}. follow it: relaunch status {rid} · relaunch logs {rid} -f",
             err=True,
         )
         queue = ws.repo.get_run(rid).queue
-        if not live_agents(ws.store, queue):
+        if not queue_served(ws.store, queue):
             click.echo(f"note: {unserved_note(queue)}", err=True)
         return
     from relaunch.api import exit_code_of
