@@ -30,6 +30,7 @@ from typing import Any
 from relaunch.errors import ObjectNotFound, RelaunchError
 from relaunch.runs import keys
 from relaunch.runtime.checkpoints import CheckpointSync, Superseded
+from relaunch.runtime.gce_preemption import watch_preemption
 from relaunch.runtime.progress import read_progress
 from relaunch.runtime.scan import OutputScanner
 from relaunch.runtime.secrets import Redactor, resolve_secrets
@@ -301,7 +302,11 @@ class Runtime:
         self.heartbeat("running")
         pump = threading.Thread(target=self._pump_output, daemon=True)
         pump.start()
+        # On a GCE VM the spot notice comes from the metadata server: it acts as SIGTERM.
+        notice = watch_preemption(lambda: self._on_signal(signal.SIGTERM, None))
         exit_code = self._watch()
+        if notice is not None:
+            notice.stop()
         pump.join(timeout=5)
         return self._finish(exit_code)
 
