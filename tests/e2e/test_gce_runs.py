@@ -4,6 +4,10 @@ and the runtime inside the "container" on the GCS store."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +15,7 @@ import pytest
 
 from relaunch.states import Reason, RunState
 from tests.e2e.gce_env import IMAGE, GceEnv
+from tests.e2e.vertex_env import STORE
 from tests.fakegcp.cos import recorded
 from tests.fakegcp.fake import FakeGCP
 
@@ -229,3 +234,133 @@ def test_stop_writes_stop_then_deletes_the_vm(cloud: GceEnv) -> None:
     deletes = [r for r in cloud.fake.requests("compute") if r[1] == "DELETE"]
     assert deletes and deletes[0][2].endswith(f"/instances/{rid}-1")
     cloud.wait_for(lambda: not cloud.fake.compute.vms, timeout=30)
+
+
+def test_agent_killed_while_the_vm_runs_is_adopted_one_vm(cloud: GceEnv) -> None:
+    rid = cloud.ws.submit(cloud.job(steps=120, step_time=0.05))
+    env = {**os.environ, "RELAUNCH_STORE": STORE}
+    argv = [sys.executable, "-m", "relaunch.cli.main", "agent", "--poll", "0.1", "--lease-ttl", "2"]
+
+    def agent() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    first = agent()
+    try:
+        cloud.wait_for(lambda: cloud.step(rid) >= 10, timeout=90)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        second = agent()
+        try:
+            cloud.wait_for(lambda: cloud.run(rid).state.terminal, timeout=120)
+        finally:
+            second.kill()
+            second.wait(timeout=10)
+    finally:
+        first.kill()
+    run = cloud.run(rid)
+    assert run.state is RunState.SUCCEEDED and run.attempt == 1, run.detail
+    assert cloud.events(rid, "adopted")
+    assert len(cloud.inserts()) == 1  # the new agent never inserted a second VM
+
+
+def test_a_vm_inserted_by_an_agent_that_died_before_recording_it_is_found(
+    cloud: GceEnv,
+) -> None:
+    from relaunch.backends.base import SubmitContext
+    from relaunch.backends.registry import get_backend
+    from relaunch.runs.records import AttemptRecord
+
+    rid = cloud.ws.submit(cloud.job(steps=20))
+    repo = cloud.ws.repo
+
+    def name_attempt(r: object) -> None:
+        r.attempt, r.state = 1, RunState.STARTING  # type: ignore[attr-defined]
+
+    run = repo.update_run(rid, name_attempt)
+    placement = {"zone": "us-central1-a", "region": "us-central1"}
+    attempt = AttemptRecord(run_id=rid, n=1, backend="gce", placement=placement)
+    repo.put_attempt(attempt, if_generation_match=0)
+    ctx = SubmitContext(store=cloud.ws.store, command=run.spec.argv, placement=placement)
+    created = get_backend("gce").submit(run, attempt, ctx)  # ...and the agent dies here
+    with cloud.agent_thread():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal, timeout=90)
+    assert cloud.run(rid).state is RunState.SUCCEEDED
+    assert cloud.vm_name(rid, 1) == created["name"]
+    assert len(cloud.inserts()) == 1
+    assert cloud.events(rid, "attempt-found")
+
+
+def test_an_insert_whose_answer_was_lost_is_never_doubled(
+    cloud: GceEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relaunch.backends.gce import backend
+
+    monkeypatch.setattr(backend, "CREATE_RETRY_DELAYS", (0.05, 0.05, 0.05))
+    cloud.fake.faults.fail("compute", method="POST", path=r"/instances$", times=1, after=True)
+    rid = cloud.ws.submit(cloud.job(steps=10))
+    with cloud.agent_thread():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal, timeout=90)
+    assert cloud.run(rid).state is RunState.SUCCEEDED and cloud.run(rid).attempt == 1
+    assert len(cloud.inserts()) == 1  # found by label before inserting again
+
+
+def test_a_vm_that_outlived_its_attempt_is_deleted_before_the_next(cloud: GceEnv) -> None:
+    """An agent died mid-delete: attempt 1's VM still runs when attempt 2 starts."""
+    rid = cloud.ws.submit(cloud.job(steps=300, step_time=0.05))
+    with cloud.agent_thread():
+        cloud.wait_for(lambda: cloud.step(rid) >= 3, timeout=90)
+        from relaunch.backends.registry import get_backend
+
+        gce = get_backend("gce")
+        # The VM outlives what relaunch records: the backend says it ended.
+        real_poll = gce.poll
+        gone = {f"{rid}-1"}
+
+        def poll(handle: dict[str, str]) -> object:
+            if handle["name"] in gone:
+                from relaunch.backends.base import AttemptStatus
+                from relaunch.states import AttemptState
+
+                return AttemptStatus(AttemptState.ENDED, reason=Reason.TRANSIENT, detail="lost")
+            return real_poll(handle)
+
+        gce.poll = poll  # type: ignore[method-assign]
+        cloud.wait_for(lambda: cloud.vm_name(rid, 2), timeout=60)
+        cloud.wait_for(lambda: f"{rid}-1" not in {n for _, n in cloud.fake.compute.vms}, 30)
+        cloud.ws.stop(rid)
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal, timeout=60)
+    deletes = [r[2] for r in cloud.fake.requests("compute") if r[1] == "DELETE"]
+    assert any(d.endswith(f"/instances/{rid}-1") for d in deletes)
+
+
+def test_a_secret_value_is_in_no_request_metadata_serial_output_or_store_object(
+    cloud: GceEnv, tmp_path: Path
+) -> None:
+    secret = "s3cr3t-value-9f8e7d"
+    cloud.fake.secrets.add("wandb-api-key", secret.encode())
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os\n"
+        f"open({str(tmp_path / 'seen')!r}, 'w').write(os.environ['WANDB_API_KEY'])\n"
+        "print('key has', len(os.environ['WANDB_API_KEY']), 'chars')\n"
+    )
+    rid = cloud.ws.submit(
+        cloud.job(
+            command=["python", str(probe)],
+            env_from_secret={"WANDB_API_KEY": "projects/fake-project/secrets/wandb-api-key"},
+        )
+    )
+    with cloud.agent_thread():
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal, timeout=90)
+    assert cloud.run(rid).state is RunState.SUCCEEDED, cloud.run(rid).detail
+    assert (tmp_path / "seen").read_text() == secret  # it reached the command...
+    # ...and nothing else: no request (insert body and its metadata among them), serial
+    # output (the start-up script's and the container's), store object or log line.
+    assert cloud.fake.router.requests
+    assert not [r for r in cloud.fake.router.requests if secret.encode() in r]
+    for log in (cloud.fake.root / "logs").glob("*.log"):
+        assert secret not in log.read_text()
+    for bucket in cloud.fake.gcs.buckets.values():
+        for obj in bucket.values():
+            assert secret.encode() not in obj.data
+    assert secret not in cloud.ws.logs(rid).decode()
