@@ -299,10 +299,11 @@ class GceBackend(Backend):
 
     def logs(self, handle: Handle) -> Iterator[str]:
         """The VM's serial console (start-up script and container output)."""
-        text = self.serial(handle)
+        text, _ = self.serial(handle)
         yield from text.splitlines()
 
-    def serial(self, handle: Handle, start: int = 0) -> str:
+    def serial(self, handle: Handle, start: int = 0) -> tuple[str, int]:
+        """Serial port 1 from byte ``start``: (text, where the next read starts)."""
         from google.api_core import exceptions as gexc
 
         try:
@@ -315,7 +316,7 @@ class GceBackend(Backend):
                 }
             )
         except gexc.NotFound:
-            return ""
+            return "", start
         except Exception as e:
             raise backend_error(e, f"reading the serial console of {handle['name']}") from None
-        return str(out.contents)
+        return str(out.contents), int(out.next_ or start)
