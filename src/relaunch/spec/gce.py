@@ -51,7 +51,10 @@ class GceOptions(Strict):
     )
     metadata: dict[str, str] = Field(default_factory=dict, description="extra VM metadata")
     gpu_timeout: Duration = Field(
-        600.0, gt=0, description="longest wait for the GPU driver after cos-extensions install"
+        300.0,
+        gt=0,
+        description="longest wait for the GPU driver after cos-extensions install (keep it "
+        "under startup_timeout, which also covers the image pull)",
     )
     tags: list[str] = Field(default_factory=list, description="network tags")
 

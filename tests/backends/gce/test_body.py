@@ -75,7 +75,7 @@ def test_a_spot_gpu_vm_on_cos(tmp_path: Path) -> None:
     assert disk["sourceImage"] == "projects/cos-cloud/global/images/family/cos-stable"
     md = metadata(b)
     assert md["startup-script"] == STARTUP_SCRIPT
-    assert md["relaunch-gpus"] == "2" and md["relaunch-gpu-timeout"] == "600"
+    assert md["relaunch-gpus"] == "2" and md["relaunch-gpu-timeout"] == "300"
     assert words(md["relaunch-argv"]) == ["relaunch-runtime", "--", "python", "train.py"]
     env = dict(w.split("=", 1) for w in words(md["relaunch-env"]))
     assert env["RELAUNCH_RUN_ID"] == "r-1" and env["RELAUNCH_ATTEMPT"] == "2"
