@@ -178,3 +178,30 @@ def test_ps_watch_prints_again_until_ctrl_c(proj: Project) -> None:
         watch.send_signal(signal.SIGINT)
         code = watch.wait(timeout=30)
     assert code == 0 and "Traceback" not in out.read_text()
+
+
+def test_cleanup_cancels_a_vertex_job_no_run_owns(proj: Project) -> None:
+    from google.cloud import aiplatform_v1 as ai
+
+    from relaunch.gcp.clients import vertex_job_client
+
+    client = vertex_job_client("us-central1")
+    pool = ai.WorkerPoolSpec(
+        machine_spec=ai.MachineSpec(machine_type="n1-standard-4"),
+        replica_count=1,
+        container_spec=ai.ContainerSpec(
+            image_uri=IMAGE, command=["python", "-c", "import time; time.sleep(120)"]
+        ),
+    )
+    job = client.create_custom_job(
+        parent="projects/fake-project/locations/us-central1",
+        custom_job=ai.CustomJob(
+            display_name="ghost",
+            labels={"relaunch-run-id": "ghost", "relaunch-attempt": "1"},
+            job_spec=ai.CustomJobSpec(worker_pool_specs=[pool]),
+        ),
+    )
+    cleaned = proj("cleanup", "--yes", "--json")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert json.loads(cleaned.stdout)["cancelled"] == [job.name]
+    wait_until(lambda: proj.fake.vertex.jobs[job.name].state == "JOB_STATE_CANCELLED", timeout=30)

@@ -79,10 +79,13 @@ token() {
     | sed -n 's/.*"access_token"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p'
 }
 now() { date +%s.%N; }
+AUTH="$(mktemp)"  # the token goes to curl in a file, never on a command line
+chmod 600 "${AUTH}"
 put() {  # put KEY JSON: one object under runs/RUN_ID/ in the store
   local tok
   tok="$(token)" || tok=""
-  curl -sSf --retry 3 -X POST -H "Authorization: Bearer ${tok}" \
+  printf 'Authorization: Bearer %s\n' "${tok}" > "${AUTH}"
+  curl -sSf --retry 3 -X POST -H "@${AUTH}" \
     -H 'Content-Type: application/json' --data-binary "$2" "${UPLOAD}$1" >/dev/null \
     || log "could not write $1 to the store"
 }
