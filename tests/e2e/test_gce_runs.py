@@ -278,9 +278,12 @@ def test_a_vm_inserted_by_an_agent_that_died_before_recording_it_is_found(
 
     run = repo.update_run(rid, name_attempt)
     placement = {"zone": "us-central1-a", "region": "us-central1"}
-    attempt = AttemptRecord(run_id=rid, n=1, backend="gce", placement=placement)
+    # The intent (a fencing token) is recorded before the backend is asked, as always.
+    attempt = AttemptRecord(run_id=rid, n=1, backend="gce", placement=placement, token="f00d")
     repo.put_attempt(attempt, if_generation_match=0)
-    ctx = SubmitContext(store=cloud.ws.store, command=run.spec.argv, placement=placement)
+    ctx = SubmitContext(
+        store=cloud.ws.store, command=run.spec.argv, placement=placement, token="f00d"
+    )
     created = get_backend("gce").submit(run, attempt, ctx)  # ...and the agent dies here
     with cloud.agent_thread():
         cloud.wait_for(lambda: cloud.run(rid).state.terminal, timeout=90)
