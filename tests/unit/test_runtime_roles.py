@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from relaunch.runtime.wrapper import is_leader
+from relaunch.runtime.config import is_leader
 
 
 def cluster(kind: str, index: int) -> dict[str, str]:

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from relaunch.agent.damaged import set_aside
 from relaunch.agent.reconcile import Reconciler, Watch
 from relaunch.agent.start import LeaseLost
 from relaunch.backends import registry
-from relaunch.backends.registry import get_backend
 from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed, RelaunchError
 from relaunch.runs import keys, leases, queue
 from relaunch.runs.leases import Lease
-from relaunch.runs.records import AttemptRecord, RunRecord
+from relaunch.runs.records import RunRecord
 from relaunch.runs.repo import RunRepo
 from relaunch.states import RunState
 from relaunch.store.base import ObjectStore
@@ -220,14 +220,10 @@ class Agent:
         self._sick[run_id] = (time.monotonic() + delay, error)
 
     def _set_aside(self, run_id: str, e: DamagedRecord) -> None:
-        """A record of the run cannot be read: the run is set aside as DAMAGED (once,
-        with an event), what still runs of it is ended, and this agent lets it go."""
+        """A record of the run cannot be read: the run is set aside (damaged.py), and
+        this agent lets it go."""
         try:
-            if self.repo.mark_damaged(run_id, e.why if e.key.endswith("run.json") else str(e),
-                                      self.id):  # fmt: skip
-                self.log(f"{run_id}: set aside: {e}")
-                self._end_live_attempts(run_id)
-                self._fail_readable_record(run_id, e)
+            set_aside(self.repo, run_id, e, self.id, self.log)
         except RelaunchError as again:
             self.log(f"{run_id}: could not set it aside yet: {again}")
             return
@@ -235,48 +231,6 @@ class Agent:
         if owned is not None:
             leases.release(self.store, owned.lease)
         self._terminal.add(run_id)
-
-    def _fail_readable_record(self, run_id: str, e: DamagedRecord) -> None:
-        """When the run record itself is readable (another of its objects is damaged),
-        it ends FAILED, so nothing waits on it for ever."""
-        if e.key == keys.run_key(run_id):
-            return
-
-        def fail(r: RunRecord) -> bool:
-            if r.state.terminal:
-                return False
-            r.state, r.ended_at, r.detail = RunState.FAILED, time.time(), f"set aside: {e}"
-            return True
-
-        try:
-            self.repo.update_run(run_id, fail)
-        except RelaunchError:
-            pass
-
-    def _end_live_attempts(self, run_id: str) -> None:
-        """Cancel the attempts of a damaged run that may still run: nobody can manage
-        them any more, and a trainer nobody watches must not run on."""
-        for meta in self.store.list(keys.run_prefix(run_id) + "attempts/").objects:
-            if meta.key.endswith(".result.json"):
-                continue
-            try:
-                found = self.repo._get(meta.key, AttemptRecord)
-            except DamagedRecord:
-                continue
-            if found is None:
-                continue
-            attempt = found[0]
-            if attempt.handle is None or attempt.state.terminal:
-                continue
-            try:
-                backend = get_backend(attempt.backend)
-                backend.cancel(attempt.handle, 0)
-            except RelaunchError as e:
-                self.log(f"{run_id}: could not cancel attempt {attempt.n}: {e}")
-                continue
-            self.repo.add_event(
-                run_id, "cancel", f"attempt {attempt.n}: the run is damaged; cancelled"
-            )
 
     def _wanted(self, run_id: str) -> bool:
         return self.opts.only_runs is None or run_id in self.opts.only_runs

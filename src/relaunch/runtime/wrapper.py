@@ -15,31 +15,26 @@ away. Restore and its fallbacks are in ``restore.py``.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
-from typing import Any
 
-from relaunch.errors import ObjectNotFound, RelaunchError, StoreError
-from relaunch.runs import keys
+from relaunch.errors import RelaunchError, StoreError
 from relaunch.runtime.checkpoints import CheckpointSync, Restored, Unrestorable
 from relaunch.runtime.commits import CommitPolicy
-from relaunch.runtime.fence import Fenced, Slot, claim_ttl
+from relaunch.runtime.config import RuntimeConfig, is_leader
+from relaunch.runtime.fence import Slot, claim_ttl
 from relaunch.runtime.gce_preemption import watch_preemption
 from relaunch.runtime.progress import read_progress
 from relaunch.runtime.restore import Restorer
 from relaunch.runtime.scan import OutputScanner
 from relaunch.runtime.secrets import Redactor, resolve_secrets
 from relaunch.runtime.signals import CommandGroup
+from relaunch.runtime.storeside import StoreSide
 from relaunch.store import open_store
 from relaunch.store.base import ObjectStore
 
@@ -50,61 +45,7 @@ TICK = 0.1
 TERMINATED_EXIT = 128 + signal.SIGTERM
 
 
-def is_leader(env: dict[str, str] | os._Environ[str]) -> bool:
-    """Whether this replica writes heartbeats, checkpoints and the result. In a
-    multi-replica Vertex job (``CLUSTER_SPEC``) only replica 0 of worker pool 0 does;
-    the others restore the checkpoint and run the command."""
-    try:
-        task = json.loads(env.get("CLUSTER_SPEC") or "{}").get("task") or {}
-    except ValueError:
-        return True
-    return task.get("type", "workerpool0") == "workerpool0" and int(task.get("index", 0)) == 0
-
-
-@dataclass
-class RuntimeConfig:
-    run_id: str
-    attempt: int
-    store_url: str
-    checkpoint_dir: Path
-    scratch: Path
-    heartbeat_interval: float = 10.0
-    sync_interval: float = 30.0
-    keep: int = 2
-    grace_period: float = 25.0
-    checkpoints: bool = True
-    fatal_patterns: list[str] = field(default_factory=list)
-    secrets: dict[str, str] = field(default_factory=dict)  # NAME → reference, never values
-    token: str | None = None  # RELAUNCH_FENCE: the submission this runtime belongs to
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> RuntimeConfig:
-        missing = [
-            v for v in ("RELAUNCH_RUN_ID", "RELAUNCH_ATTEMPT", "RELAUNCH_STORE") if not env.get(v)
-        ]
-        if missing:
-            raise RelaunchError(
-                f"relaunch-runtime: {', '.join(missing)} not set",
-                hint="the runtime runs inside a job started by relaunch",
-            )
-        keys.valid_run_id(env["RELAUNCH_RUN_ID"])
-        settings: dict[str, Any] = json.loads(env.get("RELAUNCH_RUNTIME") or "{}")
-        scratch = Path(env.get("RELAUNCH_SCRATCH") or tempfile.mkdtemp(prefix="relaunch-"))
-        # The job's own checkpoint folder (checkpoints.dir) wins over the default one.
-        fixed = settings.pop("dir", None)
-        ckpt = Path(fixed or env.get("RELAUNCH_CHECKPOINT_DIR") or scratch / "checkpoints")
-        return cls(
-            run_id=env["RELAUNCH_RUN_ID"],
-            attempt=int(env["RELAUNCH_ATTEMPT"]),
-            store_url=env["RELAUNCH_STORE"],
-            checkpoint_dir=ckpt,
-            scratch=scratch,
-            token=env.get("RELAUNCH_FENCE") or None,
-            **settings,
-        )
-
-
-class Runtime:
+class Runtime(StoreSide):
     def __init__(
         self, config: RuntimeConfig, command: list[str], store: ObjectStore | None = None
     ) -> None:
@@ -147,153 +88,11 @@ class Runtime:
         self.paused = False  # the command is stopped until the slot is confirmed again
         self._store_trouble = ""  # the last store error said (each is said once)
 
-    # -- the store side -----------------------------------------------------------
-
-    def _is_current_attempt(self) -> bool:
-        """Fencing: run only if the records name this attempt and submission, and no stop
-        exists (the store unreachable: ask again for a while)."""
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if self.store.stat(keys.stop_key(self.cfg.run_id)) is not None:
-                    return False
-                return self.slot.current(starting=True)
-            except StoreError as e:
-                self._store_down(e)
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(2.0)
-
-    def _store_down(self, e: StoreError) -> None:
-        if str(e) != self._store_trouble:
-            self._store_trouble = str(e)
-            self._say(f"the store failed ({e}); retrying")
-
-    def _heartbeat_body(self, phase: str) -> bytes:
-        progress = read_progress(str(self.progress_file))
-        body = {
-            "time": time.time(),
-            "attempt": self.cfg.attempt,
-            "phase": phase,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "step": progress.get("step"),
-            "total": progress.get("total"),
-            "resumed_from": self.resumed_from,
-            "instance": self.instance,
-            "token": self.cfg.token,
-            # seconds the command has neither printed nor reported progress (runtime clock)
-            "idle": round(time.monotonic() - self.last_activity, 1),
-        }
-        return json.dumps({k: v for k, v in body.items() if v is not None}).encode()
-
-    def heartbeat(self, phase: str = "running") -> None:
-        """Write the heartbeat through the slot; a slot taken by another runtime fences
-        this one (its command is ended), a store error is said once and tried again."""
-        if not self.leader or self.fenced:
-            return
-        with self._hb_lock:
-            try:
-                self.slot.write(self._heartbeat_body(phase))
-            except Fenced as e:
-                self._fence(str(e))
-            except StoreError as e:
-                self._store_down(e)
-            else:
-                self._store_trouble = ""
-
-    def check_fence(self) -> None:
-        """Whether this runtime's submission is still the attempt's (read each heartbeat)."""
-        if not self.leader or self.fenced:
-            return
-        try:
-            current = self.slot.current()
-        except StoreError as e:
-            self._store_down(e)
-            return
-        if not current:
-            self._fence("another submission of this attempt replaced this one")
-
-    def _fence(self, why: str) -> None:
-        """Superseded: end the command at once and write nothing more as this attempt."""
-        self.fenced = True
-        self._say(f"{why}: ending the command; this runtime writes nothing more")
-        self._signal_command(signal.SIGKILL)
-        self.slot.release(self._heartbeat_body("fenced"))
-
-    def _guard(self) -> None:
-        """Pause the command while the slot is unconfirmed for half its TTL (store
-        outage, or this machine was frozen); go on once it is confirmed again."""
-        if not self.leader or self.fenced:
-            return
-        if self.slot.unconfirmed_for() > self.slot.ttl / 2:
-            if not self.paused:
-                self._signal_command(signal.SIGSTOP)
-                self.paused = True
-                self._say("the heartbeat could not be confirmed: command paused until it is")
-            self.check_fence()
-            self.heartbeat("running")
-        if self.paused and not self.fenced and self.slot.unconfirmed_for() < self.slot.ttl / 2:
-            self._signal_command(signal.SIGCONT)
-            self.paused = False
-            self._say("heartbeat confirmed: command resumed")
-
-    def _signal_command(self, sig: signal.Signals) -> None:
-        """Send ``sig`` to the command and everything it started (its process group)."""
-        if self.child is not None:
-            self.group.send(sig)  # signals.py: never stops or kills the runtime itself
-
-    def ship_log(self) -> None:
-        """Upload the output log when it grew since the last upload."""
-        try:
-            size = self.log_file.stat().st_size
-        except FileNotFoundError:
-            return
-        if self.leader and not self.fenced and size != self._shipped_size:
-            try:
-                self.store.upload_file(
-                    keys.log_key(self.cfg.run_id, self.cfg.attempt), self.log_file
-                )
-            except StoreError as e:
-                self._store_down(e)
-                return
-            self._shipped_size = size
+    # -- the command side (the store side is in storeside.py) -------------------
 
     @property
     def commits_on(self) -> bool:
         return self.cfg.checkpoints and self.leader and not self.fenced
-
-    def _earlier_failure(self) -> int | None:
-        """The platform restarted this container after the command itself failed
-        (Vertex restarts a worker that exits non-zero): running it again would fail
-        again at a GPU's price. Exit at once with the same status, so the platform gives
-        up and the agent decides, by the job's retry policy."""
-        try:
-            data, _ = self.store.get(keys.result_key(self.cfg.run_id, self.cfg.attempt))
-        except ObjectNotFound:
-            return None
-        earlier = json.loads(data)
-        if earlier.get("reason") != "user-error":
-            return None  # e.g. preempted: this restart is the recovery
-        self._say(
-            "the command already failed in this attempt "
-            f"({earlier.get('detail') or 'user-error'}); not running it again"
-        )
-        self.ship_log()
-        code = earlier.get("exit_code")
-        return int(code) if isinstance(code, int) and code > 0 else 1
-
-    def _keep_earlier_output(self) -> None:
-        """A container restarted in place (same attempt) continues the attempt's log
-        instead of replacing it."""
-        if not self.leader or self.log_file.exists():
-            return
-        try:
-            data, _ = self.store.get(keys.log_key(self.cfg.run_id, self.cfg.attempt))
-        except ObjectNotFound:
-            return
-        self.log_file.write_bytes(data)
-        self._shipped_size = len(data)
 
     def _say(self, message: str) -> None:
         line = f"[relaunch] {message}\n"
@@ -494,24 +293,6 @@ class Runtime:
             self._put_result(result)
             self.heartbeat("not-started")
         return 2
-
-    def _put_result(self, result: dict[str, Any], patience: float = 300.0) -> None:
-        """Write the attempt's result, waiting out a store outage for a while (the agent
-        concludes an attempt without a result as lost, and retries it)."""
-        if self.fenced:
-            return
-        data = json.dumps(result).encode()
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                self.store.put(keys.result_key(self.cfg.run_id, self.cfg.attempt), data)
-                return
-            except StoreError as e:
-                self._store_down(e)
-                if time.monotonic() > deadline:
-                    self._say("the result could not be written; the agent will retry the attempt")
-                    return
-                time.sleep(2.0)
 
     def _finish(self, exit_code: int) -> int:
         if self.fenced:
