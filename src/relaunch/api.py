@@ -258,7 +258,8 @@ class Workspace:
 
     def stop(self, run_id: str, *, wait: float = 60.0) -> RunState:
         """Write ``.stop``; a queued run ends at once, a running one when its attempt has
-        been cancelled (by its agent, or by an agent started here if it has none)."""
+        been cancelled (by its agent, or by an agent started here if it has none). An
+        ended run gets the marker too, so a resume racing this stop cannot outlive it."""
         run = self.repo.get_run(keys.valid_run_id(run_id))
         self.repo.request_stop(run_id, by="relaunch stop")
         if run.state.terminal:

@@ -13,13 +13,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from relaunch.errors import NotFoundError, UserInputError
-from relaunch.runs import keys, queue
+from relaunch.runs import keys, leases, queue
 from relaunch.states import Reason, RunState
 from tests.e2e.conftest import TRAINER, Env
 from tests.e2e.test_guarantee import assert_one_trainer_at_a_time, is_stopped, ledger
@@ -262,3 +263,32 @@ def test_a_resume_that_dies_before_its_queue_item_is_adopted(env: Env) -> None:
     assert run.state is RunState.SUCCEEDED and run.attempt == 2, env.diagnose()
     assert start_of(env, rid, 2)["step"] == 15
     assert env.ws.store.stat(keys.stop_key(rid)) is None
+
+
+def test_a_run_whose_agent_died_before_saying_it_ended(env: Env) -> None:
+    """The agent wrote the end and died before its run-ended event: while its lease lives
+    the resume waits for it; once the lease expired the resume writes the event itself,
+    so the history of the first life is whole."""
+    held = env.ws.submit(env.job("held", steps=10))
+    agent = env.start_agent("--lease-ttl", "120", faults="exit@before-run-ended")
+    agent.wait(timeout=120)
+    assert not env.ws.repo.get_run(held).ended_event
+    with pytest.raises(UserInputError, match="still being concluded by agent"):
+        env.ws.resume(held, from_scratch=True)
+    rid = env.ws.submit(env.job("t", steps=10))
+    agent = env.start_agent(faults="exit@before-run-ended")  # a lease of 2 s
+    agent.wait(timeout=120)
+    env.wait_for(lambda: not env.ws.repo.get_run(rid).ended_event and not _leased(env, rid))
+    resumed = env.ws.resume(rid, env.job("t", steps=15))
+    assert resumed.checkpoint is not None and resumed.checkpoint.step == 10
+    happened = kinds(env, rid)
+    assert happened.count("run-ended") == 1 and happened[-1] == "resumed"
+    with env.agent_thread():
+        run = env.ws.wait(rid, timeout=120)
+    assert run.state is RunState.SUCCEEDED and run.step == 15 and run.attempt == 2
+    assert kinds(env, rid).count("run-ended") == 2
+
+
+def _leased(env: Env, rid: str) -> bool:
+    lease = leases.read_lease(env.ws.store, rid)
+    return lease is not None and lease.expires_at > time.time()
