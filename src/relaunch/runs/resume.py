@@ -48,6 +48,8 @@ from relaunch.runs.repo import RunRepo
 from relaunch.states import RunState
 from relaunch.store.base import ObjectStore
 
+#: How long a resume waits for a live agent to write the run-ended event of the run.
+SAY_ENDED_WAIT = 5.0
 #: How long a --from-scratch resume holds its new life while it discards the checkpoint.
 HOLD = 120.0
 
@@ -205,6 +207,10 @@ def resume(
     run, gen = ended_run(repo, run_id)
     check(repo, run, new, from_scratch=from_scratch)
     ckpt = committed_checkpoint(store, run_id)
+    deadline = time.monotonic() + SAY_ENDED_WAIT
+    while not run.ended_event and time.monotonic() < deadline and _live_lease(store, run_id):
+        time.sleep(0.1)  # its agent writes the run-ended event right after the end
+        run, gen = ended_run(repo, run_id)
     if not run.ended_event:
         lease = _live_lease(store, run_id)
         if lease is not None:
