@@ -119,6 +119,10 @@ class Workspace:
             if job is None:  # --set alone: the run's own job file, with its earlier values
                 job, values = resume.job_file_of(run), {**run.template_values, **(values or {})}
             new = self._validated(job, values, run_id=run_id)
+        else:  # the recorded spec: still one its backend accepts here?
+            from relaunch.backends.registry import get_backend
+
+            get_backend(run.backend).check(run, self.store)
         resume.check(self.repo, run, new, from_scratch=from_scratch)  # before any build
         if new is not None:
             self._resolve_image(new, on_image)

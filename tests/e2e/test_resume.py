@@ -170,6 +170,9 @@ def test_resume_is_refused_while_the_run_lives_or_without_a_checkpoint(env: Env)
     other_dir = relaunch(env, "resume", rid2, str(moved))
     assert other_dir.returncode == 2 and "checkpoints.dir" in other_dir.stderr
     assert len(other_dir.stderr.strip().splitlines()) == 1
+    moved.unlink()
+    gone = relaunch(env, "resume", rid2, "--set", "steps=20")
+    assert gone.returncode == 2 and f"{moved} is gone" in gone.stderr
     assert store_snapshot(env) == before  # nothing written by a refusal
     with pytest.raises(UserInputError, match="no committed checkpoint"):
         env.ws.resume(early)
