@@ -5,6 +5,7 @@ ws = api.Workspace.open()                      # relaunch.toml + its store
 run_id = ws.submit("examples/quickstart/job.yaml")
 ws.wait(run_id)                                # runs an agent in-process if none is live
 print(ws.status(run_id).run.state)
+ws.resume(run_id, "examples/quickstart/job.yaml")  # once it ended: on from its checkpoint
 """
 
 from __future__ import annotations

@@ -295,3 +295,25 @@ def test_a_run_whose_agent_died_before_saying_it_ended(env: Env) -> None:
 def _leased(env: Env, rid: str) -> bool:
     lease = leases.read_lease(env.ws.store, rid)
     return lease is not None and lease.expires_at > time.time()
+
+
+def test_resumes_and_stops_raced_freely_never_run_two_trainers(env: Env) -> None:
+    """Rounds of a `relaunch resume` and a `relaunch stop` started together (whichever
+    lands first): every round ends with the run ended once the stop is through — a stop
+    that came before the resume read the run may let the resume go on, which the next
+    round's stop ends — and the ledger never shows two trainers at once."""
+    path = env.root / "ledger"
+    rid = stopped_run(env, path)
+    for _ in range(4):
+        resume, stop = cli(env, "resume", rid), cli(env, "stop", rid)
+        assert stop.wait(timeout=180) == 0
+        assert resume.wait(timeout=180) in (0, 1, 2)
+        if not env.ws.repo.get_run(rid).state.terminal:
+            assert env.ws.stop(rid, wait=120) is RunState.STOPPED
+        env.wait_for(lambda: env.ws.repo.get_run(rid).ended_event)
+    run = env.ws.repo.get_run(rid)
+    assert run.state is RunState.STOPPED
+    assert_one_trainer_at_a_time(ledger(path)[rid])
+    attempts = env.ws.repo.attempts(rid, run.attempt)
+    assert [a.n for a in attempts] == list(range(1, run.attempt + 1))
+    assert all(a.state.value == "ENDED" for a in attempts)

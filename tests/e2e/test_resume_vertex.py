@@ -37,3 +37,20 @@ def test_a_failed_vertex_run_resumed_with_a_fix_runs_a_new_custom_job(cloud: Ver
     }
     assert starts[2]["step"] == 10 and starts[2]["resumed"] == "1"
     assert starts[1]["wandb"] == starts[2]["wandb"] == rid
+
+
+def test_a_stopped_vertex_run_resumes_on_the_bucket_store(cloud: VertexEnv) -> None:
+    """`.stop` on the bucket is cleared by generation; the run goes on where its SIGTERM
+    checkpoint left it."""
+    rid = cloud.ws.submit(cloud.job(steps=60, step_time=0.05))
+    with cloud.agent_thread():
+        cloud.wait_for(lambda: cloud.step(rid) >= 10)
+        assert cloud.ws.stop(rid, wait=60) is RunState.STOPPED
+        stopped_at = cloud.run(rid).step or 0
+        resumed = cloud.ws.resume(rid)
+        assert resumed.checkpoint is not None and resumed.checkpoint.step == stopped_at
+        cloud.wait_for(lambda: cloud.run(rid).state.terminal, timeout=90)
+    run = cloud.run(rid)
+    assert run.state is RunState.SUCCEEDED and run.attempt == 2, run.detail
+    assert cloud.attempts(rid)[1].first_step == stopped_at >= 10
+    assert len(cloud.creates()) == 2
