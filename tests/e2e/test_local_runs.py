@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -244,11 +245,18 @@ def test_a_damaged_run_record_hides_no_other_run(env: Env) -> None:
         rid.encode(), b"../../tmp/victim"))  # fmt: skip
     store.put("runs/garbled/run.json", b"{not json")
     store.put("runs/NOT_AN_ID/run.json", b"{}")
-    assert [s.run_id for s in env.ws.summaries()] == [rid]
+    # Listed, as DAMAGED with why; never read as runs.
+    listed = {s.run_id: (s.state, s.note) for s in env.ws.summaries()}
+    assert listed.keys() == {rid, "evil", "garbled"}
+    assert listed["evil"][0] == listed["garbled"][0] == "DAMAGED"
+    assert "names another run" in str(listed["evil"][1])
+    assert "not valid JSON" in str(listed["garbled"][1]) or "damaged" in str(listed["garbled"][1])
     assert [r.run_id for r in env.ws.repo.runs()] == [rid]
-    with env.agent_thread():  # the agent passes over them and runs the good one
+    with env.agent_thread():  # the agent sets them aside and runs the good one
         env.wait_for(lambda: env.ws.repo.get_run(rid).state.terminal)
     assert env.ws.repo.get_run(rid).state is RunState.SUCCEEDED
+    assert env.ws.repo.damaged("garbled") and env.ws.repo.damaged("evil")
+    assert not Path("/tmp/victim").exists()
 
 
 def test_an_agent_with_exit_when_idle_runs_what_is_queued_then_exits(env: Env) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from relaunch.spec.loader import load_project
 from relaunch.spec.project import ProjectConfig
 
+from .engine import Engine, LocalRegistry, running_engine, running_registry, skip_reason
 from .fakes import FakeGoogle
 
 
@@ -107,8 +109,14 @@ FAKE_DOCKER = """\
 #!{python}
 import json, hashlib, os, sys
 record = os.environ["FAKE_DOCKER_RECORD"]
-if sys.argv[1:2] == ["info"]:
+if sys.argv[1:2] == ["version"]:  # the engine probe: client, and server unless "no engine"
+    doc = {{"Client": {{"Version": os.environ.get("FAKE_DOCKER_CLIENT", "27.1.0")}}}}
+    if os.environ.get("FAKE_DOCKER_INFO_RC", "0") == "0":
+        doc["Server"] = {{"Version": "27.1.0"}}
+    print(json.dumps(doc))
     sys.exit(int(os.environ.get("FAKE_DOCKER_INFO_RC", "0")))
+if sys.argv[1:3] == ["buildx", "version"]:
+    sys.exit(int(os.environ.get("FAKE_DOCKER_BUILDX_RC", "0")))
 data = sys.stdin.buffer.read() if sys.argv[-1] == "-" else b""
 argv = sys.argv[1:]
 secret_vars = [a.split(",env=")[1] for a in argv if a.startswith("id=") and ",env=" in a]
@@ -123,9 +131,27 @@ sys.exit(int(os.environ.get("FAKE_DOCKER_RC", "0")))
 """
 
 
+def docker_builds(record: Path) -> list[list[str]]:
+    """The argv of each build the fake docker ran."""
+    if not record.exists():
+        return []
+    argvs = [json.loads(x)["argv"] for x in record.read_text().splitlines()]
+    return [a for a in argvs if a[0] != "push"]
+
+
+def docker_pushes(record: Path) -> list[str]:
+    """The image of each ``docker push`` the fake docker ran."""
+    if not record.exists():
+        return []
+    argvs = [json.loads(x)["argv"] for x in record.read_text().splitlines()]
+    return [a[1] for a in argvs if a[0] == "push"]
+
+
 @pytest.fixture
 def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A `docker` on PATH that records each call's argv (one JSON line per call)."""
+    """A `docker` on PATH that records each build or push call's argv (one JSON line per
+    call). It stands in for the buildx plugin, which this machine does not have; the
+    real engine's tests are in test_engine_*.py."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     exe = bindir / "docker"
@@ -136,3 +162,34 @@ def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAKE_DOCKER_RECORD", str(record))
     monkeypatch.delenv("RELAUNCH_DOCKER", raising=False)
     return record
+
+
+# -- a real Docker engine and registry (tests/images/engine.py) ------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A real dockerd for the whole session (skips only without root or dockerd)."""
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with running_engine(tmp_path_factory.mktemp("dockerd")) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def local_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """A real registry on 127.0.0.1 (plain http, no auth) for the whole session."""
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with running_registry(tmp_path_factory.mktemp("registry")) as registry:
+        yield registry
+
+
+@pytest.fixture
+def engine(docker_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """The real engine, as relaunch's docker builder will reach it in this test."""
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.host)
+    monkeypatch.setenv("RELAUNCH_DOCKER", docker_engine.cli)
+    return docker_engine

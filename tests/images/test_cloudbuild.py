@@ -19,7 +19,7 @@ from relaunch.images.builders.docker import DockerBuilder
 from relaunch.images.plan import State
 from relaunch.spec.project import ProjectConfig
 
-from .conftest import config_at
+from .conftest import config_at, docker_builds, docker_pushes
 from .fakes import FakeGoogle
 
 
@@ -160,10 +160,11 @@ def test_auto_falls_back_to_local_buildx_on_permission(
 
     built = build_images(config, ["arr-vertex-launcher"], builder="auto", make=auto)
     assert built[0].result is not None and built[0].result.builder == "docker"
-    (call,) = [json.loads(x) for x in fake_docker.read_text().splitlines()]
-    assert "--push" in call["argv"], "the fallback pushes, as Cloud Build would have"
+    assert len(docker_builds(fake_docker)) == 1
+    pushed = docker_pushes(fake_docker)
+    assert pushed == [built[0].item.uri], "the fallback pushes, as Cloud Build would have"
     log = built[0].result.log.read_text()
-    assert "falling back to local docker buildx" in log
+    assert "falling back to the local docker engine" in log
 
 
 def test_auto_does_not_retry_a_broken_dockerfile_elsewhere(
@@ -199,8 +200,7 @@ def test_auto_falls_back_to_local_buildx_on_transient_and_quota_errors(
     auto = AutoBuilder(config, cloudbuild=cloud, docker=DockerBuilder())
     built = build_images(config, ["arr-vertex-launcher"], make=lambda c, k: auto)
     assert built[0].result is not None and built[0].result.builder == "docker"
-    (call,) = [json.loads(x) for x in fake_docker.read_text().splitlines()]
-    assert "--push" in call["argv"]
+    assert docker_pushes(fake_docker) == [built[0].item.uri]
 
 
 def test_a_transient_poll_error_is_retried(project: Path, fake_google: FakeGoogle) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from relaunch.errors import UserInputError
-from relaunch.images.context import expected_digests, write_context
+from relaunch.images.context import write_context
 from relaunch.images.fingerprint import fingerprints
 from relaunch.images.stack import load_stack
 
@@ -21,9 +21,7 @@ from .conftest import commit_all, config_at, git, make_seeds_project
 def tarball(root: Path, name: str, dest: Path) -> bytes:
     stack = load_stack(config_at(root))
     fp = fingerprints(stack, [name])[name]
-    image = stack.images[name]
-    expected = expected_digests(stack, image, fp)
-    return write_context(stack, image, dest, expected=expected).path.read_bytes()
+    return write_context(stack, stack.images[name], fp, dest).path.read_bytes()
 
 
 def members(data: bytes) -> dict[str, tarfile.TarInfo]:
@@ -51,18 +49,18 @@ def test_tarball_is_byte_identical_across_two_checkouts(seeds: Path, tmp_path: P
         assert a[4:8] == b"\0\0\0\0", "gzip header carries no time"
 
 
-def test_tarball_holds_dockers_file_set_with_normalised_metadata(
+def test_tarball_holds_the_hashed_files_with_normalised_metadata(
     seeds: Path, tmp_path: Path
 ) -> None:
     m = members(tarball(seeds, "arr-trainer", tmp_path / "t.tar.gz"))
     files = sorted(n for n, i in m.items() if i.isfile())
+    # the manifest's inputs that the dockerignore lets through, and the Dockerfile: not
+    # ARR_COC/README.md, which the dockerignore lets through but the tag does not cover
     assert files == [
-        "ARR_COC/README.md",
         "ARR_COC/Training/train.py",
         "ARR_COC/__init__.py",
         "ARR_COC/model.py",
-        "Stack/arr-trainer/Dockerfile",  # forced: Docker needs it
-        "Stack/arr-trainer/Dockerfile.dockerignore",
+        "Stack/arr-trainer/Dockerfile",
         "Stack/arr-trainer/pyproject.toml",
     ]
     assert list(m) == sorted(m), "entries are sorted"
@@ -87,7 +85,7 @@ def test_a_file_edited_after_the_plan_fails_the_build(seeds: Path, tmp_path: Pat
     (seeds / "Stack/arr-vertex-launcher/entrypoint-wrapper.sh").write_text("#!/bin/sh\nexit 9\n")
     image = stack.images["arr-vertex-launcher"]
     with pytest.raises(UserInputError, match=r"entrypoint-wrapper\.sh changed while"):
-        write_context(stack, image, tmp_path / "x.tar.gz", expected=fp.files)
+        write_context(stack, image, fp, tmp_path / "x.tar.gz")
     assert not (tmp_path / "x.tar.gz").exists()
 
 
@@ -121,3 +119,16 @@ def test_content_change_changes_the_tarball(seeds: Path, tmp_path: Path) -> None
     shutil.rmtree(seeds / ".relaunch")
     commit_all(seeds)
     assert tarball(seeds, "arr-trainer", tmp_path / "c.tar.gz") == b
+
+
+def test_the_dockerfile_is_sent_even_when_ignored_and_executable(
+    seeds: Path, tmp_path: Path
+) -> None:
+    folder = seeds / "Stack/arr-vertex-launcher"
+    (folder / "Dockerfile.dockerignore").write_text(
+        "*\n!Stack/arr-vertex-launcher\nStack/arr-vertex-launcher/Dockerfile*\n"
+    )
+    (folder / "Dockerfile").chmod(0o755)
+    m = members(tarball(seeds, "arr-vertex-launcher", tmp_path / "l.tar.gz"))
+    assert m["Stack/arr-vertex-launcher/Dockerfile"].mode == 0o755
+    assert "Stack/arr-vertex-launcher/Dockerfile.dockerignore" not in m

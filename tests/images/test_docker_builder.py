@@ -13,7 +13,7 @@ from relaunch.errors import BackendError
 from relaunch.images.build import build_images, plan_images
 from relaunch.images.plan import State
 
-from .conftest import config_at
+from .conftest import config_at, docker_builds, docker_pushes
 
 
 def calls(record: Path) -> list[dict[str, object]]:
@@ -35,7 +35,7 @@ def test_builds_parent_before_child_with_the_parent_uri(seeds: Path, fake_docker
         progress=lambda ev, it, text: events.append((ev, it.name)),
     )
     assert [b.item.name for b in built] == ["arr-pytorch-base", "arr-ml-stack", "arr-trainer"]
-    argvs = [c["argv"] for c in calls(fake_docker)]
+    argvs = docker_builds(fake_docker)
     assert len(argvs) == 3
     ml = plan.item("arr-ml-stack")
     base = plan.item("arr-pytorch-base")
@@ -56,9 +56,11 @@ def test_builds_parent_before_child_with_the_parent_uri(seeds: Path, fake_docker
         f"dev.relaunch.tag={ml.tag}",
         "--build-arg",
         f"BASE_IMAGE={base.uri}",
-        "--push",
+        "--load",
         "-",
     ]
+    # pushed by `docker push` after each build, parents first
+    assert docker_pushes(fake_docker) == [base.uri, ml.uri, plan.item("arr-trainer").uri]
     assert ("start", "arr-pytorch-base") in events and events[-1] == ("done", "arr-trainer")
     assert ("line", "arr-trainer") in events
 
@@ -101,7 +103,8 @@ def test_failing_build_is_a_clear_error_and_stops_the_children(
     with pytest.raises(BackendError) as e:
         build_images(config_at(seeds), ["arr-trainer"], builder="docker", offline=True)
     assert e.value.reason == "user-error"
-    assert "docker build of arr-pytorch-base:" in str(e.value) and "see the log" in str(e.value)
+    assert "build of arr-pytorch-base:" in str(e.value) and "full log:" in str(e.value)
+    assert "gcloud auth" not in str(e.value)
     assert len(calls(fake_docker)) == 1
     assert plan_images(config_at(seeds), offline=True).item("arr-pytorch-base").needs_build
 
@@ -171,3 +174,25 @@ def test_require_clean_counts_everything_the_tag_is_made_of(
             config_at(seeds), ["arr-trainer"], builder="docker", require_clean=True, offline=True
         )
     assert calls(fake_docker) == []
+
+
+def test_a_cli_from_23_on_without_buildx_says_what_to_install(
+    seeds: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_CLIENT", "28.2.2")
+    monkeypatch.setenv("FAKE_DOCKER_BUILDX_RC", "1")
+    with pytest.raises(BackendError, match=r"docker CLI 28\.2\.2 .* has no buildx plugin") as e:
+        build_images(config_at(seeds), ["arr-vertex-launcher"], builder="docker", offline=True)
+    assert "docker-buildx" in str(e.value)
+    assert calls(fake_docker) == []
+
+
+def test_a_cli_before_23_without_buildx_builds_with_the_engines_buildkit(
+    seeds: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_CLIENT", "20.10.24+dfsg1")
+    monkeypatch.setenv("FAKE_DOCKER_BUILDX_RC", "1")
+    built = build_images(config_at(seeds), ["arr-vertex-launcher"], builder="docker", offline=True)
+    (argv,) = docker_builds(fake_docker)
+    assert argv[:2] == ["build", "--file"] and "--load" not in argv
+    assert built[0].result is not None and built[0].result.detail["docker"] == "engine"

@@ -92,3 +92,22 @@ def test_a_refused_repository_does_not_block_another_of_the_same_host(
         client.exists(f"{HOST}/proj/closed/trainer:1")
     assert client.exists(f"{HOST}/proj/open/base:1")
     assert calls["n"] == 2
+
+
+def test_a_loopback_registry_is_asked_over_plain_http(registry: FakeRegistry) -> None:
+    """As Docker does: 127.0.0.0/8 is an insecure registry by default, no endpoint set."""
+    host = registry.url.removeprefix("http://")
+    assert host.startswith("127.0.0.1:")
+    registry.present.add("proj/repo/base:1")
+    client = Registry(token=lambda: GOOGLE_TOKEN, backoff=0)
+    assert client.exists(f"{host}/proj/repo/base:1")
+    assert not client.exists(f"{host}/proj/repo/base:2")
+
+
+def test_a_remote_registry_is_never_asked_over_plain_http() -> None:
+    from relaunch.images.registry import is_loopback
+
+    assert is_loopback("127.0.0.1:5000") and is_loopback("localhost:5000")
+    assert is_loopback("[::1]:5000") and is_loopback("127.3.2.1")
+    assert not is_loopback("10.0.0.1:5000") and not is_loopback("localhost.example.com")
+    assert not is_loopback("us-central1-docker.pkg.dev")

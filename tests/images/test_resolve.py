@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from relaunch.errors import NotFoundError, SpecError
 from relaunch.images import resolve_image
 from relaunch.images.build import plan_images
 
-from .conftest import config_at
+from .conftest import config_at, docker_builds, docker_pushes
 from .fakes import FakeGoogle
 
 
@@ -55,14 +54,14 @@ def test_missing_tag_is_built_and_pushed_parents_first(
 ) -> None:
     config = config_at(project)
     uri = resolve_image(config, "arr-trainer", build_missing=True)
-    calls = [json.loads(x)["argv"] for x in fake_docker.read_text().splitlines()]
+    calls = docker_builds(fake_docker)
     tags = [a[a.index("--tag") + 1] for a in calls]
     assert [t.rsplit("/", 1)[1].split(":")[0] for t in tags] == [
         "arr-pytorch-base",
         "arr-ml-stack",
         "arr-trainer",
     ]
-    assert tags[-1] == uri and all("--push" in a for a in calls)
+    assert tags[-1] == uri and docker_pushes(fake_docker) == tags
     # an edit means a new tag: the old URI is never returned again
     (project / "ARR_COC/model.py").write_text("class Model: v2 = 1\n")
     assert resolve_image(config, "arr-trainer", build_missing=True) != uri

@@ -152,3 +152,67 @@ def test_bad_image_name_and_unknown_field_are_spec_errors(tmp_path: Path) -> Non
     write(tmp_path, "relaunch.toml", '[images.t]\ndockerfile = "D"\nparnet = "x"\n')
     with pytest.raises(SpecError, match=r"unknown field 'images\.t\.parnet'"):
         load_project(tmp_path / "relaunch.toml")
+
+
+NO_DEFAULT = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN true\n"
+
+
+def test_a_parent_without_default_is_found_in_the_manifest(seeds: Path) -> None:
+    """The seeds' trainer: `ARG BASE_IMAGE` with no default, and its .image-manifest
+    lists the parent's Dockerfile."""
+    write(seeds, "Stack/arr-trainer/Dockerfile", NO_DEFAULT)
+    write(
+        seeds,
+        "Stack/arr-trainer/.image-manifest",
+        "Stack/arr-trainer/Dockerfile\nStack/arr-ml-stack/Dockerfile\nARR_COC/**/*.py\n",
+    )
+    stack = load_stack(config_at(seeds))
+    trainer = stack.images["arr-trainer"]
+    assert trainer.parent == "arr-ml-stack" and trainer.parent_arg == "BASE_IMAGE"
+    before = fingerprints(stack)["arr-trainer"].tag
+    write(seeds, "Stack/arr-pytorch-base/Dockerfile", "FROM scratch\nRUN echo changed\n")
+    assert fingerprints(load_stack(config_at(seeds)))["arr-trainer"].tag != before
+
+
+def test_a_parent_without_default_and_not_in_the_manifest_is_refused(seeds: Path) -> None:
+    write(seeds, "Stack/arr-trainer/Dockerfile", NO_DEFAULT)
+    with pytest.raises(SpecError) as e:
+        load_stack(config_at(seeds))
+    message = str(e.value)
+    assert message.startswith(
+        "Stack/arr-trainer/Dockerfile:2: FROM ${BASE_IMAGE} has no default for BASE_IMAGE"
+    )
+    assert "write `ARG BASE_IMAGE=<parent image>`" in message
+    assert "Stack/arr-trainer/.image-manifest" in message
+    write(seeds, "Stack/arr-ml-stack/Dockerfile", NO_DEFAULT)  # and without any manifest
+    write(seeds, "Stack/arr-trainer/Dockerfile", "FROM arr-ml-stack\n")
+    with pytest.raises(SpecError, match=r"arr-ml-stack/Dockerfile:2: .* no default"):
+        load_stack(config_at(seeds))
+
+
+def test_a_manifest_naming_two_stack_dockerfiles_cannot_choose(seeds: Path) -> None:
+    write(seeds, "Stack/arr-trainer/Dockerfile", NO_DEFAULT)
+    write(
+        seeds,
+        "Stack/arr-trainer/.image-manifest",
+        "Stack/arr-ml-stack/Dockerfile\nStack/arr-pytorch-base/Dockerfile\n",
+    )
+    with pytest.raises(SpecError, match="lists the Dockerfiles of arr-ml-stack, arr-pytorch-base"):
+        load_stack(config_at(seeds))
+
+
+def test_a_declared_image_without_parent_for_a_bare_from_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "Dockerfile", NO_DEFAULT)
+    write(tmp_path, "relaunch.toml", '[images.app]\ndockerfile = "Dockerfile"\n')
+    with pytest.raises(SpecError) as e:
+        load_stack(config_at(tmp_path))
+    assert str(e.value).startswith(
+        "Dockerfile:2: FROM ${BASE_IMAGE} has no default for BASE_IMAGE, and relaunch.toml "
+        "[images.app] sets neither parent nor args.BASE_IMAGE"
+    )
+    write(
+        tmp_path,
+        "relaunch.toml",
+        '[images.app]\ndockerfile = "Dockerfile"\nargs = {BASE_IMAGE = "debian:12"}\n',
+    )
+    assert load_stack(config_at(tmp_path)).images["app"].parent is None

@@ -80,7 +80,9 @@ class Agent:
             keys.valid_queue(q)
         self.poll = self.opts.poll if self.opts.poll is not None else default_poll(store)
         self.id = agent_id or new_agent_id()
-        self.repo = RunRepo(store)
+        # Records of the runs this agent owns are re-read from the store at least this
+        # often (and after any write of theirs that failed): see RunRepo.
+        self.repo = RunRepo(store, cache_ttl=30.0)
         self.reconciler = Reconciler(self.repo, self.id)
         self.owned: dict[str, Owned] = {}
         self._terminal: dict[str, float] = {}  # runs known to be over → when to look again
@@ -293,6 +295,7 @@ class Agent:
         lease = leases.acquire(self.store, run_id, self.id, self.opts.lease_ttl)
         if lease is None:
             return False
+        self.repo.forget(run_id)  # whatever was cached before another agent owned it
         self.owned[run_id] = Owned(lease)
         return True
 

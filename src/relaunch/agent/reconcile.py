@@ -59,7 +59,7 @@ class Reconciler:
         return False
 
     def _step(self, run_id: str, watch: Watch, confirm: Confirm) -> bool:
-        run = self.repo.get_run(run_id)
+        run = self.repo.get_run(run_id, cached=True)
         if run.state.terminal:
             if not run.ended_event:  # the agent that ended it died before saying so
                 self._say_ended(run)
@@ -70,7 +70,7 @@ class Reconciler:
             if stop:
                 return self._finish(run, RunState.STOPPED, Reason.STOPPED, "stopped before start")
             run = self._name_attempt(run, 1)
-        found = self.repo.find_attempt(run_id, run.attempt)
+        found = self.repo.find_attempt(run_id, run.attempt, cached=True)
         if found is None:
             attempt = AttemptRecord(
                 run_id=run_id,
@@ -177,6 +177,12 @@ class Reconciler:
             )
             self._set_running(run)
         if status.state is AttemptState.ENDED:
+            # The live step is read from the heartbeat; the attempt record keeps the last
+            # one only (rewriting it on every heartbeat cost a write per run per tick).
+            if heartbeat is not None and heartbeat.step is not None:
+                attempt.last_step = heartbeat.step
+            if heartbeat is not None and heartbeat.total is not None:
+                attempt.total = heartbeat.total
             self._conclude(run, attempt, status)
             watch.last_status = None
             return
@@ -197,10 +203,6 @@ class Reconciler:
                 watch.next_poll = 0.0  # the command is over: ask the backend now
             if heartbeat.phase != "starting":  # a restarted runtime says more when it runs
                 self._note_restart(run, attempt, heartbeat)
-        if heartbeat.step is not None:
-            attempt.last_step = heartbeat.step
-        if heartbeat.total is not None:
-            attempt.total = heartbeat.total
         return heartbeat
 
     def _note_restart(self, run: RunRecord, attempt: AttemptRecord, heartbeat: Heartbeat) -> None:

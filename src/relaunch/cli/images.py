@@ -141,6 +141,8 @@ def build(
             why = f" ({it.state.value})" if event == "skip" else f" — log: {plain(text)}"
             console.print(f"{label} {verb}{why}")
 
+    from relaunch.images.builders.outcome import BuildFailed
+
     try:
         build_images(
             config,
@@ -153,6 +155,14 @@ def build(
             plan=plan_,
             progress=progress,
         )
+    except BuildFailed as e:
+        if "s" in status:
+            status.pop("s").stop()
+        if e.tail:
+            click.echo("the failing step's last lines:", err=True)
+            for line in e.tail:
+                click.echo(f"  {line}", err=True)
+        raise
     finally:
         if "s" in status:
             status.pop("s").stop()

@@ -59,7 +59,8 @@ def make_builder(config: ProjectConfig, name: str) -> Builder:
 def builder_pushes(config: ProjectConfig, kind: str) -> bool:
     """Whether builder ``kind`` always pushes: Cloud Build does (its result lives only in
     the registry), and so does ``auto`` when Cloud Build is configured (its fallback to
-    local buildx pushes too). Without a repository such a push would go to Docker Hub."""
+    the local docker engine pushes too). Without a repository such a push would go to
+    Docker Hub."""
     from relaunch.images.builders.cloudbuild import cloudbuild_configured
 
     return kind == "cloudbuild" or (kind == "auto" and cloudbuild_configured(config))
@@ -175,6 +176,7 @@ def build_images(
                 progress("skip", it, "dry run")
             continue
         log_path = plan.stack.state_dir / "logs" / f"{it.name}-{it.tag}.log"
+        log_path.unlink(missing_ok=True)  # a build's log is that build's only
         req = BuildRequest(
             stack=plan.stack,
             item=it,

@@ -2,11 +2,9 @@
 owners root with no names, modes reduced to 0644/0755 (0777 for links), gzip header
 without time or name. Its bytes depend only on the files' paths, kinds and contents.
 
-The Dockerfile and its dockerignore are always included (Docker needs them even when the
-dockerignore lists them). Every file the tag was computed from (the context's files, or
-the ``inputs`` that lie inside the context) and the Dockerfile are checked against the
-digests the tag used while they are streamed, so an edit made between plan and build
-fails the build instead of shipping an image that does not match its tag.
+What is sent is what the tag was computed from, and nothing else (see
+:func:`sent_files`): an image with ``inputs`` (a ``.image-manifest``) receives those
+inputs, less what its dockerignore excludes, never the rest of the project root.
 """
 
 from __future__ import annotations
@@ -17,14 +15,12 @@ import io
 import os
 import stat as st
 import tarfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from relaunch.errors import UserInputError
 from relaunch.images.dockerignore import Matcher
-from relaunch.images.files import FileEntry, context_files
 from relaunch.images.fingerprint import Fingerprint
 from relaunch.images.stack import Image, Stack
 
@@ -63,70 +59,84 @@ def _info(name: str, kind: bytes, size: int = 0, mode: int = 0o644) -> tarfile.T
     return ti
 
 
-def _add_file(tar: tarfile.TarFile, e: FileEntry, expected: str | None) -> None:
-    if st.S_ISLNK(e.mode):
-        ti = _info(e.rel, tarfile.SYMTYPE, mode=0o777)
-        ti.linkname = os.readlink(e.path)
+def _changed(path: str) -> UserInputError:
+    return UserInputError(
+        f"{path} changed while the image was being built",
+        hint="run the build again (the tag must describe what is inside the image)",
+    )
+
+
+def _add_file(tar: tarfile.TarFile, rel: str, path: str, expected: str) -> None:
+    """Add one file, checking it against the "<kind>:<digest>" the tag was made of."""
+    kind, _, digest = expected.partition(":")
+    try:
+        s = os.lstat(path)
+    except FileNotFoundError:
+        raise _changed(path) from None
+    if st.S_ISLNK(s.st_mode):
+        target = os.readlink(path)
+        linked = hashlib.sha256(b"symlink\0" + os.fsencode(target)).hexdigest()
+        if kind != "l" or linked != digest:
+            raise _changed(path)
+        ti = _info(rel, tarfile.SYMTYPE, mode=0o777)
+        ti.linkname = target
         tar.addfile(ti)
         return
-    ti = _info(e.rel, tarfile.REGTYPE, size=e.size, mode=0o755 if e.mode & 0o111 else 0o644)
-    with open(e.path, "rb") as f:
+    if not st.S_ISREG(s.st_mode) or kind != ("x" if s.st_mode & 0o111 else "f"):
+        raise _changed(path)
+    ti = _info(rel, tarfile.REGTYPE, size=s.st_size, mode=0o755 if kind == "x" else 0o644)
+    with open(path, "rb") as f:
         reader = _HashingReader(f)
-        tar.addfile(ti, io.BufferedReader(reader, 1 << 20))
-        actual = reader.h.hexdigest()
-    if expected is not None and expected.partition(":")[2] != actual:
-        raise UserInputError(
-            f"{e.path} changed while the image was being built",
-            hint="run the build again (the tag must describe what is inside the image)",
-        )
-
-
-def _forced(image: Image, listed: set[str]) -> list[FileEntry]:
-    out = []
-    for p in (image.dockerfile, image.dockerignore):
-        if p is None:
-            continue
         try:
-            rel = p.relative_to(image.context).as_posix()
-        except ValueError:
-            continue
-        if rel not in listed:
-            s = p.lstat()
-            out.append(FileEntry(rel, s.st_size, s.st_mtime_ns, s.st_ino, s.st_mode, str(p)))
-    return out
+            tar.addfile(ti, io.BufferedReader(reader, 1 << 20))
+        except OSError:  # shorter than its size: it is being written
+            raise _changed(path) from None
+        actual = reader.h.hexdigest()
+    if actual != digest:
+        raise _changed(path)
 
 
-def expected_digests(stack: Stack, image: Image, fp: Fingerprint) -> dict[str, str]:
-    """Context path → the "<kind>:<digest>" tag ``fp`` was computed from, for every file of
-    the tag that lies in the context, and the Dockerfile."""
-    if image.inputs is None:
-        out = dict(fp.files)  # already relative to the context
-    else:  # relative to the project root
-        out = {}
-        for rel, kd in fp.files.items():
+def sent_files(stack: Stack, image: Image, fp: Fingerprint) -> dict[str, str]:
+    """Context path → "<kind>:<digest>" of every file the build receives: the files the
+    tag was computed from that lie in the context and that its dockerignore lets through
+    (an input outside them only makes the tag move), and the Dockerfile. Nothing else is
+    sent, so no file the tag does not cover can reach the image."""
+    ignore = Matcher.from_file(image.dockerignore) if image.inputs is not None else None
+    out: dict[str, str] = {}
+    for rel, kd in fp.files.items():
+        if image.inputs is not None:  # relative to the project root
             try:
-                out[(stack.root / rel).relative_to(image.context).as_posix()] = kd
+                rel = (stack.root / rel).relative_to(image.context).as_posix()
             except ValueError:
-                continue  # an input outside the context is not sent
-    out[image.dockerfile_in_context()] = "f:" + fp.dockerfile
+                continue
+            if ignore is not None and ignore.excluded(rel):
+                continue
+        out[rel] = kd
+    dockerfile = image.dockerfile_in_context()
+    if dockerfile not in out:  # its digest is in the tag on its own; its mode is not
+        executable = image.dockerfile.stat().st_mode & 0o111
+        out[dockerfile] = ("x:" if executable else "f:") + fp.dockerfile
     return out
 
 
-def write_context(
-    stack: Stack, image: Image, dest: Path, *, expected: Mapping[str, str] | None = None
-) -> ContextTarball:
-    """Write ``image``'s context to ``dest`` (a .tar.gz). ``expected`` maps context paths
-    to the "<kind>:<digest>" the tag was computed from."""
+def _parents(rels: list[str]) -> list[str]:
+    dirs: set[str] = set()
+    for rel in rels:
+        parts = rel.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]))
+    return sorted(dirs)
+
+
+def write_context(stack: Stack, image: Image, fp: Fingerprint, dest: Path) -> ContextTarball:
+    """Write ``image``'s context for the tag ``fp`` to ``dest`` (a .tar.gz): exactly
+    :func:`sent_files`, each checked while it is streamed against the digest the tag used,
+    so an edit made between plan and build fails the build instead of shipping an image
+    that does not match its tag."""
     image.dockerfile_in_context()  # a Dockerfile outside the context is a SpecError
-    fs = context_files(
-        image.context,
-        Matcher.from_file(image.dockerignore),
-        state_dir=stack.state_dir,
-        include_git=image.include_git,
-    )
-    files = fs.files + _forced(image, {e.rel for e in fs.files})
-    entries: list[tuple[str, FileEntry | None]] = [(d, None) for d in fs.dirs]
-    entries += [(e.rel, e) for e in files]
+    files = sent_files(stack, image, fp)
+    entries: list[tuple[str, str | None]] = [(d, None) for d in _parents(list(files))]
+    entries += list(files.items())
     entries.sort(key=lambda t: t[0])
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".partial")
@@ -136,11 +146,11 @@ def write_context(
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
             tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
         ):
-            for rel, e in entries:
-                if e is None:
+            for rel, kd in entries:
+                if kd is None:
                     tar.addfile(_info(rel, tarfile.DIRTYPE, mode=0o755))
                 else:
-                    _add_file(tar, e, expected.get(rel) if expected is not None else None)
+                    _add_file(tar, rel, str(image.context / rel), kd)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ The same matcher reads the ``inputs`` globs of an image.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -206,16 +207,27 @@ class Pattern:
 
 
 def compile_pattern(raw: str, source: str) -> Pattern:
+    compiled = _compiled(raw)
+    if isinstance(compiled, Pattern):
+        return compiled
+    message, hint = compiled
+    raise SpecError(f"{source}: {message}", hint=hint)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(raw: str) -> Pattern | tuple[str, str]:
+    """The pattern, or (error message, hint). Cached: every plan compiles the same
+    dockerignore and manifest lines again."""
     exception = raw.startswith("!")
     text = raw[1:] if exception else raw
     if not text:
-        raise SpecError(f"{source}: '!' alone is not a pattern", hint="name what to re-include")
+        return "'!' alone is not a pattern", "name what to re-include"
     text = go_clean(text)
     try:
         _check_syntax(text)
         kind, regex = _compile(text)
     except (ValueError, re.error) as e:
-        raise SpecError(f"{source}: bad pattern {raw!r}: {e}", hint="fix the pattern") from None
+        return f"bad pattern {raw!r}: {e}", "fix the pattern"
     cut = min((text.index(c) for c in _META if c in text), default=len(text))
     return Pattern(text, exception, kind, regex, text[:cut])
 

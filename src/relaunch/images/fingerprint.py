@@ -37,7 +37,7 @@ class Fingerprint:
             out.append("Dockerfile")
         for k in sorted(set(self.args) | set(old.args)):
             if self.args.get(k) != old.args.get(k):
-                out.append(f"arg {k}")
+                out.append(k.strip("()") if k.startswith("(") else f"arg {k}")
         for path in sorted(set(self.files) | set(old.files)):
             new, was = self.files.get(path), old.files.get(path)
             if new != was:
@@ -130,9 +130,14 @@ def fingerprints(
         image = stack.images[n]
         dockerfile = image.dockerfile.read_bytes()
         parent_tag = out[image.parent].tag if image.parent else None
+        args = dict(image.args)
+        if image.inputs is not None and image.dockerignore is not None:
+            # it decides which inputs are sent, so it is part of what the tag covers
+            ignore = hashlib.sha256(image.dockerignore.read_bytes()).hexdigest()
+            args["(dockerignore)"] = ignore
         tag = compute_tag(
             dockerfile=dockerfile,
-            args=image.args,
+            args=args,
             platform=image.platform,
             parent_tag=parent_tag,
             file_records=hashed[n].records,
@@ -143,7 +148,7 @@ def fingerprints(
             tag=tag,
             uri=image.uri(tag),
             dockerfile=hashlib.sha256(dockerfile).hexdigest(),
-            args={**image.args, "(platform)": image.platform},
+            args={**args, "(platform)": image.platform},
             parent_tag=parent_tag,
             files=hashed[n],
         )

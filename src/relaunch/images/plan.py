@@ -119,6 +119,26 @@ def _state(
     return State.NOT_IN_REGISTRY, [], None
 
 
+def _ask(registry: Registry, uris: list[str]) -> list[bool | str]:
+    """Whether each URI is in the registry, or why that cannot be told. The first is
+    asked alone (a registry that refuses or does not answer is then known, and not
+    asked again per image), the rest in parallel (each answer is a round trip)."""
+
+    def one(uri: str) -> bool | str:
+        try:
+            return registry.exists(uri)
+        except (BackendError, UserInputError) as e:
+            return str(e)
+
+    if len(uris) <= 2:
+        return [one(u) for u in uris]
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = one(uris[0])
+    with ThreadPoolExecutor(max_workers=min(8, len(uris) - 1)) as pool:
+        return [first, *pool.map(one, uris[1:])]
+
+
 def make_plan(
     stack: Stack,
     names: list[str] | None = None,
@@ -129,17 +149,18 @@ def make_plan(
     """The plan for ``names`` and their ancestors (default: all). ``registry=None``
     plans offline: an image is up to date when its tag is the last one built here."""
     fps = fingerprints(stack, names, use_cache=use_cache)
+    asked = [n for n in fps if stack.images[n].repository] if registry is not None else []
+    answers = _ask(registry, [fps[n].uri for n in asked]) if registry is not None else []
+    answer = dict(zip(asked, answers, strict=True))
     items: list[PlanItem] = []
     by_name: dict[str, PlanItem] = {}
     for name, fp in fps.items():
         image = stack.images[name]
         in_registry: bool | None = None
         error: str | None = None
-        if registry is not None and image.repository:
-            try:
-                in_registry = registry.exists(fp.uri)
-            except (BackendError, UserInputError) as e:
-                error = str(e)
+        if name in answer:
+            got = answer[name]
+            in_registry, error = (got, None) if isinstance(got, bool) else (None, got)
         record = load_record(stack, name)
         pushed_here = record is not None and record.pushed and record.fingerprint.tag == fp.tag
         state, changes, note = _state(image, fp, in_registry, record, by_name)

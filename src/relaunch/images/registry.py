@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -38,6 +39,22 @@ def split_uri(uri: str) -> tuple[str, str, str]:
         )
     host, _, path = ref.partition("/")
     return host, path, tag
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, ``127.x.x.x`` or ``[::1]``, with or without a port."""
+    import ipaddress
+
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def google_access_token() -> str:
@@ -84,6 +101,8 @@ class Registry:
         self._bearer: dict[tuple[str, str], str] = {}  # (host, repository) → registry token
         # why a host (folder "") or one repository folder of it cannot be asked
         self._broken: dict[tuple[str, str], BackendError] = {}
+        self._scheme: dict[str, str] = {}  # loopback host → the scheme it answered on
+        self._lock = threading.Lock()
 
     def exists(self, uri: str) -> bool:
         host, path, tag = split_uri(uri)
@@ -100,13 +119,41 @@ class Registry:
                 self._broken[(host, folder)] = e
             raise
 
+    def _base(self, host: str) -> str:
+        """Where ``host`` answers: the endpoint, else https, else (a loopback registry
+        that answered plain http, see :meth:`_loopback_scheme`) http."""
+        if self.endpoint:
+            return self.endpoint
+        return f"{self._scheme.get(host, 'https')}://{host}"
+
+    def _loopback_scheme(
+        self, host: str, url_path: str, key: tuple[str, str]
+    ) -> tuple[int, dict[str, str]] | None:
+        """A loopback registry may speak plain http, as Docker allows (it treats
+        127.0.0.0/8 as an insecure registry): the first question goes over http (no TLS
+        set-up to pay for), and its answer is returned; a 400 or no answer there means
+        https (None: ask again over https)."""
+        with self._lock:
+            if host in self._scheme:
+                return None
+            try:
+                status, headers = self._head(f"http://{host}{url_path}", key)
+            except BackendError:
+                status, headers = 400, {}
+            self._scheme[host] = "https" if status == 400 else "http"
+            return None if status == 400 else (status, headers)
+
     def _exists(self, host: str, path: str, tag: str) -> bool:
-        base = self.endpoint or f"https://{host}"
-        url = f"{base}/v2/{path}/manifests/{urllib.parse.quote(tag)}"
+        url_path = f"/v2/{path}/manifests/{urllib.parse.quote(tag)}"
         key = (host, path)
+        first = None
+        if self.endpoint is None and host not in self._scheme and is_loopback(host):
+            first = self._loopback_scheme(host, url_path, key)
+        url = self._base(host) + url_path
         answered = False
         for attempt in range(self.retries + 1):
-            status, headers = self._head(url, key)
+            status, headers = first or self._head(url, key)
+            first = None
             if status == 401 and not answered:  # no token yet, or an expired one
                 answered = True
                 self._bearer[key] = self._answer_challenge(headers.get("WWW-Authenticate", ""))

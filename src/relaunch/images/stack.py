@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relaunch.errors import SpecError
-from relaunch.images.dockerfile import from_lines, repository_basename, uses_arg
+from relaunch.images.dockerfile import FromLine, from_lines, repository_basename, uses_arg
 from relaunch.spec.images import ImageSpec, check_image_name
 from relaunch.spec.project import ProjectConfig
 
@@ -180,16 +180,25 @@ def discover(root: Path, folder: Path, default_repo: str | None) -> dict[str, Im
             include_git=False,
             source=_rel(root, dockerfile),
         )
-    return _wire_parents(root, found)
+    return found
 
 
-def _wire_parents(root: Path, images: dict[str, Image]) -> dict[str, Image]:
+def _wire_parents(root: Path, images: dict[str, Image], names: set[str]) -> dict[str, Image]:
+    """``images`` with the parents of ``names`` (discovered images) read from their
+    Dockerfiles."""
     from dataclasses import replace
 
     wired: dict[str, Image] = {}
     for name, image in images.items():
+        if name not in names:
+            wired[name] = image
+            continue
         text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
         for line in from_lines(text):
+            if not line.resolved and len(line.variables) == 1:  # `ARG X` without default
+                parent = _manifest_parent(root, name, image, line, images)
+                image = replace(image, parent=parent, parent_arg=line.variables[0])
+                break
             parent = repository_basename(line.resolved)
             if parent not in images or parent == name:
                 continue
@@ -207,6 +216,57 @@ def _wire_parents(root: Path, images: dict[str, Image]) -> dict[str, Image]:
             break
         wired[name] = image
     return wired
+
+
+def _manifest_parent(
+    root: Path, name: str, image: Image, line: FromLine, images: dict[str, Image]
+) -> str:
+    """The parent of an image whose ``FROM ${X}`` has no default: the one stack image
+    whose Dockerfile its ``.image-manifest`` lists (the seeds' trainer lists
+    ``Stack/arr-ml-stack/Dockerfile``). None found, or several, is a SpecError: left
+    unwired, the parent's edits would leave this image's tag unchanged."""
+    var = line.variables[0]
+    listed = set(image.inputs or ())
+    found = sorted(
+        other
+        for other, im in images.items()
+        if other != name and _rel(root, im.dockerfile) in listed
+    )
+    where = f"{_rel(root, image.dockerfile)}:{line.line}: FROM {line.raw}"
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise SpecError(
+            f"{where} has no default for {var}, so relaunch cannot tell which stack image "
+            "it builds on (its tag would not follow the parent's)",
+            hint=f"write `ARG {var}=<parent image>` before the FROM, or list the parent's "
+            f"Dockerfile (e.g. {_rel(root, image.dockerfile.parent.parent)}/<parent>/"
+            f"Dockerfile) in {image.inputs_source}",
+        )
+    raise SpecError(
+        f"{where} has no default for {var}, and {image.inputs_source} lists the "
+        f"Dockerfiles of {', '.join(found)}: relaunch cannot tell which is the parent",
+        hint=f"write `ARG {var}=<parent image>` before the FROM",
+    )
+
+
+def _check_declared_base(root: Path, image: Image) -> None:
+    """A declared image whose first ``FROM ${X}`` has no default needs ``parent`` (or
+    ``args.X``): else docker gets an empty base, or the parent's edits are missed."""
+    if image.parent is not None:
+        return
+    text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
+    froms = from_lines(text)
+    if not froms or froms[0].resolved or len(froms[0].variables) != 1:
+        return
+    var = froms[0].variables[0]
+    if var in image.args:
+        return
+    raise SpecError(
+        f"{_rel(root, image.dockerfile)}:{froms[0].line}: FROM {froms[0].raw} has no default "
+        f"for {var}, and {image.source} sets neither parent nor args.{var}",
+        hint=f'set parent = "<stack image>" in {image.source} (its URI is passed as {var})',
+    )
 
 
 def manifest_warnings(stack: Stack) -> list[str]:
@@ -269,8 +329,12 @@ def load_stack(config: ProjectConfig, *, discover_dir: str | Path | None = None)
         if not path.is_dir():
             raise SpecError(f"stack folder not found: {path}", hint="check [image_stack] discover")
         images.update(discover(root, path, default_repo))
+    found = set(images) - set(config.images)
     for name, spec in config.images.items():
         images[name] = _declared(root, name, spec, default_repo)
+    images = _wire_parents(root, images, found)
+    for name in config.images:
+        _check_declared_base(root, images[name])
     for image in images.values():
         if image.parent is not None and image.parent_arg is not None:
             text = image.dockerfile.read_text(encoding="utf-8", errors="replace")

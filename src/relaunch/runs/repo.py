@@ -20,19 +20,35 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class RunRepo:
-    """Typed access to ``runs/…`` in one store."""
+    """Typed access to ``runs/…`` in one store.
 
-    def __init__(self, store: ObjectStore) -> None:
+    With ``cache_ttl`` (an agent's repo), the run and attempt records of runs the caller
+    owns can be read from what this repo itself last read or wrote (``cached=True``):
+    while an agent holds a run's lease nobody else writes them, and every write is a
+    compare-and-swap that fails — and drops the entry — if somebody did. It saves a
+    storage read per record per tick. ``forget`` drops a run's entries (on taking a
+    lease: what was cached before another agent owned it is stale)."""
+
+    def __init__(self, store: ObjectStore, *, cache_ttl: float = 0.0) -> None:
         self.store = store
+        self.cache_ttl = cache_ttl
+        self._cache: dict[str, tuple[bytes, int, float]] = {}
 
     # -- generic ------------------------------------------------------------------
 
-    def _get(self, key: str, model: type[M]) -> tuple[M, int] | None:
+    def _get(self, key: str, model: type[M], cached: bool = False) -> tuple[M, int] | None:
         """The object at ``key`` as ``model``; DamagedRecord when it cannot be read as one."""
-        try:
-            data, gen = self.store.get(key)
-        except ObjectNotFound:
-            return None
+        hit = self._cache.get(key) if cached else None
+        if hit is not None and time.monotonic() - hit[2] < self.cache_ttl:
+            data, gen = hit[0], hit[1]
+        else:
+            try:
+                data, gen = self.store.get(key)
+            except ObjectNotFound:
+                self._cache.pop(key, None)
+                return None
+            if self.cache_ttl and cached:
+                self._cache[key] = (data, gen, time.monotonic())
         try:
             return model.model_validate_json(data), gen
         except ValidationError as e:
@@ -40,7 +56,19 @@ class RunRepo:
 
     def _put(self, key: str, value: BaseModel, if_generation_match: int | None = None) -> int:
         data = value.model_dump_json(exclude_none=True).encode()
-        return self.store.put(key, data, if_generation_match=if_generation_match)
+        try:
+            gen = self.store.put(key, data, if_generation_match=if_generation_match)
+        except Exception:
+            self._cache.pop(key, None)  # unknown now: read it again
+            raise
+        if key in self._cache:
+            self._cache[key] = (data, gen, time.monotonic())
+        return gen
+
+    def forget(self, run_id: str) -> None:
+        prefix = keys.run_prefix(run_id)
+        for key in [k for k in self._cache if k.startswith(prefix)]:
+            del self._cache[key]
 
     # -- run records --------------------------------------------------------------
 
@@ -51,14 +79,14 @@ class RunRepo:
         """Replace the run record by compare-and-swap over ``if_generation_match``."""
         return self._put(keys.run_key(record.run_id), record, if_generation_match)
 
-    def find_run(self, run_id: str) -> tuple[RunRecord, int] | None:
-        found = self._get(keys.run_key(run_id), RunRecord)
+    def find_run(self, run_id: str, *, cached: bool = False) -> tuple[RunRecord, int] | None:
+        found = self._get(keys.run_key(run_id), RunRecord, cached)
         if found is not None and found[0].run_id != run_id:
             raise DamagedRecord(keys.run_key(run_id), f"it names another run, {found[0].run_id!r}")
         return found
 
-    def get_run(self, run_id: str) -> RunRecord:
-        found = self.find_run(run_id)
+    def get_run(self, run_id: str, *, cached: bool = False) -> RunRecord:
+        found = self.find_run(run_id, cached=cached)
         if found is None:
             raise NotFoundError(
                 f"no run {run_id!r} in {self.store.url}", hint="`relaunch ps --all` lists the runs"
@@ -126,8 +154,10 @@ class RunRepo:
 
     # -- attempts -----------------------------------------------------------------
 
-    def find_attempt(self, run_id: str, n: int) -> tuple[AttemptRecord, int] | None:
-        return self._get(keys.attempt_key(run_id, n), AttemptRecord)
+    def find_attempt(
+        self, run_id: str, n: int, *, cached: bool = False
+    ) -> tuple[AttemptRecord, int] | None:
+        return self._get(keys.attempt_key(run_id, n), AttemptRecord, cached)
 
     def put_attempt(self, attempt: AttemptRecord, if_generation_match: int | None = None) -> int:
         return self._put(

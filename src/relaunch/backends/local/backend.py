@@ -46,6 +46,9 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+REAP_INTERVAL = 1.0  # seconds between reaps of every exited child
+
+
 class LocalBackend(Backend):
     name = "local"
     poll_interval = 0.2
@@ -53,6 +56,7 @@ class LocalBackend(Backend):
     def __init__(self) -> None:
         self.host = socket.gethostname()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._next_reap = 0.0
 
     def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:
         # One folder per submission: a superseded submission of the same attempt (an agent
@@ -101,15 +105,23 @@ class LocalBackend(Backend):
             "scratch": str(scratch),
         }
 
-    def _reap(self) -> None:
-        """Collect every child of ours that exited — including attempts another agent
-        has taken over, whose exit would otherwise stay a zombie in our process table."""
-        for pid, child in list(self._children.items()):
-            if child.poll() is not None:
-                del self._children[pid]
+    def _reap(self, pid: int) -> None:
+        """Collect ``pid`` if it is a child of ours that exited, and every other exited
+        child at most every REAP_INTERVAL — including attempts another agent has taken
+        over, whose exit would otherwise stay a zombie in our process table. (Reaping
+        every child on every poll cost n² waitpid calls per tick.)"""
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            del self._children[pid]
+        now = time.monotonic()
+        if now >= self._next_reap:
+            self._next_reap = now + REAP_INTERVAL
+            for other, each in list(self._children.items()):
+                if each.poll() is not None:
+                    del self._children[other]
 
     def _alive(self, handle: Handle) -> bool:
-        self._reap()
+        self._reap(int(handle["pid"]))
         start = proc_start_time(int(handle["pid"]))
         return start is not None and start == handle.get("start")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from relaunch.images.context import ContextTarball, expected_digests, write_context
+from relaunch.images.context import ContextTarball, write_context
 from relaunch.images.plan import PlanItem
 from relaunch.images.stack import Stack
 from relaunch.spec.images import BUILDER_NAMES
@@ -37,8 +37,7 @@ class BuildRequest:
         """The deterministic context, checked against the digests the tag was made of."""
         image, fp = self.item.image, self.item.fingerprint
         dest = self.stack.state_dir / "contexts" / f"{image.name}-{fp.tag}.tar.gz"
-        expected = expected_digests(self.stack, image, fp)
-        return write_context(self.stack, image, dest, expected=expected)
+        return write_context(self.stack, image, fp, dest)
 
 
 @dataclass

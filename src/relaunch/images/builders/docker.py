@@ -1,42 +1,36 @@
-"""``docker buildx build`` on the local engine. The context is relaunch's deterministic
-tarball on stdin, so the engine sees exactly the files the tag was computed from. The
-argv is a list (no shell). Build args hold no secrets: an image's ``secrets`` go to
-``--secret id=ID,env=VAR``, so only the variable's name is on the argv and in the log."""
+"""Builds on the local Docker engine with BuildKit: ``docker buildx build --load`` where
+the buildx plugin is, else ``DOCKER_BUILDKIT=1 docker build`` on a CLI that still has
+BuildKit built in (see :mod:`.engine`); then ``docker push`` when asked to push, so a
+failed build and a refused push are told apart.
+
+The context is relaunch's deterministic tarball on stdin, so the engine sees exactly the
+files the tag was computed from. The argv is a list (no shell). Build args hold no
+secrets: an image's ``secrets`` go to ``--secret id=ID,env=VAR``, so only the variable's
+name is on the argv and in the log."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
+from pathlib import Path
 
 from relaunch.errors import BackendError
 from relaunch.images.builders.base import BuildRequest, BuildResult, LogFile
+from relaunch.images.builders.engine import (
+    BUILDX,
+    DockerTools,
+    docker_executable,
+    engine_reachable,
+    probe,
+)
+from relaunch.images.builders.outcome import build_failure, push_failure
 
-
-def docker_executable() -> str:
-    return os.environ.get("RELAUNCH_DOCKER", "docker")
-
-
-def engine_reachable(docker: str | None = None) -> bool:
-    """Whether a Docker engine answers (``docker info``), within 20 seconds."""
-    exe = shutil.which(docker or docker_executable())
-    if exe is None:
-        return False
-    try:
-        done = subprocess.run(
-            [exe, "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            timeout=20,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+__all__ = ["DockerBuilder", "docker_executable", "engine_reachable", "secret_variable"]
 
 
 def secret_variable(sid: str, ref: str) -> str:
-    """The environment variable ``docker buildx`` reads secret ``sid`` from: the named one
-    for ``env:VAR``, else one relaunch fills from Secret Manager."""
+    """The environment variable docker reads secret ``sid`` from: the named one for
+    ``env:VAR``, else one relaunch fills from Secret Manager."""
     return ref[4:] if ref.startswith("env:") else f"RELAUNCH_BUILD_SECRET_{sid.upper()}"
 
 
@@ -61,7 +55,21 @@ def secret_environment(req: BuildRequest) -> dict[str, str]:
     return env
 
 
-_PUSH_HINT = "; for Artifact Registry run `gcloud auth configure-docker`"
+def _stream(
+    argv: list[str], stdin: Path | None, env: dict[str, str], log: LogFile
+) -> tuple[int, list[str]]:
+    """Run ``argv``, every output line to the log; (exit code, the lines)."""
+    lines: list[str] = []
+    with open(stdin or os.devnull, "rb") as f:
+        proc = subprocess.Popen(
+            argv, stdin=f, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+        )
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            lines.append(line)
+            log.line(line)
+        return proc.wait(), lines
 
 
 class DockerBuilder:
@@ -69,13 +77,21 @@ class DockerBuilder:
 
     def __init__(self, docker: str | None = None) -> None:
         self.docker = docker or docker_executable()
+        self._tools: DockerTools | None = None
 
-    def argv(self, req: BuildRequest) -> list[str]:
+    def tools(self) -> DockerTools:
+        """The local docker's way to build (asked once), or a BackendError saying what
+        is missing: the CLI, the engine, or BuildKit."""
+        if self._tools is None:
+            self._tools = probe(self.docker)
+        return self._tools
+
+    def argv(self, req: BuildRequest, mode: str = BUILDX) -> list[str]:
         image, fp = req.item.image, req.item.fingerprint
+        verb = ["buildx", "build"] if mode == BUILDX else ["build"]
         argv = [
             self.docker,
-            "buildx",
-            "build",
+            *verb,
             "--file",
             image.dockerfile_in_context(),
             "--tag",
@@ -93,40 +109,34 @@ class DockerBuilder:
             argv += ["--build-arg", f"{k}={v}"]
         for sid, ref in sorted(image.secrets.items()):
             argv += ["--secret", f"id={sid},env={secret_variable(sid, ref)}"]
-        argv.append("--push" if req.push else "--load")
+        if mode == BUILDX:
+            argv.append("--load")  # into the engine; `docker push` follows when pushing
         argv.append("-")  # the context tarball comes on stdin
         return argv
 
     def build(self, req: BuildRequest) -> BuildResult:
-        exe = shutil.which(self.docker)
-        if exe is None:
-            raise BackendError(
-                f"'{self.docker}' not found on PATH",
-                reason="user-error",
-                hint="install Docker, or build with --builder cloudbuild",
-            )
+        tools = self.tools()
         env = secret_environment(req)
+        if tools.mode != BUILDX:
+            env["DOCKER_BUILDKIT"] = "1"
         tarball = req.context_tarball()
-        argv = [exe, *self.argv(req)[1:]]
+        argv = [tools.exe, *self.argv(req, tools.mode)[1:]]
+        what = f"{req.item.name}:{req.item.tag}"
         log = LogFile(req)
         try:
+            log.line(f"relaunch: docker {tools.client_version}, engine {tools.server_version}")
             log.line(f"relaunch: {' '.join(argv)}")
             log.line(f"relaunch: context {tarball.files} files, sha256 {tarball.sha256}")
-            with open(tarball.path, "rb") as stdin:
-                proc = subprocess.Popen(
-                    argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
-                )
-                assert proc.stdout is not None
-                for raw in proc.stdout:
-                    log.line(raw.decode("utf-8", "replace"))
-                rc = proc.wait()
+            rc, lines = _stream(argv, tarball.path, env, log)
+            if rc != 0:
+                raise build_failure(lines, rc, what, str(req.log_path))
+            if req.push:
+                push = [tools.exe, "push", req.item.uri]
+                log.line(f"relaunch: {' '.join(push)}")
+                rc, lines = _stream(push, None, dict(os.environ), log)
+                if rc != 0:
+                    raise push_failure(lines, rc, req.item.uri, str(req.log_path))
         finally:
             log.close()
-        if rc != 0:
-            what = "push" if req.push else "build"
-            raise BackendError(
-                f"docker {what} of {req.item.name}:{req.item.tag} failed (exit {rc})",
-                reason="user-error",
-                hint=f"see the log {req.log_path}" + (_PUSH_HINT if req.push else ""),
-            )
-        return BuildResult(self.name, req.push, req.log_path, {"context_sha256": tarball.sha256})
+        detail = {"context_sha256": tarball.sha256, "docker": tools.mode}
+        return BuildResult(self.name, req.push, req.log_path, detail)

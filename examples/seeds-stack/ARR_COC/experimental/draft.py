@@ -1,0 +1,1 @@
+# An input of the trainer (ARR_COC/**/*.py) that its dockerignore keeps out.
