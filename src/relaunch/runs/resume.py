@@ -6,8 +6,9 @@ last committed checkpoint (it is the same run, so the same ``checkpoints/LATEST`
 resumes, stops and agents from ever yielding two live attempts:
 
 1. The record is read (generation G). It must have ended — SUCCEEDED, FAILED or
-   STOPPED, its run-ended event written — so its last attempt has ENDED and its backend
-   said nothing of it runs.
+   STOPPED, its run-ended event written (a live agent is given a few seconds to write
+   it; an agent that died before writing it leaves it to the resume) — so its last
+   attempt has ENDED and its backend said nothing of it runs.
 2. The previous life's ``.stop`` (as seen now) is deleted *by generation*. A stop issued
    since overwrote it with a new generation (``RunRepo.request_stop``): the delete fails
    and the resume is refused — that stop wins.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -53,6 +55,8 @@ SAY_ENDED_WAIT = 5.0
 #: How long a --from-scratch resume holds its new life while it discards the checkpoint.
 HOLD = 120.0
 
+_SEQ_MANIFEST = re.compile(r"^\d{8}\.json$")  # checkpoints/<seq>.json, beside LATEST
+
 #: What a new spec replaces in the record (the rest is the run's history).
 SPEC_FIELDS = (
     "name",
@@ -76,7 +80,6 @@ class Checkpoint:
     seq: int
     step: int | None
     attempt: int | None
-    generation: int
 
     def describe(self) -> str:
         step = "an unknown step" if self.step is None else f"step {self.step}"
@@ -94,17 +97,29 @@ class Resumed:
 
 
 def committed_checkpoint(store: ObjectStore, run_id: str) -> Checkpoint | None:
-    """The run's committed checkpoint, or None (none, or LATEST unreadable)."""
+    """The checkpoint the next attempt restores: LATEST, or when LATEST is missing or
+    unreadable the newest ``checkpoints/<seq>.json`` manifest (the runtime falls back
+    the same way); None when nothing was committed."""
+    found = _manifest(store, keys.latest_checkpoint_key(run_id))
+    if found is not None:
+        return found
+    prefix = keys.checkpoints_prefix(run_id)
+    seqs = [m.key for m in store.list(prefix, delimiter="/").objects]
+    for key in sorted((k for k in seqs if _SEQ_MANIFEST.match(k[len(prefix) :])), reverse=True):
+        found = _manifest(store, key)
+        if found is not None:
+            return found
+    return None
+
+
+def _manifest(store: ObjectStore, key: str) -> Checkpoint | None:
     try:
-        data, gen = store.get(keys.latest_checkpoint_key(run_id))
-        body = json.loads(data)
-        step = body.get("step")
-        attempt = body.get("attempt")
+        body = json.loads(store.get(key)[0])
+        step, attempt = body.get("step"), body.get("attempt")
         return Checkpoint(
             int(body["seq"]),
             int(step) if step is not None else None,
             int(attempt) if attempt is not None else None,
-            gen,
         )
     except ObjectNotFound:
         return None
@@ -241,7 +256,7 @@ def resume(
             hint=f"`relaunch status {run_id}` shows what happened",
         ) from None
     if discard is not None:
-        _discard(store, run_id, discard)
+        _discard(store, run_id)
         _lift_hold(repo, run_id, nonce)
     restored = None if from_scratch else ckpt
     start = f"from {restored.describe()}" if restored else "from step 0"
@@ -297,15 +312,16 @@ def _new_life(r: RunRecord, new: RunRecord | None, nonce: str, by: str, hold: fl
     r.updated_at = time.time()
 
 
-def _discard(store: ObjectStore, run_id: str, ckpt: Checkpoint) -> None:
-    """Set the committed checkpoint aside (LATEST first: nothing restores it after)."""
-    try:
-        store.delete(keys.latest_checkpoint_key(run_id), if_generation_match=ckpt.generation)
-    except PreconditionFailed:
-        pass  # gone already (a lost answer); nothing else writes it while the run is held
+def _discard(store: ObjectStore, run_id: str) -> None:
+    """Discard the run's checkpoints: LATEST, then every manifest, then their files — a
+    discard cut short leaves only whole checkpoints behind (nothing writes them while
+    the new life is held)."""
     prefix = keys.checkpoints_prefix(run_id)
-    for meta in store.list(prefix).objects:
-        store.delete(meta.key)
+    store.delete(keys.latest_checkpoint_key(run_id))
+    objects = [m.key for m in store.list(prefix).objects]
+    manifests = [k for k in objects if _SEQ_MANIFEST.match(k[len(prefix) :])]
+    for key in manifests + [k for k in objects if k not in manifests]:
+        store.delete(key)
 
 
 def _lift_hold(repo: RunRepo, run_id: str, nonce: str) -> None:
