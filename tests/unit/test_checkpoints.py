@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from relaunch.runtime.checkpoints import CheckpointSync, Superseded
+from relaunch.errors import RelaunchError
+from relaunch.runtime.checkpoints import CheckpointSync, Superseded, Unrestorable
 from relaunch.store import LocalStore
 
 
@@ -26,7 +27,8 @@ def test_commit_restore_roundtrip_and_retention(store: LocalStore, tmp_path: Pat
     seqs = store.list("runs/r/checkpoints/", delimiter="/").prefixes
     assert [p.rsplit("/", 2)[-2] for p in seqs] == ["00000002", "00000003"]
     dst = tmp_path / "b"
-    assert CheckpointSync(store, "r", 2, dst).restore() == 30
+    restored = CheckpointSync(store, "r", 2, dst).restore()
+    assert restored is not None and (restored.seq, restored.step) == (3, 30)
     assert (dst / "last.pt").read_bytes() == b"weights@30"
     assert (dst / "sub dir/opt state.bin").read_bytes() == b"x" * 30
 
@@ -75,3 +77,81 @@ def test_temp_files_are_not_part_of_a_checkpoint(store: LocalStore, tmp_path: Pa
     _write(src, ".hidden", b"h")
     sync = CheckpointSync(store, "r", 1, src)
     assert sync.commit(1) is None
+
+
+def _three_checkpoints(store: LocalStore, folder: Path) -> CheckpointSync:
+    sync = CheckpointSync(store, "r", 1, folder, keep=3)
+    for step in (10, 20, 30):
+        _write(folder, "last.pt", f"weights@{step}".encode())
+        sync.commit(step, reported=True)
+    return sync
+
+
+def test_restore_makes_the_folder_hold_exactly_the_committed_checkpoint(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    _three_checkpoints(store, tmp_path / "a")
+    dst = tmp_path / "b"
+    _write(dst, "last.pt", b"newer, never committed")
+    _write(dst, "other-run.pt", b"left by another run")
+    _write(dst, ".hidden/x", b"x")
+    restored = CheckpointSync(store, "r", 2, dst).restore()
+    assert restored is not None and restored.step == 30 and restored.reported
+    assert sorted(p.name for p in dst.rglob("*")) == ["last.pt"]
+    assert (dst / "last.pt").read_bytes() == b"weights@30"
+    # a fresh run (nothing committed) starts from an empty folder
+    assert CheckpointSync(store, "fresh", 1, dst).restore() is None
+    assert list(dst.iterdir()) == []
+
+
+def test_unknown_step_stays_unknown(store: LocalStore, tmp_path: Path) -> None:
+    src = tmp_path / "a"
+    _write(src, "model.bin", b"w")
+    CheckpointSync(store, "r", 1, src).commit(None)
+    restored = CheckpointSync(store, "r", 2, tmp_path / "b").restore()
+    assert restored is not None and restored.step is None and not restored.reported
+
+
+@pytest.mark.parametrize("damage", ["garbage-latest", "missing-file", "truncated-file"])
+def test_an_unrestorable_latest_falls_back_to_the_newest_older_checkpoint(
+    store: LocalStore, tmp_path: Path, damage: str
+) -> None:
+    _three_checkpoints(store, tmp_path / "a")
+    if damage == "garbage-latest":
+        store.put("runs/r/checkpoints/LATEST", b"\x00not json")
+    elif damage == "missing-file":
+        store.delete("runs/r/checkpoints/00000003/last.pt")
+    else:
+        store.put("runs/r/checkpoints/00000003/last.pt", b"weig")
+    dst = tmp_path / "b"
+    restored = CheckpointSync(store, "r", 2, dst).restore()
+    expected = 30 if damage == "garbage-latest" else 20
+    assert restored is not None and restored.step == expected and restored.skipped
+    assert (dst / "last.pt").read_bytes() == f"weights@{expected}".encode()
+
+
+def test_no_restorable_checkpoint_is_an_error_saying_why(store: LocalStore, tmp_path: Path) -> None:
+    _three_checkpoints(store, tmp_path / "a")
+    for seq in (1, 2, 3):
+        store.delete(f"runs/r/checkpoints/{seq:08d}/last.pt")
+    with pytest.raises(Unrestorable, match="checkpoint 3 cannot be restored"):
+        CheckpointSync(store, "r", 2, tmp_path / "b").restore()
+
+
+def test_a_commit_after_a_garbage_latest_still_moves_forward(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    sync = _three_checkpoints(store, tmp_path / "a")
+    store.put("runs/r/checkpoints/LATEST", b"garbage")
+    _write(tmp_path / "a", "last.pt", b"weights@40")
+    assert sync.commit(40, reported=True) == 4
+
+
+def test_restore_refuses_to_empty_the_working_folder(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("precious")
+    with pytest.raises(RelaunchError, match="not a folder of its own"):
+        CheckpointSync(store, "r", 1, Path(".")).restore()
+    assert (tmp_path / "train.py").exists()

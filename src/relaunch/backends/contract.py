@@ -20,6 +20,7 @@ def runtime_settings(run: RunRecord, secrets: dict[str, str] | None = None) -> s
             "heartbeat_interval": spec.heartbeat_interval,
             "sync_interval": spec.checkpoints.sync_interval,
             "keep": spec.checkpoints.keep,
+            "grace_period": spec.grace_period,
             "dir": spec.checkpoints.dir,
             "checkpoints": spec.checkpoints.enabled,
             "fatal_patterns": spec.fatal_patterns,

@@ -6,9 +6,11 @@ Configuration comes from the environment contract (DESIGN.md §4) that every bac
 sets: ``RELAUNCH_RUN_ID``, ``RELAUNCH_ATTEMPT``, ``RELAUNCH_STORE``,
 ``RELAUNCH_CHECKPOINT_DIR`` and ``RELAUNCH_RUNTIME`` (JSON settings from the job spec).
 
-SIGTERM (spot preemption notice, stop, or watchdog) is forwarded to the command, which
-gets the grace period to save a checkpoint; the runtime then commits that checkpoint,
-ships the log and writes the attempt's result before the machine goes away.
+SIGTERM (spot preemption notice, stop, or watchdog) is forwarded to the command's whole
+process group (``signals.py``), which gets the grace period to save a checkpoint and is
+SIGKILLed after it; the runtime commits checkpoints by the completeness rule
+(``commits.py``), ships the log and writes the attempt's result before the machine goes
+away. Restore and its fallbacks are in ``restore.py``.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from typing import Any
 
 from relaunch.errors import ObjectNotFound, RelaunchError, StoreError
 from relaunch.runs import keys
-from relaunch.runtime.checkpoints import CheckpointSync, Superseded
+from relaunch.runtime.checkpoints import CheckpointSync, Restored, Unrestorable
+from relaunch.runtime.commits import CommitPolicy
 from relaunch.runtime.fence import Fenced, Slot, claim_ttl
 from relaunch.runtime.progress import read_progress
+from relaunch.runtime.restore import Restorer
 from relaunch.runtime.scan import OutputScanner
 from relaunch.runtime.secrets import Redactor, resolve_secrets
+from relaunch.runtime.signals import CommandGroup
 from relaunch.store import open_store
 from relaunch.store.base import ObjectStore
 
@@ -65,6 +70,7 @@ class RuntimeConfig:
     heartbeat_interval: float = 10.0
     sync_interval: float = 30.0
     keep: int = 2
+    grace_period: float = 25.0
     checkpoints: bool = True
     fatal_patterns: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)  # NAME → reference, never values
@@ -111,10 +117,17 @@ class Runtime:
         self.progress_file = config.scratch / "progress.json"
         self.log_file = config.scratch / "output.log"
         self.child: subprocess.Popen[bytes] | None = None
+        self.group = CommandGroup()
         self.terminating: str | None = None  # the signal we forwarded, if any
+        self.notice_at: float | None = None  # when the command got the notice (monotonic)
+        self.killed = False  # the grace period ran out and the group was SIGKILLed
         self.resumed_from: int | None = None
-        self.superseded = False
+        self.restored: Restored | None = None
         self.leader = is_leader(os.environ)
+        self.commits = CommitPolicy(self.ckpt, self.progress_file, config.sync_interval, self._say)
+        self.restorer = Restorer(
+            self.ckpt, self.store, config.run_id, config.attempt, self._say, self.leader
+        )
         self.instance = os.urandom(4).hex()  # tells a restarted container from this one
         self.external_term = False  # SIGTERM came from outside (not a fatal-output stop)
         self.last_activity = time.monotonic()  # output line or progress report
@@ -226,17 +239,8 @@ class Runtime:
 
     def _signal_command(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the command and everything it started (its process group)."""
-        child = self.child
-        if child is None or child.poll() is not None:
-            return
-        try:
-            pgid = os.getpgid(child.pid)
-            if pgid != os.getpgid(0):
-                os.killpg(pgid, sig)
-            else:
-                os.kill(child.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self.child is not None:
+            self.group.send(sig)  # signals.py: never stops or kills the runtime itself
 
     def ship_log(self) -> None:
         """Upload the output log when it grew since the last upload."""
@@ -254,20 +258,9 @@ class Runtime:
                 return
             self._shipped_size = size
 
-    def sync_checkpoint(self, step: int | None) -> None:
-        if not self.cfg.checkpoints or self.superseded or not self.leader or self.fenced:
-            return
-        try:
-            seq = self.ckpt.commit(step)
-        except Superseded as e:
-            self.superseded = True
-            self._say(f"checkpoint not committed: {e}")
-            return
-        except StoreError as e:  # committed at the next scan, or at exit
-            self._store_down(e)
-            return
-        if seq is not None:
-            self._say(f"checkpoint {seq} committed (step {step})")
+    @property
+    def commits_on(self) -> bool:
+        return self.cfg.checkpoints and self.leader and not self.fenced
 
     def _earlier_failure(self) -> int | None:
         """The platform restarted this container after the command itself failed
@@ -318,13 +311,14 @@ class Runtime:
             {
                 "RELAUNCH_CHECKPOINT_DIR": str(self.cfg.checkpoint_dir),
                 "RELAUNCH_PROGRESS_FILE": str(self.progress_file),
-                "RELAUNCH_RESUMED": "1" if self.resumed_from is not None else "0",
+                "RELAUNCH_RESUMED": "1" if self.restored is not None else "0",
                 "WANDB_RUN_ID": self.cfg.run_id,
                 "WANDB_RESUME": "allow",
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if self.resumed_from is not None:
+        env.pop("RELAUNCH_RESUME_STEP", None)
+        if self.resumed_from is not None:  # the step the restored checkpoint holds
             env["RELAUNCH_RESUME_STEP"] = str(self.resumed_from)
         env.pop("RELAUNCH_RUNTIME", None)
         return env
@@ -344,9 +338,10 @@ class Runtime:
                     self._forward(signal.SIGTERM)
 
     def _forward(self, sig: signal.Signals) -> None:
-        self.terminating = sig.name
+        self.terminating = sig.name  # set first: the group signal reaches us too
+        self.notice_at = time.monotonic()
         if self.child is not None and self.child.poll() is None:
-            os.kill(self.child.pid, sig)
+            self.group.signal_group(sig)
             if self.paused:  # a stopped command cannot save: let it handle the signal
                 self._signal_command(signal.SIGCONT)
                 self.paused = False
@@ -381,56 +376,77 @@ class Runtime:
         if failed is not None:
             return failed
         if self.cfg.checkpoints:
-            self.resumed_from = self.ckpt.restore()
-            if self.resumed_from is not None:
-                self._say(f"restored checkpoint at step {self.resumed_from}")
+            try:  # the folder ends up holding exactly one committed checkpoint, or nothing
+                self._set_restored(self.restorer.restore())
+            except StoreError as e:  # the store, not the checkpoint: the agent retries
+                return self._fail_to_start("transient", f"cannot restore the checkpoint: {e}")
+            except (Unrestorable, RelaunchError) as e:
+                return self._fail_to_start("user-error", str(e))
+        while True:
+            try:
+                self.child = self.group.start(
+                    self.command,
+                    env=self._child_env(),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            except RelaunchError as e:  # a secret that cannot be read, say
+                return self._fail_to_start(getattr(e, "reason", "user-error"), str(e))
+            except OSError as e:
+                return self._fail_to_start(
+                    "user-error", f"cannot start the command {self.command[0]!r}: {e.strerror or e}"
+                )
+            self.commits.start(time.monotonic())
+            self.heartbeat("running")
+            pump = threading.Thread(target=self._pump_output, daemon=True)
+            pump.start()
+            exit_code = self._watch()
+            pump.join(timeout=5)
+            older = self._fall_back(exit_code)
+            if older is None:
+                return self._finish(exit_code)
+            self._set_restored(older)
+
+    def _set_restored(self, restored: Restored | None) -> None:
+        self.restored = restored
+        self.resumed_from = restored.step if restored is not None else None
+
+    def _fall_back(self, exit_code: int) -> Restored | None:
+        """After the command failed at once on a restored checkpoint: the previous
+        committed checkpoint, restored, to run the command again from (restore.py)."""
+        restored = self.restored
+        if restored is None or exit_code == 0 or self.terminating or not self.commits_on:
+            return None
+        step = read_progress(str(self.progress_file)).get("step")
+        if self.commits.commits or (step is not None and step > (restored.step or -1)):
+            return None  # it got going: the checkpoint loaded
         try:
-            self.child = subprocess.Popen(
-                self.command,
-                env=self._child_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        except RelaunchError as e:  # a secret that cannot be read, say
-            return self._fail_to_start(getattr(e, "reason", "user-error"), str(e))
-        except OSError as e:
-            return self._fail_to_start(
-                "user-error", f"cannot start the command {self.command[0]!r}: {e.strerror or e}"
-            )
-        self.heartbeat("running")
-        pump = threading.Thread(target=self._pump_output, daemon=True)
-        pump.start()
-        exit_code = self._watch()
-        pump.join(timeout=5)
-        return self._finish(exit_code)
+            older = self.restorer.failed_at_once(exit_code, restored)
+        except RelaunchError as e:
+            self._say(str(e))
+            return None
+        if older is not None:
+            self.progress_file.unlink(missing_ok=True)
+        return older
 
     def _watch(self) -> int:
         assert self.child is not None
         now = time.monotonic()
         next_hb = now + self.cfg.heartbeat_interval
         next_log = now + LOG_SHIP_INTERVAL
-        next_sync = now + self.cfg.sync_interval if self.cfg.sync_interval > 0 else float("inf")
-        stable: dict[str, tuple[int, int]] | None = None
-        reported_ckpt: int | None = None
-        while (code := self.child.poll()) is None:
+        while (code := self.child.poll()) is None or self._group_lives_on():
             time.sleep(TICK)
             self._guard()
             if self.fenced:
                 return self.child.wait()
             now = time.monotonic()
             self._note_progress_activity()
-            progress = read_progress(str(self.progress_file))
-            ckpt_step = progress.get("checkpoint_step")
-            if ckpt_step is not None and ckpt_step != reported_ckpt:
-                reported_ckpt = ckpt_step
-                self.sync_checkpoint(ckpt_step)
-            elif now >= next_sync:
-                # Without a report, commit only files unchanged since the last scan.
-                snap = self.ckpt.snapshot()
-                if snap == stable and self.ckpt.changed(snap):
-                    self.sync_checkpoint(progress.get("step"))
-                stable, next_sync = snap, now + self.cfg.sync_interval
+            self.commits.tick(now, commit=self.commits_on)  # the completeness rule
+            if self.notice_at is not None and now > self.notice_at + self.cfg.grace_period:
+                self._say(f"grace period ({self.cfg.grace_period:g}s) over: killing the command")
+                self.killed, self.notice_at = True, None
+                self.group.kill()
             if now >= next_hb:
                 self.check_fence()
                 self.heartbeat("running")
@@ -439,6 +455,16 @@ class Runtime:
                 self.ship_log()
                 next_log = now + LOG_SHIP_INTERVAL
         return code
+
+    def _group_lives_on(self) -> bool:
+        """The command exited but processes it started live on (a launcher that died
+        before its trainer): they get the notice and the grace period, not orphanhood."""
+        if not self.group.members():
+            return False
+        if self.terminating is None:
+            self._say("the command exited but its processes live on: sending them SIGTERM")
+            self._forward(signal.SIGTERM)
+        return True
 
     def _note_progress_activity(self) -> None:
         try:
@@ -482,7 +508,8 @@ class Runtime:
         if self.fenced:
             return 0  # superseded: the attempt's records belong to the other submission
         progress = read_progress(str(self.progress_file))
-        self.sync_checkpoint(progress.get("step"))
+        killed = self.killed or exit_code < 0 or exit_code >= 128
+        self.commits.at_exit(exit_code, self.terminating is not None, killed, self.commits_on)
         finding = self.scanner.classify(exit_code)
         reason, detail = finding.reason.value, finding.detail
         if self.external_term and self.scanner.fatal is None:
