@@ -317,3 +317,16 @@ def test_resumes_and_stops_raced_freely_never_run_two_trainers(env: Env) -> None
     attempts = env.ws.repo.attempts(rid, run.attempt)
     assert [a.n for a in attempts] == list(range(1, run.attempt + 1))
     assert all(a.state.value == "ENDED" for a in attempts)
+
+
+def test_a_run_whose_latest_is_damaged_resumes_from_its_newest_manifest(env: Env) -> None:
+    """LATEST cannot be read: the resume names the newest checkpoints/<seq>.json instead,
+    which the next attempt's runtime restores as well."""
+    rid = env.ws.submit(env.job(steps=12))
+    with env.agent_thread():
+        assert env.ws.wait(rid, timeout=120).state is RunState.SUCCEEDED
+        env.ws.store.put(keys.latest_checkpoint_key(rid), b"{truncated")
+        resumed = env.ws.resume(rid, env.job(steps=20))
+        assert resumed.checkpoint is not None and resumed.checkpoint.step == 12
+        assert env.ws.wait(rid, timeout=120).state is RunState.SUCCEEDED
+    assert start_of(env, rid, 2)["step"] == 12 and env.ws.repo.get_run(rid).step == 20
