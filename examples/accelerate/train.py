@@ -58,10 +58,10 @@ def main() -> int:
         print(f"resumed from step {step}", flush=True)
     per_epoch = len(loader)
     while step < a.steps:
+        loader.set_epoch(step // per_epoch)  # before skipping: the order is the epoch's
         epoch_loader = loader
         if step % per_epoch:
             epoch_loader = accelerator.skip_first_batches(loader, step % per_epoch)
-        loader.set_epoch(step // per_epoch)
         for x, y in epoch_loader:
             loss = torch.nn.functional.mse_loss(model(x), y)
             opt.zero_grad()

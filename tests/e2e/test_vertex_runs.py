@@ -358,7 +358,7 @@ def test_checkpoints_dir_is_restored_into_a_new_jobs_folder(cloud: VertexEnv) ->
     run = cloud.run(rid)
     assert run.state is RunState.SUCCEEDED and run.attempt == 2 and run.step == 60
     log = cloud.ws.logs(rid, 2).decode()
-    assert "start 0" not in log and "restored checkpoint at step" in log
+    assert "start 0" not in log and "restored checkpoint 1 (step " in log
 
 
 def test_a_crash_restarted_in_place_by_vertex_is_not_run_again(cloud: VertexEnv) -> None:
