@@ -152,7 +152,9 @@ class Workspace:
             )
         if queue_name:
             spec.queue = keys.valid_queue(queue_name)
-        rid = keys.valid_run_id(run_id or spec.run_id or new_run_id(spec.name))
+        # An empty --run-id is a mistake to name, not a request for a generated id.
+        chosen = run_id if run_id is not None else spec.run_id
+        rid = keys.valid_run_id(chosen if chosen is not None else new_run_id(spec.name))
         if spec.backend == "local":
             workdir = loaded.base_dir / (spec.workdir or ".")
             if not workdir.is_dir():
@@ -240,6 +242,17 @@ class Workspace:
         own log of it (Cloud Logging for Vertex AI)."""
         run = self.repo.get_run(keys.valid_run_id(run_id))
         n = attempt if attempt is not None else run.attempt
+        if run.attempt < 1:
+            from relaunch.agent.loop import live_agents
+
+            served = bool(live_agents(self.store, run.queue))
+            raise NotFoundError(
+                f"run {run_id} is {run.state.value} and has no output: no attempt has started",
+                hint=f"relaunch logs {run_id} -f waits for it"
+                if served
+                else f"no agent serves queue '{run.queue}': start one "
+                f"(relaunch agent --queue {run.queue})",
+            )
         if n < 1 or n > max(run.attempt, 0):
             raise NotFoundError(
                 f"run {run_id} has no attempt {n}",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from relaunch.backends.vertex.body import STRATEGIES
-from relaunch.errors import PreconditionFailed, RelaunchError
+from relaunch.errors import PreconditionFailed, RelaunchError, credentials_error
 
 if TYPE_CHECKING:
     from relaunch.api import Workspace
@@ -51,13 +51,37 @@ def check_store(ws: Workspace) -> list[Finding]:
         store.delete(key)
     except RelaunchError as e:
         return [Finding("fail", f"store {store.url}: {e.message}", e.hint or "check the URL")]
+    except Exception as e:  # google-auth's, raised where the bucket is first touched
+        cred = credentials_error(e)
+        if cred is None:
+            raise
+        return [Finding("fail", f"store {store.url}: {cred.message}", cred.hint or "")]
     return [cas]
+
+
+def check_env_secrets(spec: JobSpec) -> Finding | None:
+    from relaunch.spec.job import missing_env_secrets
+
+    missing = missing_env_secrets(spec)
+    if not missing:
+        return None
+    return Finding(
+        "warn",
+        f"secret {', '.join(missing)} is not set here: an agent without it cannot start the job",
+        "export the variable in the environment of the agent that runs the job",
+    )
 
 
 def check_agents(ws: Workspace, queue: str) -> Finding:
     from relaunch.agent.loop import live_agents
 
-    agents = live_agents(ws.store, queue)
+    try:
+        agents = live_agents(ws.store, queue)
+    except Exception as e:
+        err = e if isinstance(e, RelaunchError) else credentials_error(e)
+        if err is None:
+            raise
+        return Finding("fail", f"cannot list the agents of queue '{queue}': {err.message}")
     if agents:
         return Finding("ok", f"{len(agents)} live agent(s) serve queue '{queue}'")
     return Finding(
@@ -80,6 +104,13 @@ def check_timing(spec: JobSpec) -> list[Finding]:
             "fail",
             f"stall_timeout {stall:g}s is under 3 heartbeats ({hb:g}s each)",
             f"raise stall_timeout to at least {3 * hb:g}s, or heartbeat more often",
+        )
+    if startup < max(5.0, hb):
+        add(
+            "fail",
+            f"startup_timeout {startup:g}s ends before an attempt can write its first "
+            "heartbeat (starting the runtime and the command takes seconds)",
+            f"raise startup_timeout to at least {max(60.0, 3 * hb):g}s (minutes on the cloud)",
         )
     sync = spec.checkpoints.sync_interval
     if spec.checkpoints.enabled and sync > stall:
@@ -128,6 +159,8 @@ def check_job(ws: Workspace, path: Path, values: dict[str, str] | None) -> list[
         return [Finding("fail", e.message, e.hint or "")]
     out = [Finding("ok", f"{path}: valid ({spec.backend} backend, queue '{spec.queue}')")]
     out += check_timing(spec)
+    secrets = check_env_secrets(spec)
+    out += [secrets] if secrets else []
     if spec.backend != "local":
         out += check_cloud(ws, spec)
     out.append(check_agents(ws, spec.queue))

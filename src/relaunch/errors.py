@@ -62,6 +62,28 @@ def missing_dependency(e: ModuleNotFoundError) -> MissingDependency | None:
     return gcp_not_installed(name)
 
 
+class CredentialsError(UserInputError):
+    """No usable Google Cloud credentials where a command needed them."""
+
+
+_CREDENTIAL_ERRORS = frozenset({"DefaultCredentialsError", "RefreshError"})
+
+
+def credentials_error(e: BaseException) -> CredentialsError | None:
+    """The one-line error for google-auth failing to find or refresh credentials, or None
+    when ``e`` is something else. Matched by name: google-auth is imported lazily."""
+    if not type(e).__module__.startswith("google.auth") or (
+        type(e).__name__ not in _CREDENTIAL_ERRORS
+    ):
+        return None
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return CredentialsError(
+        f"no usable Google Cloud credentials: {first[:200]}",
+        hint="run `gcloud auth application-default login`, or set "
+        "GOOGLE_APPLICATION_CREDENTIALS; a local store needs none (--store FOLDER)",
+    )
+
+
 class StoreError(RelaunchError):
     """The store failed in a way that is not a precondition (I/O, permission, bucket)."""
 

@@ -87,7 +87,7 @@ REASON_NOTES: dict[Reason, str] = {
     Reason.SUCCEEDED: "finished",
     Reason.USER_ERROR: "the training command failed: read the last lines "
     "(relaunch status RUN) and fix the code or its arguments",
-    Reason.PREEMPTED: "spot capacity was reclaimed; resumed from the last checkpoint",
+    Reason.PREEMPTED: "spot capacity was reclaimed; a recovery resumes from the last checkpoint",
     Reason.NO_CAPACITY: "no spot capacity in that zone/region (stockout); relaunch tries the "
     "next one — add regions or allow standard provisioning",
     Reason.QUOTA: "quota exceeded for that machine/accelerator in the region: request a quota "
@@ -97,12 +97,13 @@ REASON_NOTES: dict[Reason, str] = {
     Reason.IMAGE_PULL: "the image could not be pulled: check it exists in Artifact Registry "
     "(relaunch images list) and the job's service account can read it",
     Reason.TRANSIENT: "a Google Cloud service error (500/503/429); retried with backoff",
-    Reason.STALLED: "no heartbeat within stall_timeout: the trainer hung or the machine "
-    "died; restarted from the last checkpoint",
+    # Notes say what happened and what to do, never what relaunch did next: the same note
+    # ends a FAILED run and precedes a recovery (the events say which).
+    Reason.STALLED: "no heartbeat within stall_timeout: the trainer hung or its machine "
+    "died; raise stall_timeout if a step can take longer",
     Reason.STARTUP_TIMEOUT: "no first heartbeat within startup_timeout (driver install, image "
-    "pull or start-up too slow): raise startup_timeout or try another zone",
+    "pull or start-up too slow): raise startup_timeout; on the cloud, list more regions",
     Reason.KILLED: "the command was killed (SIGKILL), most often by the out-of-memory killer: "
-    "lower the batch size or choose a machine with more memory; retried from the last "
-    "checkpoint",
+    "lower the batch size or choose a machine with more memory",
     Reason.STOPPED: "stopped by request (.stop); never recovered",
 }

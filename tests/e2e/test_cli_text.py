@@ -102,8 +102,8 @@ def test_following_the_cloud_log_is_refused_with_what_to_do(tmp_path: Path) -> N
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2
-    assert done.stderr.strip().endswith(
-        "Error: --cloud prints the platform's log as it is now; drop -f, or drop --cloud to "
-        "follow what the runtime ships"
+    assert done.stderr.strip() == (
+        "error: --cloud prints the platform's log as it is now; drop -f, or drop --cloud to "
+        "follow what the runtime ships — see `relaunch logs --help`"
     )
     assert not (tmp_path / "store").exists()

@@ -110,6 +110,10 @@ def test_stop_ends_the_run_and_it_is_never_recovered(env: Env) -> None:
     rid = env.ws.submit(job)
     with env.agent_thread():
         env.wait_for(lambda: env.ws.repo.get_run(rid).state is RunState.RUNNING)
+        # RUNNING comes with the runtime's first heartbeat, maybe before the trainer has
+        # its SIGTERM handler (a slow start on a loaded machine): wait for the trainer.
+        # (its marker's name only: the trainer may be writing the file at that instant)
+        env.wait_for(lambda: any(env.markers.glob(f"{rid}.*.start")))
         assert env.ws.stop(rid, wait=30) is RunState.STOPPED
         time.sleep(1.0)  # the agent keeps ticking: nothing may restart the run
         run = env.ws.repo.get_run(rid)

@@ -87,7 +87,9 @@ def test_quota_held_in_queued_fails_over_after_the_startup_timeout(cloud: Vertex
     cloud.fake.faults.quota("us-central1", sync=False)  # Vertex keeps the job QUEUED
     rid = cloud.ws.submit(
         cloud.job(
-            startup_timeout=2,
+            # Long enough for the second region's job to start on a loaded machine (its
+            # first heartbeat must come within it too); the first is held QUEUED forever.
+            startup_timeout=8,
             resources={"machine_type": "n1-standard-4", "regions": ["us-central1", "us-east1"]},
         )
     )

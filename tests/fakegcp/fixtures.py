@@ -26,8 +26,9 @@ def fake_gcp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGC
         yield fake
 
 
-def wait_until(predicate: Callable[[], T | None], timeout: float = 20.0, every: float = 0.02) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+def wait_until(predicate: Callable[[], T | None], timeout: float = 60.0, every: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``
+    (generous: a loaded CI machine is slow, and only a failing test waits that long)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -32,6 +32,8 @@ def test_sound_timing_is_ok() -> None:
          "fail", "ends before max_wait 7200s"),
         (VERTEX % "" + "startup_timeout: 1m\n", "warn", "leaves little for provisioning"),
         (VERTEX % "" + "grace_period: 2m\n", "warn", "~30 s a spot VM gets"),
+        ("startup_timeout: 0s\n", "fail", "ends before an attempt can write its first"),
+        ("startup_timeout: 2s\n", "fail", "startup_timeout 2s ends before"),
     ],
 )  # fmt: skip
 def test_timing_rules(extra: str, level: str, words: str) -> None:

@@ -8,8 +8,36 @@ their values inside the job.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from relaunch.runs.records import RunRecord
+
+# What a job's process sees of the environment of the agent that starts it (the local
+# backend; a cloud job starts from its image). Not the agent's whole shell: its tokens
+# and settings are not the job's. The job's own `env:`, its secrets and the contract
+# variables are added on top.
+INHERITED = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM"}
+    | {"VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"}
+    # what the runtime needs to reach the store and Google Cloud from inside the job
+    | {"GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CONFIG"}
+    | {"STORAGE_EMULATOR_HOST", "GCE_METADATA_HOST"}
+)
+INHERITED_PREFIXES = ("LC_", "RELAUNCH_")
+
+
+def inherited_environment(run: RunRecord, environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` (the agent's) a local job's process starts from: the
+    allow-list above, plus the variables its ``env:VAR`` secrets name (read by the
+    runtime, which gives the command each one under the secret's declared name)."""
+    wanted = {
+        ref[len("env:") :] for ref in run.spec.env_from_secret.values() if ref.startswith("env:")
+    }
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in INHERITED or name in wanted or name.startswith(INHERITED_PREFIXES)
+    }
 
 
 def runtime_settings(run: RunRecord, secrets: dict[str, str] | None = None) -> str:

@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from relaunch.cli.common import open_workspace, workspace_options
+from relaunch import eventlog
+from relaunch.cli.common import Seconds, open_workspace, workspace_options
+
+if TYPE_CHECKING:
+    from relaunch.agent.loop import Agent
 
 
 @click.command()
 @click.option("--queue", "queues", multiple=True, help="Queue to serve (repeatable).")
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Runs owned at once.")
-@click.option("--poll", type=click.FloatRange(min=0.05), help="Seconds between ticks.")
+@click.option("--poll", type=Seconds(min=0.05), help="Seconds between ticks.")
 @click.option(
     "--lease-ttl",
-    type=click.FloatRange(min=2),
+    type=Seconds(min=2),
     help="Seconds a silent agent is trusted before others adopt its runs.",
 )
 @click.option(
     "--exit-when-idle",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0),
     metavar="SECONDS",
     help="Exit once no run has been owned for SECONDS (a Cloud Run job, a cron job).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per decision on stderr; json has `severity` for Cloud Logging.",
 )
 @workspace_options
 def agent(
@@ -32,6 +44,7 @@ def agent(
     poll: float | None,
     lease_ttl: float | None,
     exit_when_idle: float | None,
+    log_format: str,
     project: Path | None,
     store: str | None,
 ) -> None:
@@ -43,6 +56,8 @@ def agent(
     from relaunch.store import open_store
 
     ws = open_workspace(project, store)
+    # Reach the store before announcing anything: no credentials, no bucket, no agent.
+    ws.store.list("agents/", delimiter="/")
     cfg = ws.config.agent
     options = AgentOptions(
         queues=list(queues) or cfg.queues,
@@ -52,12 +67,21 @@ def agent(
     )
     # A store call (retries included) must end well within the lease it acts under.
     store_ = open_store(ws.store.url, call_timeout=options.lease_ttl / 4)
-    runner = Agent(store_, options, log=lambda m: click.echo(f"agent: {m}", err=True))
+    runner = Agent(store_, options, log=_agent_line)
+    eventlog.configure("json" if log_format == "json" else "text", agent=runner.id)
+    try:
+        _serve(runner, ws.store.url, exit_when_idle)
+    finally:
+        eventlog.configure(None)
+
+
+def _serve(runner: Agent, url: str, exit_when_idle: float | None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: runner.stopping.set())
-    click.echo(
-        f"agent {runner.id} serving {', '.join(options.queues)} on {ws.store.url} "
-        f"(max {options.max_jobs} jobs, tick {runner.poll:g}s)",
-        err=True,
+    opts = runner.opts
+    eventlog.emit(
+        "agent-started",
+        f"agent {runner.id} serving {', '.join(opts.queues)} on {url} "
+        f"(max {opts.max_jobs} jobs, tick {runner.poll:g}s)",
     )
     idle = None if exit_when_idle is None else (lambda: runner.idle_for() > exit_when_idle)
     try:
@@ -66,6 +90,17 @@ def agent(
         runner.stopping.set()
         runner.shutdown()
     if idle is not None and idle():
-        click.echo(f"agent idle for {exit_when_idle:g}s: exiting", err=True)
+        eventlog.emit("agent-stopped", f"agent idle for {exit_when_idle:g}s: exiting")
     else:
-        click.echo("agent stopped; its runs keep running and will be adopted", err=True)
+        eventlog.emit("agent-stopped", "agent stopped; its runs keep running and will be adopted")
+
+
+def _agent_line(message: str) -> None:
+    """The agent's own lines (not events), in the chosen log format."""
+    first = message.split("\n", 1)[0]
+    if "internal error" in first:
+        eventlog.emit("agent-error", message)
+    elif first.startswith(("tick failed", "lost the lease")) or ": " in first:
+        eventlog.emit("agent-warning", message)
+    else:
+        eventlog.emit("agent", message)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,12 +12,31 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from relaunch.errors import RelaunchError
+
 if TYPE_CHECKING:
     from rich.console import Console
 
     from relaunch.api import Workspace
+    from relaunch.store import ObjectStore
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds, at least ``min``: `nan` passes every comparison and
+    `inf` every lower bound, so a plain FloatRange lets both through."""
+
+    name = "seconds"
+
+    def __init__(self, min: float = 0.0) -> None:
+        super().__init__(min=min)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return rv
 
 
 def workspace_options(f: F) -> F:
@@ -39,6 +60,38 @@ def open_workspace(project: Path | None, store: str | None, start: Path | None =
     from relaunch.api import Workspace
 
     return Workspace.open(project=project, store=store, start=start)
+
+
+_RUN_PLACEHOLDER = re.compile(r"(relaunch [a-z]+ )RUN\b")
+
+
+def note_text(note: str | None, run_id: str) -> str:
+    """A run's note with its commands naming the run (notes are written once per reason,
+    as ``relaunch status RUN``)."""
+    return _RUN_PLACEHOLDER.sub(lambda m: m.group(1) + run_id, note or "")
+
+
+def queue_served(store: ObjectStore, queue: str) -> bool:
+    """Whether a live agent serves ``queue``: the rule of ``agent.loop.live_agents``, read
+    here without importing the agent (and every backend with it) so `ps` stays fast."""
+    now = time.time()
+    for meta in store.list("agents/").objects:
+        try:
+            body = json.loads(store.get(meta.key)[0])
+        except (RelaunchError, ValueError):
+            continue
+        live = isinstance(body, dict) and body.get("expires_at", 0) > now
+        if live and queue in body.get("queues", []):
+            return True
+    return False
+
+
+def unserved_note(queue: str) -> str:
+    """What to say of a run waiting in ``queue`` when no live agent serves it."""
+    return (
+        f"no agent serves queue '{queue}': start one (relaunch agent --queue {queue}) "
+        "or follow the run (relaunch run JOB --follow)"
+    )
 
 
 def plain(text: object) -> str:
@@ -88,7 +141,7 @@ def parse_since(value: str) -> float:
     try:
         return time.time() - parse_duration(value)
     except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+        raise click.BadParameter(str(e), param_hint="--since") from None
 
 
 STATE_STYLE = {

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from relaunch.cli.common import open_workspace, workspace_options
+from relaunch.cli.common import Seconds, open_workspace, workspace_options
 
 
 @click.command()
 @click.argument("run_id")
 @click.option(
     "--wait",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0),
     default=60.0,
     show_default=True,
     help="Seconds to wait for the run to end.",
@@ -30,7 +30,7 @@ def stop(run_id: str, wait: float, project: Path | None, store: str | None) -> N
 @click.argument("run_id")
 @click.option(
     "--notice",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0),
     default=5.0,
     show_default=True,
     help="Seconds between the notice (SIGTERM) and the kill.",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,13 +24,48 @@ _STATE_STYLE = {
 def _config() -> Any:
     from relaunch.spec.loader import load_project
 
-    return load_project()
+    config = load_project()
+    _state_dirs.append(config.root / ".relaunch")
+    return config
+
+
+_state_dirs: list[Path] = []  # where this command may leave build records and caches
 
 
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+class _working:
+    """A spinner on a terminal's stderr for work that may take a while (hashing a large
+    context the first time): shown after a second, gone when done; nothing on a pipe."""
+
+    def __init__(self, what: str, after: float = 1.0) -> None:
+        self.what, self.after = what, after
+        self._timer: Any = None
+        self._status: Any = None
+
+    def _show(self) -> None:
+        self._status = _console(stderr=True).status(plain(f"{self.what}…"))
+        self._status.start()
+
+    def __enter__(self) -> _working:
+        if sys.stderr.isatty():
+            import threading
+
+            self._timer = threading.Timer(self.after, self._show)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer.join()
+        if self._status is not None:
+            self._status.stop()
 
 
 def _changes(changes: list[str], limit: int = 4) -> str:
@@ -50,6 +87,15 @@ def images() -> None:
     """Plan, build and list the container image stack."""
 
 
+@images.result_callback()
+def _ignore_state(*_: object, **__: object) -> None:
+    # The stat cache and build records under .relaunch/ stay out of `git add -A`.
+    from relaunch.store.ignore import ignore_self
+
+    for folder in _state_dirs:
+        ignore_self(folder)
+
+
 @images.command("plan")
 @click.argument("names", nargs=-1)
 @stack_option
@@ -60,7 +106,9 @@ def plan(names: tuple[str, ...], stack_dir: str | None, offline: bool, as_json: 
     from relaunch.images.build import plan_images
     from relaunch.images.stack import manifest_warnings
 
-    result = plan_images(_config(), list(names) or None, offline=offline, discover_dir=stack_dir)
+    config = _config()
+    with _working(f"planning the image stack in {config.root}"):
+        result = plan_images(config, list(names) or None, offline=offline, discover_dir=stack_dir)
     for line in manifest_warnings(result.stack):
         click.echo(line, err=True)
     if as_json:
@@ -81,7 +129,10 @@ def plan(names: tuple[str, ...], stack_dir: str | None, offline: bool, as_json: 
     console = _console()
     if not result.items:
         console.print(
-            plain("no images: declare [images.NAME] in relaunch.toml or add Stack/<name>/")
+            plain(
+                f"no images in {config.root}: declare [images.NAME] in relaunch.toml or add "
+                "Stack/<name>/Dockerfile (or name the folder with --stack)"
+            )
         )
         return
     console.print(table)
@@ -114,7 +165,8 @@ def build(
     from relaunch.images.plan import PlanItem
 
     config = _config()
-    plan_ = plan_images(config, list(names) or None, offline=offline, discover_dir=stack_dir)
+    with _working(f"planning the image stack in {config.root}"):
+        plan_ = plan_images(config, list(names) or None, offline=offline, discover_dir=stack_dir)
     console = _console(stderr=True)
     pushes = push or builder_pushes(config, builder or config.image_stack.builder)
     todo = plan_.to_build(list(names) or None, push=pushes)
@@ -176,8 +228,10 @@ def list_(stack_dir: str | None, as_json: bool) -> None:
     from relaunch.images.fingerprint import fingerprints
     from relaunch.images.stack import load_stack
 
-    stack = load_stack(_config(), discover_dir=stack_dir)
-    fps = fingerprints(stack)
+    config = _config()
+    with _working(f"hashing the image stack in {config.root}"):
+        stack = load_stack(config, discover_dir=stack_dir)
+        fps = fingerprints(stack)
     rows = [
         {"image": n, "parent": stack.images[n].parent, "tag": fps[n].tag, "uri": fps[n].uri}
         for n in stack.order
@@ -185,12 +239,8 @@ def list_(stack_dir: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.table import Table
+    from relaunch.cli.table import render_table
 
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("IMAGE", "PARENT", "TAG"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("URI", overflow="fold")
-    for r in rows:
-        table.add_row(*(plain(v) for v in (r["image"], r["parent"] or "", r["tag"], r["uri"])))
-    _console().print(table)
+    # Plain aligned lines: a pipe (grep, awk, CI logs) gets whole URIs, never wrapped.
+    cells = [(str(r["image"]), str(r["parent"] or "-"), str(r["tag"]), str(r["uri"])) for r in rows]
+    click.echo(render_table(("IMAGE", "PARENT", "TAG", "URI"), cells, wrap_last=False))

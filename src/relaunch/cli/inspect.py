@@ -15,10 +15,13 @@ from relaunch.cli.common import (
     age,
     console,
     echo_json,
+    note_text,
     open_workspace,
     parse_since,
     plain,
+    queue_served,
     since,
+    unserved_note,
     workspace_options,
 )
 
@@ -52,7 +55,7 @@ def _row(run: RunSummary, hb: dict[str, Any] | None, now: float) -> dict[str, An
         "progress": _progress(step, total),
         "heartbeat_age": round(now - hb["time"], 1) if hb else None,
         "reason": run.reason,
-        "note": run.note,
+        "note": note_text(run.note, run.run_id) or None,
         "created_at": run.created_at,
     }
 
@@ -69,16 +72,24 @@ def ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -
     ws = open_workspace(project, store)
     now = time.time()
     rows = []
+    served: dict[str, bool] = {}  # queue → a live agent serves it
     for run in ws.summaries():
         if not show_all and run.terminal and now - (run.ended_at or 0) > RECENT:
             continue
         hb = None if run.terminal else live_heartbeat(ws.store, run)
-        rows.append(_row(run, hb, now))
+        row = _row(run, hb, now)
+        if run.state == "QUEUED" and not run.note:
+            if run.queue not in served:
+                served[run.queue] = queue_served(ws.store, run.queue)
+            if not served[run.queue]:
+                row["note"] = unserved_note(run.queue)
+        rows.append(row)
     if as_json:
         echo_json(rows)
         return
     if not rows:
-        click.echo("no runs" + ("" if show_all else " in the last day (--all for older)"))
+        recent = "" if show_all else " in the last day (--all for older)"
+        click.echo(f"no runs{recent} in {ws.store.url}")
         return
     headers = ("RUN", "NAME", "BACKEND", "WHERE", "STATE", "ATT/REC", "PROGRESS", "HB", "NOTE")
     cells = [
@@ -91,7 +102,9 @@ def ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -
             f"{r['attempts']}/{r['recoveries']}",
             r["progress"],
             age(r["heartbeat_age"]),
-            f"{r['reason']}: {r['note']}" if r["reason"] not in (None, "succeeded") else "",
+            f"{r['reason']}: {r['note']}"
+            if r["reason"] not in (None, "succeeded")
+            else (r["note"] or "" if r["state"] == "QUEUED" else ""),
         )
         for r in rows
     ]
@@ -149,7 +162,7 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
             f"{run.first_attempt}"
         )
     if run.reason and run.reason.value != "succeeded":
-        out.print(f"  [bold]{run.reason.value}[/]: {plain(run.note)}")
+        out.print(f"  [bold]{run.reason.value}[/]: {plain(note_text(run.note, run.run_id))}")
         if run.detail:
             out.print(f"  detail: {plain(run.detail)}")
     if st.heartbeat:
@@ -195,7 +208,8 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
     out.print("[bold]events:[/]")
     for e in st.events[-15:]:
         out.print(
-            f"  {time.strftime('%H:%M:%S', time.localtime(e.time))} {e.kind:>18} {e.message}",
+            f"  {time.strftime('%H:%M:%S', time.localtime(e.time))} {e.kind:>18} "
+            + note_text(e.message, run.run_id),
             markup=False,
             highlight=False,
         )
@@ -233,8 +247,19 @@ def logs(
         out.flush()
         return
     # Following a run tells its whole story: every attempt from the first, in order.
-    n, printed = attempt or 1, 0
-    if attempt is None:
+    n, printed, told = attempt or 1, 0, False
+    first = ws.repo.get_run(run_id)
+    while first.attempt < n and not first.state.terminal:
+        # Not started yet: say why it waits (no agent?) once, not an empty header.
+        if not told:
+            waiting = f"{run_id} is {first.state.value}, waiting for attempt {n} to start"
+            if not queue_served(ws.store, first.queue):
+                waiting += f" — {unserved_note(first.queue)}"
+            click.echo(waiting, err=True)
+            told = True
+        time.sleep(0.5)
+        first = ws.repo.get_run(run_id)
+    if attempt is None and first.attempt >= 1:
         out.write(b"--- attempt 1 ---\n")
     while True:
         run = ws.repo.get_run(run_id)
@@ -275,4 +300,4 @@ def events(
         return
     for e in evs:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time))
-        click.echo(f"{stamp}  {e.kind:<18} {e.message}")
+        click.echo(f"{stamp}  {e.kind:<18} {note_text(e.message, run_id)}")

@@ -77,16 +77,21 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    from relaunch.errors import RelaunchError, missing_dependency
+    from relaunch.errors import RelaunchError, credentials_error, missing_dependency
 
     try:
         return cli.main(args=argv, prog_name="relaunch", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:
+        # One line, like every other error: what is wrong, and where the help is.
+        where = e.ctx.command_path if e.ctx is not None else "relaunch"
+        click.echo(f"error: {e.format_message()} — see `{where} --help`", err=True)
+        sys.exit(2)
     except click.ClickException as e:
         e.show()
-        sys.exit(2 if isinstance(e, click.UsageError) else e.exit_code)
+        sys.exit(e.exit_code)
     except RelaunchError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
@@ -98,6 +103,12 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(missing.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as e:
+        cred = credentials_error(e)
+        if cred is None:
+            raise
+        click.echo(f"error: {cred}", err=True)
+        sys.exit(cred.exit_code)
 
 
 if __name__ == "__main__":

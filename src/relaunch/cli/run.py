@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from relaunch.cli.common import STATE_STYLE, console, open_workspace, plain, workspace_options
+from relaunch.cli.common import (
+    STATE_STYLE,
+    console,
+    note_text,
+    open_workspace,
+    plain,
+    queue_served,
+    unserved_note,
+    workspace_options,
+)
 
 if TYPE_CHECKING:
     from relaunch.api import RunStatus, Workspace
@@ -64,9 +73,24 @@ def run(
         run_id=run_id,
         on_image=lambda line: click.echo(f"relaunch: {line}", err=True),
     )
+    from relaunch.spec.job import missing_env_secrets
+
+    missing = missing_env_secrets(ws.repo.get_run(rid).spec)
+    if missing:
+        click.echo(
+            f"note: secret {', '.join(missing)} is not set here; the agent that runs the job "
+            "must have it, or the job cannot start",
+            err=True,
+        )
     if not follow:
         click.echo(rid)
-        click.echo(f"queued. follow it: relaunch status {rid} · relaunch logs {rid} -f", err=True)
+        click.echo(
+            f"queued on {ws.store.url}. follow it: relaunch status {rid} · relaunch logs {rid} -f",
+            err=True,
+        )
+        queue = ws.repo.get_run(rid).queue
+        if not queue_served(ws.store, queue):
+            click.echo(f"note: {unserved_note(queue)}", err=True)
         return
     from relaunch.api import exit_code_of
 
@@ -116,7 +140,9 @@ def _follow(ws: Workspace, rid: str) -> RunRecord:
         def on_change(status: RunStatus) -> None:
             nonlocal shown
             for event in status.events[shown:]:
-                progress.console.print(f"  [dim]{event.kind:>18}[/] {plain(event.message)}")
+                progress.console.print(
+                    f"  [dim]{event.kind:>18}[/] {plain(note_text(event.message, rid))}"
+                )
             shown = len(status.events)
             run, hb = status.run, status.heartbeat
             style = STATE_STYLE.get(run.state.value, "")
@@ -130,7 +156,8 @@ def _follow(ws: Workspace, rid: str) -> RunRecord:
     style = STATE_STYLE.get(final.state.value, "")
     out.print(
         f"[{style}]{final.state.value}[/] after {final.attempt} attempt(s), "
-        f"{final.recoveries} recovered" + (f" — {plain(final.note)}" if final.note else "")
+        f"{final.recoveries} recovered"
+        + (f" — {plain(note_text(final.note, rid))}" if final.note else "")
     )
     if final.detail and final.state.value == "FAILED":
         out.print(f"  detail: {plain(final.detail)}")

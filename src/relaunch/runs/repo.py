@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from relaunch import eventlog
 from relaunch.errors import DamagedRecord, NotFoundError, ObjectNotFound, PreconditionFailed
 from relaunch.runs import keys
 from relaunch.runs.records import AttemptRecord, AttemptResult, Event, Heartbeat, RunRecord
@@ -204,6 +205,7 @@ class RunRepo:
         event = Event(time=now, kind=kind, message=message, attempt=attempt, data=data)
         key = keys.events_prefix(run_id) + f"{time.time_ns():020d}-{os.urandom(3).hex()}.json"
         self._put(key, event, if_generation_match=0)
+        eventlog.emit(kind, message, run_id=run_id, attempt=attempt, when=now, **data)
 
     def events(self, run_id: str, since: float | None = None) -> list[Event]:
         out = []

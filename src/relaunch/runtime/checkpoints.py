@@ -55,6 +55,26 @@ def _key_part(rel: str) -> str:
     return "/".join(quote(p, safe="._=+@,-") for p in rel.split("/"))
 
 
+def _secret_token(name: str) -> str:
+    return f"[secret:{name}]"
+
+
+def mask_secrets(rel: str, secrets: dict[str, str]) -> str:
+    """``rel`` with every secret value replaced by a token naming the secret: a trainer
+    that puts its token in a file name must not put it in an object key or a manifest."""
+    for name, value in sorted(secrets.items(), key=lambda kv: len(kv[1]), reverse=True):
+        if len(value) >= 4 and "/" not in value:
+            rel = rel.replace(value, _secret_token(name))
+    return rel
+
+
+def unmask_secrets(rel: str, secrets: dict[str, str]) -> str:
+    """The file name a trainer wrote, from its masked form (the secrets' current values)."""
+    for name, value in secrets.items():
+        rel = rel.replace(_secret_token(name), value)
+    return rel
+
+
 def _rel_of(part: str) -> str:
     rel = "/".join(unquote(p) for p in str(part).split("/"))
     if rel.startswith("/") or ".." in rel.split("/") or not rel:
@@ -121,6 +141,7 @@ class CheckpointSync:
         self.committed: Snapshot = {}
         self.committed_step: int | None = None
         self.restored: Restored | None = None
+        self.secrets: dict[str, str] = {}  # name → value, masked out of keys and manifests
 
     # -- reading ------------------------------------------------------------------
 
@@ -211,7 +232,7 @@ class CheckpointSync:
         if not isinstance(files, dict):
             raise ValueError("manifest without a file list")
         for part, size in files.items():
-            target = self.folder / _rel_of(part)
+            target = self.folder / unmask_secrets(_rel_of(part), self.secrets)
             self.store.download_file(f"{self.prefix}{seq:08d}/{part}", target)
             if target.stat().st_size != int(size):
                 raise ValueError(f"{_rel_of(part)} has {target.stat().st_size} bytes, not {size}")
@@ -251,7 +272,7 @@ class CheckpointSync:
         seq = max([newest, *self._seq_manifests()[:1]]) + 1
         files: dict[str, int] = {}
         for rel, (size, _) in sorted(snap.items()):
-            part = _key_part(rel)
+            part = _key_part(mask_secrets(rel, self.secrets))
             self.store.upload_file(f"{self.prefix}{seq:08d}/{part}", source / rel)
             files[part] = size
         if snapshot_of(source, only) != snap:

@@ -304,7 +304,7 @@ class Runtime:
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        secrets = resolve_secrets(self.cfg.secrets)
+        secrets = self.ckpt.secrets
         self.redact = Redactor(secrets.values())
         env.update(secrets)
         env.update(
@@ -375,6 +375,10 @@ class Runtime:
         failed = self._earlier_failure()
         if failed is not None:
             return failed
+        try:  # before the restore: checkpoint file names may hold a secret (masked in keys)
+            self.ckpt.secrets = resolve_secrets(self.cfg.secrets)
+        except RelaunchError as e:  # a secret that cannot be read, say
+            return self._fail_to_start(getattr(e, "reason", "user-error"), str(e))
         if self.cfg.checkpoints:
             try:  # the folder ends up holding exactly one committed checkpoint, or nothing
                 self._set_restored(self.restorer.restore())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from typing import Annotated, Any
 
@@ -24,6 +25,8 @@ def parse_duration(value: Any) -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
         raise ValueError(f"{value!r} is not a duration; write e.g. 30, '30s', '15m', '2h'")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration; write e.g. 30, '30s', '15m'")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
@@ -32,10 +35,31 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+# Set by relaunch in every attempt (DESIGN.md §4), with the value a job may repeat (as
+# W&B Launch queue configs do); any other value would be replaced without a word.
+RESERVED_ENV = {"WANDB_RUN_ID": "${run_id}", "WANDB_RESUME": "allow"}
+
+
+def check_env_name_free(name: str, value: str | None = None) -> str:
+    """``name`` unless relaunch sets that variable itself (then a ValueError that says so)."""
+    if name in RESERVED_ENV and value == RESERVED_ENV[name]:
+        return name
+    if name.startswith("RELAUNCH_") or name in RESERVED_ENV:
+        raise ValueError(
+            f"{name} is reserved: relaunch sets it in every attempt (the run id, attempt, "
+            "store…); remove it from the job"
+        )
+    return name
+
+
 class Strict(BaseModel):
     """Base of every spec model: unknown fields are errors that name the field."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+    # allow_inf_nan=False: `.inf`, `.nan` or 1e309 in any number is refused here, naming
+    # the field, instead of being stored as null and poisoning every agent that reads it.
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, frozen=False, allow_inf_nan=False
+    )
 
 
 def _location(loc: tuple[Any, ...]) -> str:

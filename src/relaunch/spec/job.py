@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from relaunch.runs.keys import RUN_ID_RE
-from relaunch.spec.common import Duration, Strict
+from relaunch.spec.common import Duration, Strict, check_env_name_free
 from relaunch.spec.vertex import VertexOptions, check_labels, check_region
 from relaunch.states import DEFAULT_ACTIONS, Action, Reason
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUEUE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SECRET_REF = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$|^env:[A-Za-z_]\w*$")
 
 
@@ -140,6 +143,11 @@ class JobSpec(Strict):
 
     @model_validator(mode="after")
     def _backend_needs(self) -> JobSpec:
+        if self.backend == "local" and self.image:
+            raise ValueError(
+                "image: the local backend runs the command on this machine and would ignore "
+                "the image; remove image:, or use a cloud backend (backend: vertex)"
+            )
         pools = self.vertex.spec.worker_pool_specs if self.vertex.spec else []
         if not self.command and (self.backend != "vertex" or not pools):
             raise ValueError("command is required: the training command, e.g. [python, train.py]")
@@ -188,10 +196,20 @@ class JobSpec(Strict):
 
     @field_validator("env", "env_from_secret")
     @classmethod
-    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
-        for name in v:
-            if not _ENV_NAME.match(name) or name.startswith("RELAUNCH_"):
+    def _env_names(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        for name, value in v.items():
+            if not _ENV_NAME.match(name):
                 raise ValueError(f"{name!r} is not a usable environment variable name")
+            check_env_name_free(name, value if info.field_name == "env" else None)
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str) -> str:
+        if _CONTROL.search(v):
+            raise ValueError("a name is one line of printable text (no newline or tab)")
+        if not v.strip():
+            raise ValueError("a name cannot be blank")
         return v
 
     @field_validator("env_from_secret")
@@ -211,3 +229,14 @@ class JobSpec(Strict):
         if v is not None and not RUN_ID_RE.match(v):
             raise ValueError("a run id is 1-63 of a-z, 0-9, '-', starting with a letter")
         return v
+
+
+def missing_env_secrets(spec: JobSpec, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The ``env:VAR`` secrets of ``spec`` whose variable is not set in ``environ`` (this
+    process's): an agent started from here could not give them to the job."""
+    env = os.environ if environ is None else environ
+    return [
+        f"{name} (env:{ref[4:]})"
+        for name, ref in spec.env_from_secret.items()
+        if ref.startswith("env:") and ref[4:] not in env
+    ]

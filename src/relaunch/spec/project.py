@@ -29,6 +29,17 @@ class ProjectSection(Strict):
 class StoreSection(Strict):
     url: str = Field(".relaunch", description="a folder (relative to relaunch.toml) or gs://b/p")
 
+    @field_validator("url")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from relaunch.errors import UserInputError
+        from relaunch.store import check_store_scheme
+
+        try:
+            return check_store_scheme(v)
+        except UserInputError as e:
+            raise ValueError(e.message) from None
+
 
 class AgentSection(Strict):
     queues: list[str] = Field(default_factory=lambda: ["default"])

@@ -8,6 +8,7 @@ outside them, or a ``{{name}}`` with no declaration, is an error — never kept 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -62,8 +63,10 @@ class TemplateVar(Strict):
                     raise ValueError
             else:
                 value = str(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{raw!r} is not a valid {self.type}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{raw!r} is not a finite number")
         if self.enum is not None and value not in self.enum:
             raise ValueError(f"{value!r} is not one of {self.enum}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -83,10 +86,12 @@ def fill_templates(
     doc: Any, declared: Mapping[str, Any], values: Mapping[str, str], source: str
 ) -> Any:
     """Replace the sentinels in a parsed document with typed, validated values."""
-    try:
-        decls = {name: TemplateVar.model_validate(d) for name, d in declared.items()}
-    except ValidationError as e:
-        raise spec_error(f"{source} templates", TemplateVar, e) from None
+    decls: dict[str, TemplateVar] = {}
+    for name, d in declared.items():
+        try:
+            decls[str(name)] = TemplateVar.model_validate(d)
+        except ValidationError as e:
+            raise spec_error(f"{source}: templates.{name}", TemplateVar, e) from None
     unknown = set(values) - set(decls)
     if unknown:
         raise SpecError(

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from relaunch.spec.common import Duration, Strict
+from relaunch.spec.common import Duration, Strict, check_env_name_free
 
 Strategy = Literal["SPOT", "FLEX_START", "STANDARD", "ON_DEMAND", "LOW_COST"]
 
@@ -75,6 +75,7 @@ class EnvVar(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvVar:
+        check_env_name_free(self.name, self.value)
         if (self.value is None) == (self.valueFrom is None):
             raise ValueError(f"env {self.name}: give exactly one of value or valueFrom")
         return self

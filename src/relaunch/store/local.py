@@ -28,6 +28,7 @@ from typing import IO
 
 from relaunch.errors import ObjectNotFound, PreconditionFailed, StoreError
 from relaunch.store.base import Listing, ObjectMeta, check_key
+from relaunch.store.ignore import IGNORE_FILE, ignore_self
 
 _INTERNAL = ".store"
 _LOCK_STRIPES = 64
@@ -60,6 +61,7 @@ class LocalStore:
             try:
                 self._tmp.mkdir(parents=True, exist_ok=True)
                 self._locks.mkdir(parents=True, exist_ok=True)
+                ignore_self(self.root)  # a store inside a repository stays out of `git add`
             except OSError as e:
                 raise StoreError(
                     f"cannot create the store at {self.root}: {e.strerror}",
@@ -215,7 +217,7 @@ class LocalStore:
             return Listing([], [])
         for entry in entries:
             name = entry.name
-            if not name.startswith(stem) or (not head and name == _INTERNAL):
+            if not name.startswith(stem) or (not head and name in (_INTERNAL, IGNORE_FILE)):
                 continue
             key = f"{head}/{name}" if head else name
             if entry.is_dir(follow_symlinks=False):

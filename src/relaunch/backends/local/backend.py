@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
-from relaunch.backends.contract import job_environment
+from relaunch.backends.contract import inherited_environment, job_environment
 from relaunch.errors import BackendError
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.states import AttemptState, Reason
@@ -73,7 +73,7 @@ class LocalBackend(Backend):
                 reason=Reason.USER_ERROR,
                 hint="fix workdir in job.yaml (relative to its folder)",
             )
-        env = dict(os.environ)
+        env = inherited_environment(run, os.environ)  # not the agent's whole shell
         # `python` in a command means the interpreter relaunch runs on (its venv).
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update(ctx.env)
