@@ -128,6 +128,18 @@ def check_timing(spec: JobSpec) -> list[Finding]:
             "waiting for capacity would be cancelled",
             f"raise startup_timeout above {wait:g}s plus the image pull",
         )
+    gpu = spec.gce.gpu_timeout
+    if spec.backend == "gce" and spec.resources.accelerator_type and startup <= gpu:
+        # The seeds' rule, in relaunch's terms: the VM's own GPU wait must end (and say
+        # why) before the agent gives up on a first heartbeat.
+        add(
+            "fail",
+            f"startup_timeout {startup:g}s ends before gce.gpu_timeout {gpu:g}s: a VM still "
+            "waiting for its GPU driver would be cancelled without the start-up script's "
+            "diagnosis",
+            f"raise startup_timeout above gce.gpu_timeout plus the image pull "
+            f"(e.g. {gpu + 300:g}s), or lower gce.gpu_timeout",
+        )
     cloud = spec.backend != "local"
     if cloud and startup < 300:
         add(
@@ -185,9 +197,11 @@ def check_cloud(ws: Workspace, spec: JobSpec) -> list[Finding]:
         get_backend(spec.backend).check(run, ws.store)
     except RelaunchError as e:
         return [Finding("fail", e.message, e.hint or "")]
-    regions = ", ".join(r.get("region", "?") for r in get_backend(spec.backend).offers(run))
+    offers = get_backend(spec.backend).offers(run)
+    kind = "zones" if spec.backend == "gce" else "regions"
+    places = ", ".join(str(o.get("zone") or o.get("region", "?")) for o in offers)
     return [
-        Finding("ok", f"{spec.backend}: project {run.gcp.get('project')}, regions {regions}"),
+        Finding("ok", f"{spec.backend}: project {run.gcp.get('project')}, {kind} {places}"),
         check_credentials(),
     ]
 

@@ -50,6 +50,8 @@ if os.environ.get("RELAUNCH_RESUMED") == "1":
     sys.exit(0 if name.read_text() == "weights" else 4)
 folder.mkdir(parents=True, exist_ok=True)
 name.write_text("weights")
+from relaunch.runtime import report
+report(step=1, checkpoint=True)  # a complete checkpoint: committed though the command fails
 sys.exit(3)  # fail once: attempt 2 must restore the file under its real name
 """
 

@@ -24,10 +24,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.fakegcp.common import matcher, new_id, now, page
 from tests.fakegcp.compute_ops import BASE, LINK, ComputeOps
+from tests.fakegcp.cos import CosBehaviour, install_tools, path_with
 from tests.fakegcp.executor import Workload, base_env
 from tests.fakegcp.metadata import MetadataServer
 from tests.fakegcp.schemas import validate
@@ -79,6 +81,7 @@ class ComputeService:
         self.vms: dict[tuple[str, str], Vm] = {}  # (zone, name)
         self.ops = ComputeOps(fake)
         self.on_exit = "stay"
+        self.cos = CosBehaviour()  # how the COS tools of VMs started from now on behave
 
     def register(self, router: Router) -> None:
         self.ops.register(router)
@@ -205,7 +208,11 @@ class ComputeService:
         with self.lock:
             vm = self._vm(zone, name)
             link = vm.resource["selfLink"]
-            self._shut_down(vm, "DELETED")
+            if vm.resource["status"] in ("TERMINATED", "STOPPED"):
+                del self.vms[(zone, name)]  # nothing runs: the VM (and its disk) just goes
+            else:
+                vm.stopping = None if vm.stopping == "TERMINATED" else vm.stopping
+                self._shut_down(vm, "DELETED")
         return self.ops.start(project, zone, "delete", link)
 
     def set_labels(self, req: Request, project: str, zone: str, name: str) -> dict[str, Any]:
@@ -286,13 +293,23 @@ class ComputeService:
             if vm.preempt_at is not None and time.monotonic() >= vm.preempt_at:
                 vm.preempt_at = None
                 self._preempted(vm)
+            elif self._powered_off(vm):
+                self.ops.start(
+                    vm.project,
+                    vm.zone,
+                    "compute.instances.guestTerminate",
+                    vm.resource["selfLink"],
+                    done=True,
+                    message="Instance terminated by guest OS shutdown.",
+                )
+                self._shut_down(vm, "TERMINATED")
             elif (
                 vm.workload is not None
                 and vm.workload.exit_code is not None
                 and self.on_exit != "stay"
             ):
                 self._shut_down(vm, "TERMINATED" if self.on_exit == "stop" else "DELETED")
-        elif status == "STOPPING" and (vm.workload is None or vm.workload.exit_code is not None):
+        elif status == "STOPPING" and (vm.workload is None or not vm.workload.group_alive()):
             vm.metadata.stop()
             if vm.stopping == "DELETED":
                 del self.vms[key]
@@ -315,6 +332,9 @@ class ComputeService:
 
     def _start(self, vm: Vm) -> None:
         vm.metadata.start()
+        if vm.item("startup-script") is not None and self.fake.execute:
+            self._run_startup_script(vm)
+            return
         command = vm.item(self.command_key)
         if command is None or not self.fake.execute:
             return
@@ -324,6 +344,31 @@ class ComputeService:
             env.update({k: str(v) for k, v in json.loads(base64.b64decode(extra)).items()})
         script = base64.b64decode(command).decode()
         vm.workload = self.fake.executor.start(vm.resource["name"], ["/bin/sh", "-c", script], env)
+
+    def state_dir(self, name: str) -> Path:
+        """Where the COS stand-ins of VM ``name`` record what they were asked."""
+        return self.fake.root / "vms" / name
+
+    def _run_startup_script(self, vm: Vm) -> None:
+        """Run the VM's real start-up script with the COS stand-ins on its PATH."""
+        name = vm.resource["name"]
+        state = self.state_dir(name)
+        state.mkdir(parents=True, exist_ok=True)
+        script = state / "startup-script"
+        script.write_text(vm.item("startup-script") or "")
+        image = vm.item("relaunch-image") or ""
+        denied = bool(image) and self.fake.faults.take_image_pull(image)
+        env = {
+            **base_env(),
+            **self.cos.env(vm.zone, int(_gpus(vm.resource)), denied),
+            "GCE_METADATA_HOST": vm.metadata.host,
+            "FAKE_COS_STATE": str(state),
+        }
+        env["PATH"] = path_with(install_tools(self.fake.root / "cos-bin"), env["PATH"])
+        vm.workload = self.fake.executor.start(name, ["/bin/bash", str(script)], env)
+
+    def _powered_off(self, vm: Vm) -> bool:
+        return (self.state_dir(vm.resource["name"]) / "poweroff").exists()
 
     def stop_all(self) -> None:
         with self.lock:

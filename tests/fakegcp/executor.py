@@ -59,11 +59,29 @@ class Workload:
             return ""
 
     def _signal(self, sig: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        # The whole group: what the first process started may outlive it (a shell
+        # killed by SIGTERM while its container still saves a checkpoint).
+        if self.proc is not None and (self.proc.poll() is None or self.group_alive()):
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
                 pass
+
+    def group_alive(self) -> bool:
+        """Whether any process of the workload's group still runs (zombies aside)."""
+        if self.proc is None:
+            return False
+        if self.proc.poll() is None:
+            return True
+        pgid = str(self.proc.pid)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[2] == pgid and fields[0] not in ("Z", "X"):
+                return True
+        return False
 
     def terminate(self, notice: float) -> threading.Thread:
         """SIGTERM now, SIGKILL after ``notice`` seconds if still alive (in a thread)."""
@@ -71,7 +89,7 @@ class Workload:
 
         def finish() -> None:
             deadline = time.monotonic() + notice
-            while time.monotonic() < deadline and self.exit_code is None:
+            while time.monotonic() < deadline and self.group_alive():
                 time.sleep(0.02)
             self.kill()
 

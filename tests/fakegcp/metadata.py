@@ -50,6 +50,13 @@ class MetadataServer:
             return f"projects/{self.project}/zones/{inst['zone'].rsplit('/', 1)[-1]}"
         if path == "project/project-id":
             return self.project
+        if path == "instance/service-accounts/default/email":
+            accounts = inst.get("serviceAccounts") or [{}]
+            email = accounts[0].get("email") or "default"
+            default = "123456789-compute@developer.gserviceaccount.com"
+            return default if email == "default" else str(email)
+        if path == "instance/service-accounts/default/token":
+            return '{"access_token": "fake-vm-token", "expires_in": 3599, "token_type": "Bearer"}'
         if path.startswith("instance/attributes/"):
             key = path[len("instance/attributes/") :]
             for item in (inst.get("metadata") or {}).get("items") or []:

@@ -129,7 +129,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ),
         ("name: t\ncommand: [x]\n", ["--run-id", "NOT valid"], "invalid run id"),
         ("name: t\n  command: : x\n", [], "malformed YAML"),
-        ("name: t\ncommand: [x]\nbackend: gce\n", [], "backend 'gce' is not available"),
+        ("name: t\ncommand: [x]\nbackend: gce\n", [], "backend gce needs resources.machine_type"),
         ("name: t\ncommand: [x]\nworkdir: nowhere\n", [], "workdir"),
         (
             "name: t\ncommand: [x]\nbackend: vertex\nimage: us-docker.pkg.dev/p/r/t:1\n"

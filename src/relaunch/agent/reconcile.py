@@ -282,14 +282,14 @@ class Reconciler:
         assert attempt.reason is not None
         if run.decided < attempt.n:
             backend = get_backend(run.backend)
-            place = backend.place_key(run, attempt.placement)
-            if blocklist.block(self.repo.store, place, attempt.reason, attempt.detail or ""):
-                self.repo.add_event(
-                    run.run_id,
-                    "placement-blocked",
-                    f"{place}: {attempt.reason.value}; other runs avoid it for a while",
-                    attempt=attempt.n,
-                )
+            for place in backend.refused_places(run, attempt.placement, attempt.reason):
+                if blocklist.block(self.repo.store, place, attempt.reason, attempt.detail or ""):
+                    self.repo.add_event(
+                        run.run_id,
+                        "placement-blocked",
+                        f"{place}: {attempt.reason.value}; other runs avoid it for a while",
+                        attempt=attempt.n,
+                    )
             offers = len(backend.offers(run))
             decision = decide(run, attempt.reason, stop_requested=stop, offers=offers)
             if decision.state.terminal:

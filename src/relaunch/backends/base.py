@@ -107,6 +107,11 @@ class Backend(ABC):
         so later runs avoid it for a while; "" where nothing is learned (local)."""
         return ""
 
+    def refused_places(self, run: RunRecord, placement: Placement, reason: Reason) -> list[str]:
+        """The places an attempt that ended with ``reason`` in ``placement`` tells later
+        runs to avoid: its own place, or more (GCE: quota in a zone is the region's)."""
+        return [self.place_key(run, placement)]
+
 
 @runtime_checkable
 class FindsAttempts(Protocol):

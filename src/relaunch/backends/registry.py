@@ -11,10 +11,14 @@ from relaunch.errors import MissingDependency, UserInputError, gcp_not_installed
 BACKENDS: dict[str, str] = {
     "local": "relaunch.backends.local.backend:LocalBackend",
     "vertex": "relaunch.backends.vertex.backend:VertexBackend",
+    "gce": "relaunch.backends.gce.backend:GceBackend",
 }
 
 # A module of the `gcp` extra each cloud backend needs (found, not imported).
-REQUIRES: dict[str, str] = {"vertex": "google.cloud.aiplatform_v1"}
+REQUIRES: dict[str, str] = {
+    "vertex": "google.cloud.aiplatform_v1",
+    "gce": "google.cloud.compute_v1",
+}
 
 _instances: dict[str, Backend] = {}
 _missing: dict[str, MissingDependency | None] = {}

@@ -63,9 +63,33 @@ def _row(run: RunSummary, hb: dict[str, Any] | None, now: float) -> dict[str, An
 @click.command()
 @click.option("--all", "show_all", is_flag=True, help="Include runs that ended over a day ago.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=1),
+    is_flag=False,
+    flag_value=60.0,
+    default=None,
+    metavar="[S]",
+    help="Print again every S seconds (default 60) until Ctrl-C.",
+)
 @workspace_options
-def ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -> None:
+def ps(
+    show_all: bool, as_json: bool, watch: float | None, project: Path | None, store: str | None
+) -> None:
     """List runs: state, attempts, progress, heartbeat age, and what to do about problems."""
+    if watch is not None:
+        try:
+            while True:
+                click.clear()
+                click.echo(time.strftime("%H:%M:%S") + f" · every {watch:g}s · Ctrl-C to stop")
+                _ps(show_all, as_json, project, store)
+                time.sleep(watch)
+        except KeyboardInterrupt:
+            return
+    _ps(show_all, as_json, project, store)
+
+
+def _ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -> None:
     from relaunch.cli.table import render_table
     from relaunch.runs.summary import live_heartbeat
 
@@ -196,6 +220,11 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
             plain(a.detail or ""),
         )
     out.print(table)
+    current = st.attempts[-1] if st.attempts else None
+    boot = [e for e in st.events if e.kind in ("boot", "boot-failed") and current
+            and e.attempt == current.n]  # fmt: skip
+    if boot and current and current.running_at is None:
+        out.print(f"  boot: {plain(boot[-1].message)} ({since(boot[-1].time)} ago)")
     failed = [
         a
         for a in st.attempts
@@ -288,13 +317,23 @@ def logs(
     help="Only events newer than this (e.g. 24h, 15m).",
 )
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--cloud", is_flag=True, help="Merge in the cloud's own operations on the run's VMs (gce)."
+)
 @workspace_options
 def events(
-    run_id: str, since_: str, as_json: bool, project: Path | None, store: str | None
+    run_id: str, since_: str, as_json: bool, cloud: bool, project: Path | None, store: str | None
 ) -> None:
     """Print RUN_ID's events (claims, attempts, preemptions, recoveries, stops)."""
     ws = open_workspace(project, store)
-    evs = ws.events(run_id, since=parse_since(since_))
+    since_t = parse_since(since_)
+    evs = ws.events(run_id, since=since_t)
+    if cloud:
+        from relaunch.backends.gce.ops import cloud_events
+
+        gcp, found = cloud_events(ws, run_id)
+        click.echo(f"cloud events from Google Cloud project {gcp}", err=True)
+        evs = sorted([*evs, *(e for e in found if e.time >= since_t)], key=lambda e: e.time)
     if as_json:
         echo_json([e.model_dump(mode="json") for e in evs])
         return

@@ -41,6 +41,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "doctor",
         "Check the store, agents and a job's settings before running it.",
     ),
+    "serial": ("relaunch.cli.gce", "serial", "Print a GCE run's VM serial console."),
+    "vms": ("relaunch.cli.gce", "vms", "List relaunch's VMs and whether a live run owns each."),
+    "cleanup": ("relaunch.cli.gce", "cleanup", "Delete VMs and Vertex jobs no live run owns."),
     "schema": (
         "relaunch.cli.schema",
         "schema",

@@ -102,6 +102,13 @@ class Slot:
             or hb.get("phase") in RELEASED
         )
 
+    @staticmethod
+    def _released(data: bytes) -> bool:
+        try:
+            return json.loads(data).get("phase") in RELEASED
+        except (ValueError, AttributeError):
+            return False
+
     def acquire(self, body: Callable[[], bytes], stopping: Callable[[], bool]) -> bool:
         """Take the slot, waiting while another live runtime of this attempt holds it.
         False when this runtime turns out not to be current (or ``stopping()``)."""
@@ -143,8 +150,10 @@ class Slot:
                     current, gen = self.store.get(self.key)
                 except ObjectNotFound:
                     raise Fenced("the heartbeat slot was deleted") from None
-                if current not in self._unconfirmed:
+                if current not in self._unconfirmed and not self._released(current):
                     raise Fenced("another runtime took this attempt's heartbeat") from None
+                # Our own lost answer, or a word from no live runtime (a VM's start-up
+                # script saying it never started its container): write over it.
                 self.gen = gen
                 continue
             self._unconfirmed.clear()

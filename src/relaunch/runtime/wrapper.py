@@ -34,6 +34,7 @@ from relaunch.runs import keys
 from relaunch.runtime.checkpoints import CheckpointSync, Restored, Unrestorable
 from relaunch.runtime.commits import CommitPolicy
 from relaunch.runtime.fence import Fenced, Slot, claim_ttl
+from relaunch.runtime.gce_preemption import watch_preemption
 from relaunch.runtime.progress import read_progress
 from relaunch.runtime.restore import Restorer
 from relaunch.runtime.scan import OutputScanner
@@ -405,7 +406,11 @@ class Runtime:
             self.heartbeat("running")
             pump = threading.Thread(target=self._pump_output, daemon=True)
             pump.start()
+            # On a GCE VM the spot notice comes from the metadata server: it acts as SIGTERM.
+            notice = watch_preemption(lambda: self._on_signal(signal.SIGTERM, None))
             exit_code = self._watch()
+            if notice is not None:
+                notice.stop()
             pump.join(timeout=5)
             older = self._fall_back(exit_code)
             if older is None:

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from relaunch.runs.keys import RUN_ID_RE
 from relaunch.spec.common import Duration, Strict, check_env_name_free
+from relaunch.spec.gce import GceOptions, check_zone
 from relaunch.spec.vertex import VertexOptions, check_labels, check_region
 from relaunch.states import DEFAULT_ACTIONS, Action, Reason
 
@@ -135,6 +136,7 @@ class JobSpec(Strict):
     labels: dict[str, str] = Field(default_factory=dict, description="cloud resource labels")
     local: LocalOptions = Field(default_factory=LocalOptions)
     vertex: VertexOptions = Field(default_factory=VertexOptions)  # type: ignore[arg-type]
+    gce: GceOptions = Field(default_factory=GceOptions)  # type: ignore[arg-type]
 
     @field_validator("labels")
     @classmethod
@@ -153,6 +155,8 @@ class JobSpec(Strict):
             raise ValueError("command is required: the training command, e.g. [python, train.py]")
         if not self.command and not all(p.container_spec.command for p in pools):
             raise ValueError("command is required (a worker pool has no container_spec.command)")
+        if self.backend == "gce":
+            return self._gce_needs()
         if self.backend != "vertex":
             return self
         if not pools and not self.resources.machine_type:
@@ -167,6 +171,27 @@ class JobSpec(Strict):
             raise ValueError(
                 f"env_from_secret {env_refs[0]}: env:VAR secrets exist only where the agent "
                 "runs; on vertex use a Secret Manager reference projects/P/secrets/S"
+            )
+        return self
+
+    def _gce_needs(self) -> JobSpec:
+        if not self.resources.machine_type:
+            raise ValueError("backend gce needs resources.machine_type (e.g. n1-standard-4)")
+        if not self.image:
+            raise ValueError("backend gce needs image: (a stack image or a full image URI)")
+        for zone in self.resources.zones:
+            check_zone(zone)
+        if len(set(self.resources.zones)) != len(self.resources.zones):
+            raise ValueError("a zone is listed twice")
+        if self.resources.provisioning == "flex-start":
+            raise ValueError("backend gce takes provisioning spot or standard")
+        if self.resources.replica_count != 1:
+            raise ValueError("backend gce runs one VM per attempt (replica_count 1)")
+        env_refs = [n for n, ref in self.env_from_secret.items() if ref.startswith("env:")]
+        if env_refs:
+            raise ValueError(
+                f"env_from_secret {env_refs[0]}: env:VAR secrets exist only where the agent "
+                "runs; on gce use a Secret Manager reference projects/P/secrets/S"
             )
         return self
 
