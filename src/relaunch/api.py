@@ -5,6 +5,7 @@ ws = api.Workspace.open()                      # relaunch.toml + its store
 run_id = ws.submit("examples/quickstart/job.yaml")
 ws.wait(run_id)                                # runs an agent in-process if none is live
 print(ws.status(run_id).run.state)
+ws.resume(run_id, "examples/quickstart/job.yaml")  # once it ended: on from its checkpoint
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from relaunch.store import ObjectStore, open_store
 if TYPE_CHECKING:  # the records import pydantic models of the whole job spec
     from relaunch.runs.records import AttemptRecord, Event, Heartbeat, RunRecord
     from relaunch.runs.repo import RunRepo
+    from relaunch.runs.resume import Resumed
     from relaunch.spec.job import JobSpec
 
 
@@ -83,8 +85,61 @@ class Workspace:
         """Validate ``job`` and queue it; return the run id. Nothing is written on error.
         A stack image the registry lacks is built (after the checks); ``on_image`` gets a
         line per image built."""
-        from relaunch.backends.registry import BACKENDS, get_backend
         from relaunch.runs import queue
+
+        record = self._validated(job, values, queue_name=queue_name, run_id=run_id)
+        self._resolve_image(record, on_image)
+        queue.enqueue(self.store, record)
+        self.repo.add_event(
+            record.run_id, "queued", f"queued on '{record.queue}' from {record.job_file}"
+        )
+        return record.run_id
+
+    def resume(
+        self,
+        run_id: str,
+        job: Path | str | None = None,
+        values: dict[str, str] | None = None,
+        *,
+        from_scratch: bool = False,
+        by: str | None = None,
+        on_image: Callable[[str], None] | None = None,
+    ) -> Resumed:
+        """Queue the ended run ``run_id`` again under its id: attempt numbers go on, the
+        next attempt restores its last committed checkpoint (``from_scratch``: step 0,
+        the checkpoint discarded), ``WANDB_RUN_ID`` stays the same. ``job`` (and/or
+        ``values``, which alone re-read the run's own job file with its earlier values)
+        replace the spec, validated as ``submit`` validates; without them the recorded
+        spec is reused. Refused, before anything is written, when the run has not ended,
+        has no committed checkpoint (unless ``from_scratch``) or does not exist."""
+        from relaunch.runs import resume
+
+        run, _ = resume.ended_run(self.repo, keys.valid_run_id(run_id))
+        new = None
+        if job is not None or values:
+            if job is None:  # --set alone: the run's own job file, with its earlier values
+                job, values = resume.job_file_of(run), {**run.template_values, **(values or {})}
+            new = self._validated(job, values, run_id=run_id)
+        else:  # the recorded spec: still one its backend accepts here?
+            from relaunch.backends.registry import get_backend
+
+            get_backend(run.backend).check(run, self.store)
+        resume.check(self.repo, run, new, from_scratch=from_scratch)  # before any build
+        if new is not None:
+            self._resolve_image(new, on_image)
+        return resume.resume(self.repo, run_id, new, from_scratch=from_scratch, by=by)
+
+    def _validated(
+        self,
+        job: Path | str,
+        values: dict[str, str] | None,
+        *,
+        queue_name: str | None = None,
+        run_id: str | None = None,
+    ) -> RunRecord:
+        """The run record ``job`` makes, checked as far as anything can be before its
+        image is resolved: what `relaunch run` and `relaunch resume` both accept."""
+        from relaunch.backends.registry import BACKENDS, get_backend
         from relaunch.runs.records import RunRecord
         from relaunch.spec.loader import load_job
 
@@ -117,8 +172,14 @@ class Workspace:
             base_dir=str(loaded.base_dir),
             project={"name": self.config.project.name, "entity": self.config.project.entity},
             gcp=self.gcp_settings(spec) if spec.backend != "local" else {},
+            job_file=str(loaded.source),
+            template_values=dict(values or {}),
         )
         get_backend(spec.backend).check(record, self.store)
+        return record
+
+    def _resolve_image(self, record: RunRecord, on_image: Callable[[str], None] | None) -> None:
+        spec = record.spec
         if spec.image and spec.backend != "local":
             # Only a run its backend accepts may start builds (hours for a base image).
             # A stack image name becomes the URI of its current tag, built (parents
@@ -128,9 +189,6 @@ class Workspace:
             record.image_uri = resolve_image(
                 self.config, spec.image, build_missing=True, on_build=on_image
             )
-        queue.enqueue(self.store, record)
-        self.repo.add_event(rid, "queued", f"queued on '{spec.queue}' from {loaded.source}")
-        return rid
 
     def gcp_settings(self, spec: JobSpec) -> dict[str, object]:
         """What a cloud run needs of relaunch.toml, recorded so any agent can start it."""
@@ -218,14 +276,19 @@ class Workspace:
 
     def stop(self, run_id: str, *, wait: float = 60.0) -> RunState:
         """Write ``.stop``; a queued run ends at once, a running one when its attempt has
-        been cancelled (by its agent, or by an agent started here if it has none)."""
+        been cancelled (by its agent, or by an agent started here if it has none). An
+        ended run gets the marker too, so a resume racing this stop cannot outlive it."""
         run = self.repo.get_run(keys.valid_run_id(run_id))
+        self.repo.request_stop(run_id, by="relaunch stop")
         if run.state.terminal:
-            return run.state
+            # Written all the same: a resume racing this stop keeps the run ended, or
+            # its new life obeys the marker before it starts (runs/resume.py).
+            run = self.repo.get_run(run_id)
+            if run.state.terminal:
+                return run.state
         from relaunch.agent.loop import Agent, AgentOptions
         from relaunch.runs import queue
 
-        self.repo.request_stop(run_id, by="relaunch stop")
         self.repo.add_event(run_id, "stop-requested", "stop requested (.stop written)")
         owner = leases.read_lease(self.store, run_id)
         if owner is not None and owner.expires_at > time.time():

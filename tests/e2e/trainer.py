@@ -52,6 +52,7 @@ def main() -> int:
             "time": time.time(),
             "pid": os.getpid(),
             "resumed": os.environ.get("RELAUNCH_RESUMED"),
+            "wandb": os.environ.get("WANDB_RUN_ID"),
         }
         (args.markers / f"{tag}.{kind}").write_text(json.dumps(body))
 

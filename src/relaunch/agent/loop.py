@@ -51,6 +51,10 @@ class Owned:
 
 #: A run whose reconcile keeps failing on a bug is looked at again this much later.
 SICK_BACKOFF = 30.0
+#: A run known to be over is read again this much later when looking for orphans: a
+#: resume queues it again (its queue item is claimed at once; this covers a resume that
+#: died between its record and its queue item).
+TERMINAL_RECHECK = 300.0
 
 
 @dataclass
@@ -81,7 +85,7 @@ class Agent:
         self.repo = RunRepo(store, cache_ttl=30.0)
         self.reconciler = Reconciler(self.repo, self.id)
         self.owned: dict[str, Owned] = {}
-        self._terminal: set[str] = set()  # runs known to be over: never looked at again
+        self._terminal: dict[str, float] = {}  # runs known to be over → when to look again
         self._unserved: set[str] = set()  # runs whose backend cannot run on this host
         self._sick: dict[str, tuple[float, str]] = {}  # run → (look again at, last error)
         self._next_renew = 0.0
@@ -205,7 +209,7 @@ class Agent:
         if done:
             leases.release(self.store, owned.lease)
             self.owned.pop(run_id, None)
-            self._terminal.add(run_id)
+            self._over(run_id)
 
     def _sicken(self, run_id: str, e: Exception) -> None:
         """Log a failing run once per distinct error; a bug backs the run off for a while,
@@ -230,7 +234,13 @@ class Agent:
         owned = self.owned.pop(run_id, None)
         if owned is not None:
             leases.release(self.store, owned.lease)
-        self._terminal.add(run_id)
+        self._over(run_id)
+
+    def _over(self, run_id: str) -> None:
+        self._terminal[run_id] = time.monotonic() + TERMINAL_RECHECK
+
+    def _known_over(self, run_id: str) -> bool:
+        return self._terminal.get(run_id, 0.0) > time.monotonic()
 
     def _wanted(self, run_id: str) -> bool:
         return self.opts.only_runs is None or run_id in self.opts.only_runs
@@ -269,6 +279,7 @@ class Agent:
         if not self._adopt_queue_item(key, run_id):
             leases.release(self.store, self.owned.pop(run_id).lease)
             return
+        self._terminal.pop(run_id, None)  # a resumed run is claimed like a new one
         self.repo.add_event(run_id, "claimed", f"claimed by agent {self.id}")
         self._reconcile(run_id)
 
@@ -317,12 +328,12 @@ class Agent:
         for run_id in self.repo.run_ids():
             if len(self.owned) >= self.opts.max_jobs:
                 return
-            if run_id in self.owned or run_id in self._terminal or not self._wanted(run_id):
+            if run_id in self.owned or self._known_over(run_id) or not self._wanted(run_id):
                 continue
             try:
                 found = self.repo.find_run(run_id)
             except DamagedRecord as e:
-                self._terminal.add(run_id)
+                self._over(run_id)
                 lease = leases.read_lease(self.store, run_id)
                 free = lease is None or lease.expires_at < now
                 if free and self.repo.damaged(run_id) is None and self._take(run_id):
@@ -332,7 +343,7 @@ class Agent:
                 continue
             run = found[0]
             if run.state.terminal and run.ended_event:
-                self._terminal.add(run_id)
+                self._over(run_id)
                 continue
             if run.queue not in self.opts.queues or not self._can_serve(run_id, run.backend):
                 continue

@@ -102,7 +102,9 @@ class Reconciler:
                 return False
             r.attempt, r.not_before, r.owner = n, None, self.agent_id
             self._named_attempt = True
-            r.state = RunState.STARTING if n == 1 else RunState.RECOVERING
+            # A resumed run (QUEUED again after it ended) starts, it does not recover.
+            first = n == 1 or r.state is RunState.QUEUED
+            r.state = RunState.STARTING if first else RunState.RECOVERING
             return True
 
         return self.repo.update_run(run.run_id, name)
@@ -344,23 +346,27 @@ class Reconciler:
         return True
 
     def _say_ended(self, run: RunRecord) -> None:
-        """The run-ended event, then the mark that it was written: an agent that dies in
-        between leaves the mark unset, and the next one to look writes the event."""
-        if run.ended_event or run.reason is None:
-            return
-        faults.hit("before-run-ended")
-        extra = f" ({run.why})" if run.why and run.state is RunState.FAILED else ""
-        self.repo.add_event(
-            run.run_id,
-            "run-ended",
-            f"run {run.state.value.lower()}: {REASON_NOTES[run.reason]}{extra}",
-            state=run.state.value,
-        )
+        say_ended(self.repo, run)
 
-        def said(r: RunRecord) -> bool:
-            if r.ended_event:
-                return False
-            r.ended_event = True
-            return True
 
-        self.repo.update_run(run.run_id, said)
+def say_ended(repo: RunRepo, run: RunRecord) -> None:
+    """The run-ended event, then the mark that it was written: an agent that dies in
+    between leaves the mark unset, and the next one to look (or a resume) writes it."""
+    if run.ended_event or run.reason is None:
+        return
+    faults.hit("before-run-ended")
+    extra = f" ({run.why})" if run.why and run.state is RunState.FAILED else ""
+    repo.add_event(
+        run.run_id,
+        "run-ended",
+        f"run {run.state.value.lower()}: {REASON_NOTES[run.reason]}{extra}",
+        state=run.state.value,
+    )
+
+    def said(r: RunRecord) -> bool:
+        if r.ended_event:
+            return False
+        r.ended_event = True
+        return True
+
+    repo.update_run(run.run_id, said)

@@ -178,6 +178,13 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
         f"{run.spec.retry.max_recoveries} · restarts {run.restarts}/"
         f"{run.spec.retry.max_restarts_on_errors} · progress {_status_progress(st)}"
     )
+    if run.resumes:
+        out.print(
+            f"  resumed {'once' if run.resumes == 1 else f'{run.resumes} times'} "
+            f"(last by {plain(run.resumed_by)}, "
+            f"{since(run.resumed_at)} ago): recovery budget renewed from attempt "
+            f"{run.first_attempt}"
+        )
     if run.reason and run.reason.value != "succeeded":
         out.print(f"  [bold]{run.reason.value}[/]: {plain(note_text(run.note, run.run_id))}")
         if run.detail:

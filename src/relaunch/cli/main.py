@@ -15,6 +15,11 @@ from relaunch import __version__
 # name → (module, attribute, one-line help). The one explicit registry of commands.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("relaunch.cli.run", "run", "Validate a job, queue it, and optionally follow it."),
+    "resume": (
+        "relaunch.cli.resume",
+        "resume",
+        "Queue an ended run again under its id, from its last checkpoint.",
+    ),
     "agent": (
         "relaunch.cli.agent",
         "agent",

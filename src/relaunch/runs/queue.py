@@ -22,7 +22,8 @@ from relaunch.store.base import ObjectStore
 def _taken(run_id: str) -> UserInputError:
     return UserInputError(
         f"run id {run_id!r} is already taken",
-        hint="choose another run_id, or omit it to get a fresh one",
+        hint=f"continue that run from its last checkpoint with `relaunch resume {run_id} "
+        "[JOB.yaml]`, or choose another run_id (omit it to get a fresh one)",
     )
 
 
@@ -41,6 +42,14 @@ def enqueue(store: ObjectStore, record: RunRecord) -> str:
             return key  # an agent claimed the item first and wrote this very record
         store.delete(key)
         raise _taken(record.run_id) from None
+    return key
+
+
+def requeue(store: ObjectStore, record: RunRecord) -> str:
+    """A new queue item for an existing run (a resumed one): a snapshot of ``record``,
+    whose nonce the claiming agent checks against the run record."""
+    key = keys.queue_item_key(record.queue, record.priority, time.time_ns(), record.run_id)
+    store.put(key, record.model_dump_json(exclude_none=True).encode(), if_generation_match=0)
     return key
 
 

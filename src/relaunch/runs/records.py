@@ -55,6 +55,13 @@ class RunRecord(Record):
     killed_streak: int = 0  # attempts in a row whose command was SIGKILLed (OOM?)
     #: False between a run's terminal write and its run-ended event (written next)
     ended_event: bool = True
+    job_file: str | None = None  # the job.yaml it was queued from (`resume --set` reads it)
+    template_values: dict[str, str] = Field(default_factory=dict)  # its --set values
+    resumes: int = 0  # times it was queued again after it ended (`relaunch resume`)
+    resumed_at: float | None = None
+    resumed_by: str | None = None
+    #: the first attempt since the last resume: its recovery budget counts from there
+    first_attempt: int = 1
     why: str | None = None  # the policy's reason for the final state (run-ended event)
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)

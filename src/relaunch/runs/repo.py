@@ -76,6 +76,10 @@ class RunRepo:
     def create_run(self, record: RunRecord) -> int:
         return self._put(keys.run_key(record.run_id), record, if_generation_match=0)
 
+    def put_run(self, record: RunRecord, if_generation_match: int) -> int:
+        """Replace the run record by compare-and-swap over ``if_generation_match``."""
+        return self._put(keys.run_key(record.run_id), record, if_generation_match)
+
     def find_run(self, run_id: str, *, cached: bool = False) -> tuple[RunRecord, int] | None:
         found = self._get(keys.run_key(run_id), RunRecord, cached)
         if found is not None and found[0].run_id != run_id:
@@ -189,11 +193,10 @@ class RunRepo:
         return self.store.stat(keys.stop_key(run_id)) is not None
 
     def request_stop(self, run_id: str, by: str) -> None:
-        try:
-            body = json.dumps({"by": by, "time": time.time()}).encode()
-            self.store.put(keys.stop_key(run_id), body, if_generation_match=0)
-        except PreconditionFailed:
-            pass  # already requested
+        """Write ``.stop`` — a new generation even when one exists: a resume clears only
+        the marker it saw when it read the ended run, never a stop that came after."""
+        body = json.dumps({"by": by, "time": time.time()}).encode()
+        self.store.put(keys.stop_key(run_id), body)
 
     def add_event(
         self, run_id: str, kind: str, message: str, *, attempt: int | None = None, **data: object
