@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from relaunch.errors import UserInputError
+from relaunch.errors import SpecError, UserInputError
 from relaunch.images.build import build_images, plan_images
 from relaunch.images.fingerprint import BuildRecord, save_record
 from relaunch.images.plan import Plan, State
@@ -103,7 +103,7 @@ def test_offline_plan_trusts_local_records(project: Path, fake_google: FakeGoogl
     fake_google.state.requests.clear()
     again = plan_images(config_at(project), offline=True)
     assert again.item("arr-vertex-launcher").state is State.UP_TO_DATE
-    assert again.item("arr-trainer").state is State.NOT_IN_REGISTRY
+    assert again.item("arr-trainer").state is State.NOT_BUILT  # offline: no registry asked
     assert fake_google.state.requests == []
 
 
@@ -133,5 +133,13 @@ def test_no_repository_plans_locally(tmp_path: Path) -> None:
     plan = plan_images(config_at(tmp_path))
     item = plan.item("app")
     assert item.uri == f"app:{item.tag}"
-    assert item.state is State.NOT_IN_REGISTRY and item.in_registry is None
+    assert item.state is State.NOT_BUILT and item.in_registry is None
+    assert item.note == "no repository configured"
     assert load_stack(config_at(tmp_path)).images["app"].repository is None
+
+
+def test_a_dockerfile_without_from_is_refused_at_plan_time(tmp_path: Path) -> None:
+    write(tmp_path, "Dockerfile", "RUN echo hello\n")
+    write(tmp_path, "relaunch.toml", '[images.app]\ndockerfile = "Dockerfile"\n')
+    with pytest.raises(SpecError, match="has no FROM line"):
+        plan_images(config_at(tmp_path))

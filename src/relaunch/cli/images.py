@@ -15,6 +15,7 @@ from relaunch.spec.images import BUILDER_NAMES
 _STATE_STYLE = {
     "up to date": "green",
     "not in registry": "yellow",
+    "not built": "yellow",
     "inputs changed": "yellow",
     "parent changed": "yellow",
     "unknown": "red",

@@ -15,6 +15,7 @@ from relaunch.images.stack import Image, Stack
 class State(str, enum.Enum):
     UP_TO_DATE = "up to date"
     NOT_IN_REGISTRY = "not in registry"
+    NOT_BUILT = "not built"  # never built here, and no registry was asked
     INPUTS_CHANGED = "inputs changed"
     PARENT_CHANGED = "parent changed"
     UNKNOWN = "unknown"  # the registry could not be asked
@@ -168,6 +169,10 @@ def make_plan(
             state, note = State.UNKNOWN, error
         elif image.repository is None and registry is not None:
             note = note or "no repository configured"
+        if state is State.NOT_IN_REGISTRY and in_registry is None and error is None:
+            # Nobody asked a registry: "not in registry" would be a guess.
+            state = State.NOT_BUILT
+            note = note or ("no repository configured" if image.repository is None else "--offline")
         item = PlanItem(image, fp, state, changes, note, in_registry, pushed_here)
         items.append(item)
         by_name[name] = item

@@ -194,6 +194,7 @@ def _wire_parents(root: Path, images: dict[str, Image], names: set[str]) -> dict
             wired[name] = image
             continue
         text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
+        _require_from(root, image, text)
         for line in from_lines(text):
             if not line.resolved and len(line.variables) == 1:  # `ARG X` without default
                 parent = _manifest_parent(root, name, image, line, images)
@@ -250,12 +251,22 @@ def _manifest_parent(
     )
 
 
+def _require_from(root: Path, image: Image, text: str) -> None:
+    """A Dockerfile without FROM cannot build: say so at plan time, not after a build."""
+    if not from_lines(text):
+        raise SpecError(
+            f"{_rel(root, image.dockerfile)} (image {image.name}) has no FROM line",
+            hint="start it with FROM <base image> (FROM scratch for an empty one)",
+        )
+
+
 def _check_declared_base(root: Path, image: Image) -> None:
     """A declared image whose first ``FROM ${X}`` has no default needs ``parent`` (or
     ``args.X``): else docker gets an empty base, or the parent's edits are missed."""
+    text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
+    _require_from(root, image, text)
     if image.parent is not None:
         return
-    text = image.dockerfile.read_text(encoding="utf-8", errors="replace")
     froms = from_lines(text)
     if not froms or froms[0].resolved or len(froms[0].variables) != 1:
         return
