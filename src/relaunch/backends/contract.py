@@ -77,3 +77,20 @@ def job_environment(
     if token:
         env["RELAUNCH_FENCE"] = token
     return env
+
+
+def require_bucket_and_project(
+    run: RunRecord, store_url: str, *, who: str, project_hint: str
+) -> None:
+    """What every cloud backend needs before anything is queued: a store the job can reach
+    (a bucket) and a Google Cloud project. ``who`` names what must reach the store."""
+    from relaunch.errors import UserInputError
+
+    where = f"run {run.run_id} (backend {run.backend})"
+    if not store_url.startswith("gs://"):
+        raise UserInputError(
+            f"{where}: the store is {store_url}, which {who} cannot reach",
+            hint='set [store] url = "gs://BUCKET/PREFIX" in relaunch.toml (or --store)',
+        )
+    if not run.gcp.get("project"):
+        raise UserInputError(f"{where}: no Google Cloud project", hint=project_hint)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from relaunch.backends.base import AttemptStatus, Backend, Handle, Placement, SubmitContext
+from relaunch.backends.contract import require_bucket_and_project
 from relaunch.backends.gce.body import ATTEMPT_LABEL, RUN_LABEL, InstanceBuilder, vm_name
 from relaunch.errors import BackendError, UserInputError
 from relaunch.gcp.errors import backend_error
@@ -96,16 +97,12 @@ class GceBackend(Backend):
 
     def check(self, run: RunRecord, store: ObjectStore) -> None:
         where = f"run {run.run_id} (backend gce)"
-        if not store.url.startswith("gs://"):
-            raise UserInputError(
-                f"{where}: the store is {store.url}, which a VM cannot reach",
-                hint='set [store] url = "gs://BUCKET/PREFIX" in relaunch.toml (or --store)',
-            )
-        if not run.gcp.get("project"):
-            raise UserInputError(
-                f"{where}: no Google Cloud project",
-                hint="set [gcp] project in relaunch.toml or GOOGLE_CLOUD_PROJECT",
-            )
+        require_bucket_and_project(
+            run,
+            store.url,
+            who="a VM",
+            project_hint="set [gcp] project in relaunch.toml or GOOGLE_CLOUD_PROJECT",
+        )
         places = self.zones(run)
         if not places:
             raise UserInputError(

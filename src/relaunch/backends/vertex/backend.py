@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from relaunch.backends.base import AttemptStatus, Backend, Handle, Placement, SubmitContext
+from relaunch.backends.contract import require_bucket_and_project
 from relaunch.backends.vertex.body import ATTEMPT_LABEL, RUN_LABEL, BodyBuilder
 from relaunch.errors import BackendError, SpecError, UserInputError
 from relaunch.gcp.errors import backend_error
@@ -62,16 +63,13 @@ class VertexBackend(Backend):
 
     def check(self, run: RunRecord, store: ObjectStore) -> None:
         where = f"run {run.run_id} (backend vertex)"
-        if not store.url.startswith("gs://"):
-            raise UserInputError(
-                f"{where}: the store is {store.url}, which a job in the cloud cannot reach",
-                hint='set [store] url = "gs://BUCKET/PREFIX" in relaunch.toml (or --store)',
-            )
-        if not run.gcp.get("project"):
-            raise UserInputError(
-                f"{where}: no Google Cloud project",
-                hint="set [gcp] project in relaunch.toml, vertex.project, or GOOGLE_CLOUD_PROJECT",
-            )
+        require_bucket_and_project(
+            run,
+            store.url,
+            who="a job in the cloud",
+            project_hint="set [gcp] project in relaunch.toml, vertex.project, "
+            "or GOOGLE_CLOUD_PROJECT",
+        )
         places = regions(run)
         if not places:
             raise UserInputError(
