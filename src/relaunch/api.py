@@ -290,7 +290,7 @@ class Workspace:
 
         self.repo.add_event(run_id, "stop-requested", "stop requested (.stop written)")
         owner = leases.read_lease(self.store, run_id)
-        if owner is not None and owner.expires_at > time.time():
+        if leases.is_held(self.store, owner):
             return self._wait_state(run_id, wait)
         agent = Agent(
             self.store,
@@ -328,7 +328,7 @@ class Workspace:
                 hint="preempt a run while it runs (relaunch ps)",
             )
         owner = leases.read_lease(self.store, run_id)
-        if owner is None or owner.expires_at < time.time():
+        if not leases.is_held(self.store, owner):
             raise UserInputError(
                 f"no agent is looking after run {run_id}", hint="start one with `relaunch agent`"
             )

@@ -25,7 +25,7 @@ from relaunch.agent.reconcile import Reconciler, Watch
 from relaunch.agent.start import LeaseLost
 from relaunch.backends import registry
 from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed, RelaunchError
-from relaunch.runs import keys, leases, queue
+from relaunch.runs import agents, keys, leases, queue
 from relaunch.runs.leases import Lease
 from relaunch.runs.records import RunRecord
 from relaunch.runs.repo import RunRepo
@@ -55,6 +55,10 @@ SICK_BACKOFF = 30.0
 #: resume queues it again (its queue item is claimed at once; this covers a resume that
 #: died between its record and its queue item).
 TERMINAL_RECHECK = 300.0
+
+
+#: How often an agent deletes the records of agents dead for over an hour.
+PRUNE_EVERY = 600.0
 
 
 @dataclass
@@ -88,8 +92,12 @@ class Agent:
         self._terminal: dict[str, float] = {}  # runs known to be over → when to look again
         self._unserved: set[str] = set()  # runs whose backend cannot run on this host
         self._sick: dict[str, tuple[float, str]] = {}  # run → (look again at, last error)
+        self.epoch = os.urandom(4).hex()  # new when found dead: see runs/agents.py
+        self._record_gen = 0  # generation of this agent's record as last written
+        self._confirmed_until = 0.0  # monotonic: no write needed to confirm before this
         self._next_renew = 0.0
         self._next_adopt = 0.0
+        self._next_prune = time.time() + PRUNE_EVERY
         self.log = log or (lambda msg: print(f"[agent {self.id}] {msg}", file=sys.stderr))
         self.stopping = threading.Event()
         self._busy_at = time.monotonic()  # when this agent last owned a run
@@ -136,6 +144,9 @@ class Agent:
             self._adopt()
             self._next_adopt = now + max(self.poll * 4, min(self.opts.lease_ttl / 3, 5.0))
         self._claim()
+        if now >= self._next_prune:  # records of agents long dead
+            agents.prune(self.store, now)
+            self._next_prune = now + PRUNE_EVERY
 
     def shutdown(self) -> None:
         """Release leases so another agent adopts the runs at once; their attempts keep
@@ -143,7 +154,10 @@ class Agent:
         owned, self.owned = list(self.owned.values()), {}
         for each in owned:
             leases.release(self.store, each.lease)
-        self.store.delete(keys.agent_key(self.id))
+        try:
+            self.store.delete(keys.agent_key(self.id), if_generation_match=self._record_gen)
+        except PreconditionFailed:
+            pass  # marked dead by another agent: that record is its to prune
 
     # -- pieces -----------------------------------------------------------------------
 
@@ -155,9 +169,15 @@ class Agent:
             self._renew(now)
 
     def _renew(self, now: float) -> None:
+        """Renew this agent's record — which holds every lease it has — by
+        compare-and-swap. It fails only when another agent found this one dead (it froze
+        or lost the store for longer than its lease) and took runs from it: then every
+        run is let go, and the agent goes on in a new epoch."""
         ttl = self.opts.lease_ttl
+        started = time.monotonic()
         body = {
             "id": self.id,
+            "epoch": self.epoch,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "queues": self.opts.queues,
@@ -165,26 +185,41 @@ class Agent:
             "expires_at": now + ttl,
             "max_jobs": self.opts.max_jobs,
         }
-        self.store.put(keys.agent_key(self.id), json.dumps(body).encode())
-        for run_id, owned in list(self.owned.items()):
-            renewed = leases.renew(self.store, owned.lease, ttl)
-            if renewed is None:
-                self.log(f"lost the lease of {run_id} to another agent; letting it go")
-                del self.owned[run_id]
-            else:
-                owned.lease = renewed
+        try:
+            self._record_gen = agents.write(self.store, self.id, body, self._record_gen)
+        except PreconditionFailed:
+            self._found_dead()
+            body.update(epoch=self.epoch, runs=[])
+            tombstone = agents.read(self.store, self.id)
+            gen = tombstone.generation if tombstone is not None else 0
+            self._record_gen = agents.write(self.store, self.id, body, gen)
+        # Nobody may take a run from this agent before its record expires (now + ttl):
+        # actions up to half of that need no further write (see _confirm).
+        self._confirmed_until = started + ttl / 2
         self._next_renew = now + ttl / 3
 
+    def _found_dead(self) -> None:
+        lost = sorted(self.owned)
+        self.log(
+            "another agent found this one dead (frozen, or without the store, for longer "
+            f"than its lease): letting go of {len(lost)} run(s); going on in a new epoch"
+        )
+        self.owned.clear()
+        for run_id in lost:
+            self.repo.forget(run_id)
+        self.epoch = os.urandom(4).hex()
+        self._record_gen = 0
+        self._confirmed_until = 0.0
+
     def _confirm(self, run_id: str) -> None:
-        """Renew the lease of ``run_id`` now, by compare-and-swap: the last word before
-        acting on its backend. LeaseLost when another agent took it (this one froze)."""
-        owned = self.owned.get(run_id)
-        renewed = leases.renew(self.store, owned.lease, self.opts.lease_ttl) if owned else None
-        if renewed is None:
-            self.owned.pop(run_id, None)
+        """The last word before acting on a run's backend: that this agent still holds
+        its lease. Within half a lease time of the agent's last renewal nobody can have
+        taken it; later, the record is renewed now (by compare-and-swap). LeaseLost when
+        another agent took the run (this one froze)."""
+        if run_id in self.owned and time.monotonic() >= self._confirmed_until:
+            self._renew(time.time())
+        if run_id not in self.owned:
             raise LeaseLost(f"lost the lease of {run_id} to another agent; letting it go")
-        assert owned is not None
-        owned.lease = renewed
 
     def _reconcile(self, run_id: str) -> None:
         self._renew_if_due()
@@ -246,7 +281,9 @@ class Agent:
         return self.opts.only_runs is None or run_id in self.opts.only_runs
 
     def _take(self, run_id: str) -> bool:
-        lease = leases.acquire(self.store, run_id, self.id, self.opts.lease_ttl)
+        if self._record_gen == 0 or time.monotonic() >= self._confirmed_until:
+            self._renew(time.time())  # a lease is only as good as the agent's record
+        lease = leases.acquire(self.store, run_id, self.id, self.opts.lease_ttl, self.epoch)
         if lease is None:
             return False
         self.repo.forget(run_id)  # whatever was cached before another agent owned it
@@ -335,7 +372,7 @@ class Agent:
             except DamagedRecord as e:
                 self._over(run_id)
                 lease = leases.read_lease(self.store, run_id)
-                free = lease is None or lease.expires_at < now
+                free = not leases.is_held(self.store, lease, now)
                 if free and self.repo.damaged(run_id) is None and self._take(run_id):
                     self._set_aside(run_id, e)
                 continue
@@ -357,7 +394,7 @@ class Agent:
                     }
                 if run_id in queued:
                     continue  # waiting in its queue: claimed the usual way
-            orphaned = lease is None or lease.expires_at < now
+            orphaned = not leases.is_held(self.store, lease, now)
             if orphaned and self._take(run_id):
                 self.repo.add_event(
                     run_id,
@@ -370,18 +407,7 @@ class Agent:
 
 def live_agents(store: ObjectStore, queue_name: str | None = None) -> list[dict[str, object]]:
     """Agents whose liveness record has not expired (optionally serving ``queue_name``)."""
-    out = []
-    now = time.time()
-    for meta in store.list("agents/").objects:
-        try:
-            body = json.loads(store.get(meta.key)[0])
-        except (ObjectNotFound, ValueError):
-            continue
-        if body.get("expires_at", 0) > now and (
-            queue_name is None or queue_name in body.get("queues", [])
-        ):
-            out.append(body)
-    return out
+    return [record.body for record in agents.live(store, queue_name)]
 
 
 def _backend_of_item(store: ObjectStore, key: str) -> str | None:

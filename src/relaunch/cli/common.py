@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from relaunch.errors import RelaunchError
-
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -72,18 +70,11 @@ def note_text(note: str | None, run_id: str) -> str:
 
 
 def queue_served(store: ObjectStore, queue: str) -> bool:
-    """Whether a live agent serves ``queue``: the rule of ``agent.loop.live_agents``, read
-    here without importing the agent (and every backend with it) so `ps` stays fast."""
-    now = time.time()
-    for meta in store.list("agents/").objects:
-        try:
-            body = json.loads(store.get(meta.key)[0])
-        except (RelaunchError, ValueError):
-            continue
-        live = isinstance(body, dict) and body.get("expires_at", 0) > now
-        if live and queue in body.get("queues", []):
-            return True
-    return False
+    """Whether a live agent serves ``queue`` (read without importing the agent, and every
+    backend with it, so `ps` stays fast)."""
+    from relaunch.runs import agents
+
+    return bool(agents.live(store, queue))
 
 
 def unserved_note(queue: str) -> str:

@@ -182,8 +182,7 @@ def check_spec(run: RunRecord, new: RunRecord, *, from_scratch: bool) -> None:
 
 
 def _live_lease(store: ObjectStore, run_id: str) -> leases.Lease | None:
-    lease = leases.read_lease(store, run_id)
-    return lease if lease is not None and lease.expires_at > time.time() else None
+    return leases.live_lease(store, run_id)
 
 
 def job_file_of(run: RunRecord) -> Path:
