@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from relaunch.agent.damaged import set_aside
+from relaunch.agent.prefetch import ReadAhead
 from relaunch.agent.reconcile import Reconciler, Watch
 from relaunch.agent.start import LeaseLost
 from relaunch.backends import registry
@@ -88,6 +89,7 @@ class Agent:
         # often (and after any write of theirs that failed): see RunRepo.
         self.repo = RunRepo(store, cache_ttl=30.0)
         self.reconciler = Reconciler(self.repo, self.id)
+        self.ahead = ReadAhead(self.repo, parallel=not _is_local(store))
         self.owned: dict[str, Owned] = {}
         self._terminal: dict[str, float] = {}  # runs known to be over → when to look again
         self._unserved: set[str] = set()  # runs whose backend cannot run on this host
@@ -123,6 +125,7 @@ class Agent:
                     self.stopping.wait(min(5.0, self.opts.lease_ttl / 4))
                 self.stopping.wait(max(0.0, self.poll - (time.monotonic() - started)))
         finally:
+            self.ahead.close()
             try:
                 self.shutdown()
             except RelaunchError as e:
@@ -137,8 +140,12 @@ class Agent:
         if self.owned:
             self._busy_at = time.monotonic()
         self._renew_if_due()
-        for run_id in list(self.owned):
-            self._reconcile(run_id)
+        try:
+            self.ahead.tick(self.owned, skip=self._resting())
+            for run_id in list(self.owned):
+                self._reconcile(run_id)
+        finally:
+            self.repo.end_tick()
         # Orphans first: their trainers may already be done and waiting to be concluded.
         if now >= self._next_adopt:
             self._adopt()
@@ -245,6 +252,11 @@ class Agent:
             leases.release(self.store, owned.lease)
             self.owned.pop(run_id, None)
             self._over(run_id)
+
+    def _resting(self) -> list[str]:
+        """Runs backed off after a bug: not looked at (nor read) this tick."""
+        now = time.monotonic()
+        return [run_id for run_id, (until, _) in self._sick.items() if until > now]
 
     def _sicken(self, run_id: str, e: Exception) -> None:
         """Log a failing run once per distinct error; a bug backs the run off for a while,
@@ -408,6 +420,11 @@ class Agent:
 def live_agents(store: ObjectStore, queue_name: str | None = None) -> list[dict[str, object]]:
     """Agents whose liveness record has not expired (optionally serving ``queue_name``)."""
     return [record.body for record in agents.live(store, queue_name)]
+
+
+def _is_local(store: ObjectStore) -> bool:
+    """A store whose reads cost microseconds (a local folder): read one after another."""
+    return not store.url.startswith("gs://")
 
 
 def _backend_of_item(store: ObjectStore, key: str) -> str | None:

@@ -149,7 +149,10 @@ class Reconciler:
         status = watch.last_status
         # Due a little early rather than a whole tick late: ticks and polls drift apart.
         slack = min(POLL_SLACK, backend.poll_interval / 4)
-        if now >= watch.next_poll - slack or status is None:
+        # An ENDED answer is final (read ahead this tick, say): asking again could be
+        # answered by what relaunch itself did since (GCE deletes the stopped VM).
+        final = status is not None and status.state is AttemptState.ENDED
+        if (now >= watch.next_poll - slack or status is None) and not final:
             try:
                 status = backend.poll(attempt.handle)
             except BackendError as e:

@@ -141,7 +141,7 @@ class Supervisor:
         self, run: RunRecord, attempt: AttemptRecord, heartbeat: Heartbeat | None, now: float
     ) -> tuple[float | None, str]:
         try:
-            data, _ = self.repo.store.get(keys.preempt_key(run.run_id))
+            data = self.repo.peek(keys.preempt_key(run.run_id))
         except RelaunchError:
             data = None
         if data is not None:

@@ -65,6 +65,9 @@ class Backend(ABC):
     name: str = ""
     #: seconds between polls of one attempt; the agent never polls faster
     poll_interval: float = 1.0
+    #: Whether ``poll`` may be called from several threads at once (an agent then polls
+    #: its attempts in parallel: agent/prefetch.py).
+    concurrent_polls: bool = False
 
     @abstractmethod
     def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:

@@ -7,7 +7,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -34,6 +34,47 @@ class RunRepo:
         self.store = store
         self.cache_ttl = cache_ttl
         self._cache: dict[str, tuple[bytes, int, float]] = {}
+        # Objects read ahead for one agent tick (None: known absent): see agent/prefetch.py.
+        self._ahead: dict[str, tuple[bytes, int] | None] = {}
+
+    def read_ahead(self, found: dict[str, tuple[bytes, int] | None]) -> None:
+        """Objects (or their absence) read for this tick, served instead of the store
+        until ``end_tick``; a write of this repo's to one of them drops it."""
+        self._ahead.update(found)
+
+    def remember(self, key: str, data: bytes, gen: int) -> None:
+        """Keep a record read for the caller's cache (``cached=True`` reads)."""
+        self._cache[key] = (data, gen, time.monotonic())
+
+    def fresh(self, key: str) -> bool:
+        """Whether ``key`` is cached and young enough for a ``cached=True`` read."""
+        hit = self._cache.get(key)
+        return hit is not None and time.monotonic() - hit[2] < self.cache_ttl
+
+    def end_tick(self) -> None:
+        self._ahead.clear()
+
+    def cached_fields(self, key: str) -> dict[str, Any] | None:
+        """The cached record at ``key`` as plain JSON (no validation: a hint of what to
+        read ahead, never a basis for a decision), or None."""
+        hit = self._cache.get(key)
+        if hit is None:
+            return None
+        try:
+            value = json.loads(hit[0])
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def peek(self, key: str) -> bytes | None:
+        """The bytes at ``key`` (read ahead for this tick, or from the store), or None."""
+        if key in self._ahead:
+            ahead = self._ahead[key]
+            return None if ahead is None else ahead[0]
+        try:
+            return self.store.get(key)[0]
+        except ObjectNotFound:
+            return None
 
     # -- generic ------------------------------------------------------------------
 
@@ -42,6 +83,11 @@ class RunRepo:
         hit = self._cache.get(key) if cached else None
         if hit is not None and time.monotonic() - hit[2] < self.cache_ttl:
             data, gen = hit[0], hit[1]
+        elif key in self._ahead:
+            ahead = self._ahead[key]
+            if ahead is None:
+                return None
+            data, gen = ahead
         else:
             try:
                 data, gen = self.store.get(key)
@@ -57,6 +103,7 @@ class RunRepo:
 
     def _put(self, key: str, value: BaseModel, if_generation_match: int | None = None) -> int:
         data = value.model_dump_json(exclude_none=True).encode()
+        self._ahead.pop(key, None)
         try:
             gen = self.store.put(key, data, if_generation_match=if_generation_match)
         except Exception:
@@ -190,7 +237,10 @@ class RunRepo:
     # -- stop, events, logs -------------------------------------------------------
 
     def stop_requested(self, run_id: str) -> bool:
-        return self.store.stat(keys.stop_key(run_id)) is not None
+        key = keys.stop_key(run_id)
+        if key in self._ahead:
+            return self._ahead[key] is not None
+        return self.store.stat(key) is not None
 
     def request_stop(self, run_id: str, by: str) -> None:
         """Write ``.stop`` — a new generation even when one exists: a resume clears only

@@ -49,6 +49,7 @@ def regions(run: RunRecord) -> list[str]:
 class VertexBackend(Backend):
     name = "vertex"
     poll_interval = POLL_INTERVAL
+    concurrent_polls = True  # its clients are thread-safe
 
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}

@@ -1,0 +1,154 @@
+"""Reading ahead for a tick: the store reads and backend polls an agent's tick needs
+for every run it owns, made before the runs are reconciled — at once, from a bounded
+pool of threads, on a bucket (where each request waits a round trip) and one after
+another on a local folder (where a read costs microseconds and threads cost more).
+
+What is read ahead is only what reconciling would read anyway: run and attempt
+records whose cached copy is due a re-read (``RunRepo`` cache), each run's heartbeat,
+its stop marker, and its ``relaunch preempt`` request; and the backend polls that are
+due, for backends whose clients may be called from several threads
+(``Backend.concurrent_polls``). Reconciling then finds them in the repo (``read_ahead``)
+and in each run's ``Watch``; anything written meanwhile is read again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from relaunch.agent.reconcile import POLL_SLACK
+from relaunch.backends.base import AttemptStatus, SimulatesPreemption
+from relaunch.backends.registry import get_backend
+from relaunch.errors import BackendError, ObjectNotFound, RelaunchError
+from relaunch.runs import keys
+from relaunch.runs.repo import RunRepo
+from relaunch.states import AttemptState
+
+if TYPE_CHECKING:
+    from relaunch.agent.loop import Owned
+
+#: Requests in flight at once on a bucket.
+WORKERS = 32
+
+
+class ReadAhead:
+    def __init__(self, repo: RunRepo, *, parallel: bool) -> None:
+        self.repo = repo
+        self.parallel = parallel
+        self._pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _map(self, jobs: list[Callable[[], Any]]) -> list[Any]:
+        if not self.parallel or len(jobs) < 2:
+            return [job() for job in jobs]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="relaunch-read")
+        return list(self._pool.map(lambda job: job(), jobs))
+
+    def tick(self, owned: dict[str, Owned], skip: Iterable[str] = ()) -> None:
+        """Read ahead for every run in ``owned`` except ``skip``."""
+        skipped = set(skip)
+        runs = [r for r in owned if r not in skipped]
+        store = self.repo.store
+        # 1. Run records due a re-read (the attempt's number comes from them).
+        stale = [keys.run_key(r) for r in runs if not self.repo.fresh(keys.run_key(r))]
+        self._remember(stale)
+        # 2. Attempt records due a re-read, heartbeats, stop markers, preempt requests.
+        records: list[str] = []
+        objects: list[str] = []
+        stops: list[str] = []
+        for run_id in runs:
+            run = self.repo.cached_fields(keys.run_key(run_id))
+            if run is None:
+                continue
+            n = run.get("attempt")
+            if isinstance(n, int) and n and not self.repo.fresh(keys.attempt_key(run_id, n)):
+                records.append(keys.attempt_key(run_id, n))
+            objects.append(keys.heartbeat_key(run_id))
+            stops.append(keys.stop_key(run_id))
+            if _simulates_preemption(str(run.get("backend"))):
+                objects.append(keys.preempt_key(run_id))
+        jobs: list[Callable[[], Any]] = [partial(_get, store, k) for k in records + objects]
+        jobs += [partial(_stat, store, k) for k in stops]
+        found = self._map(jobs)
+        for key, value in zip(records, found[: len(records)], strict=True):
+            if value is not None:
+                self.repo.remember(key, *value)
+        ahead = dict(zip(objects + stops, found[len(records) :], strict=True))
+        self.repo.read_ahead({k: v for k, v in ahead.items() if not isinstance(v, Exception)})
+        # 3. Backend polls that are due, where the backend allows concurrent calls.
+        self._poll(owned, runs)
+
+    def _remember(self, record_keys: list[str]) -> None:
+        found = self._map([partial(_get, self.repo.store, k) for k in record_keys])
+        for key, value in zip(record_keys, found, strict=True):
+            if isinstance(value, tuple):
+                self.repo.remember(key, *value)
+
+    def _poll(self, owned: dict[str, Owned], runs: list[str]) -> None:
+        now = time.time()
+        due: list[tuple[Owned, Any, Any]] = []
+        for run_id in runs:
+            run = self.repo.cached_fields(keys.run_key(run_id))
+            n = run.get("attempt") if run is not None else None
+            if run is None or not isinstance(n, int) or not n:
+                continue
+            try:
+                backend = get_backend(str(run.get("backend")))
+            except RelaunchError:
+                continue
+            if not backend.concurrent_polls:
+                continue
+            attempt = self.repo.cached_fields(keys.attempt_key(run_id, n))
+            handle = attempt.get("handle") if attempt is not None else None
+            if attempt is None or not handle or attempt.get("state") == AttemptState.ENDED.value:
+                continue
+            watch = owned[run_id].watch
+            slack = min(POLL_SLACK, backend.poll_interval / 4)
+            if now >= watch.next_poll - slack:
+                due.append((owned[run_id], backend, handle))
+
+        def poll(backend: Any, handle: Any) -> AttemptStatus | None:
+            try:
+                status: AttemptStatus = backend.poll(handle)
+                return status
+            except BackendError:
+                return None  # asked again when reconciling
+
+        results = self._map([partial(poll, b, h) for _, b, h in due])
+        for (each, backend, _), status in zip(due, results, strict=True):
+            if status is not None:
+                each.watch.last_status = status
+                each.watch.next_poll = now + backend.poll_interval
+
+
+def _get(store: Any, key: str) -> tuple[bytes, int] | Exception | None:
+    try:
+        data, gen = store.get(key)
+        return data, gen
+    except ObjectNotFound:
+        return None
+    except RelaunchError as e:  # read again when reconciling, where errors are handled
+        return e
+
+
+def _stat(store: Any, key: str) -> tuple[bytes, int] | Exception | None:
+    try:
+        meta = store.stat(key)
+    except RelaunchError as e:
+        return e
+    return None if meta is None else (b"", meta.generation)
+
+
+def _simulates_preemption(backend: str) -> bool:
+    try:
+        return isinstance(get_backend(backend), SimulatesPreemption)
+    except RelaunchError:
+        return False
