@@ -151,8 +151,9 @@ class Reconciler:
         slack = min(POLL_SLACK, backend.poll_interval / 4)
         # An ENDED answer is final (read ahead this tick, say): asking again could be
         # answered by what relaunch itself did since (GCE deletes the stopped VM).
-        final = status is not None and status.state is AttemptState.ENDED
-        if (now >= watch.next_poll - slack or status is None) and not final:
+        if status is None or (
+            now >= watch.next_poll - slack and status.state is not AttemptState.ENDED
+        ):
             try:
                 status = backend.poll(attempt.handle)
             except BackendError as e:
