@@ -58,6 +58,8 @@ SICK_BACKOFF = 30.0
 TERMINAL_RECHECK = 300.0
 
 
+#: Cached records of owned runs are read again at least this often.
+RECORD_REREAD = 30.0
 #: How often an agent deletes the records of agents dead for over an hour.
 PRUNE_EVERY = 600.0
 
@@ -86,8 +88,10 @@ class Agent:
         self.poll = self.opts.poll if self.opts.poll is not None else default_poll(store)
         self.id = agent_id or new_agent_id()
         # Records of the runs this agent owns are re-read from the store at least this
-        # often (and after any write of theirs that failed): see RunRepo.
-        self.repo = RunRepo(store, cache_ttl=30.0)
+        # often (and after any write of theirs that failed): see RunRepo. Under a lease
+        # only its agent writes them (a resume only touches ended runs; stop and preempt
+        # requests are objects of their own): the re-read finds damage, not news.
+        self.repo = RunRepo(store, cache_ttl=RECORD_REREAD)
         self.reconciler = Reconciler(self.repo, self.id)
         self.ahead = ReadAhead(self.repo, parallel=not _is_local(store))
         self.owned: dict[str, Owned] = {}
