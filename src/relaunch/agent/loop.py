@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from relaunch.agent.damaged import set_aside
-from relaunch.agent.prefetch import ReadAhead
+from relaunch.agent.prefetch import Bells, ReadAhead
 from relaunch.agent.reconcile import Reconciler, Watch
 from relaunch.agent.start import LeaseLost
 from relaunch.backends import registry
@@ -94,6 +94,7 @@ class Agent:
         self.repo = RunRepo(store, cache_ttl=RECORD_REREAD)
         self.reconciler = Reconciler(self.repo, self.id)
         self.ahead = ReadAhead(self.repo, parallel=not _is_local(store))
+        self._bells = Bells(store, every_tick=_is_local(store))
         self.owned: dict[str, Owned] = {}
         self._terminal: dict[str, float] = {}  # runs known to be over → when to look again
         self._unserved: set[str] = set()  # runs whose backend cannot run on this host
@@ -308,12 +309,16 @@ class Agent:
 
     def _claim(self) -> None:
         for q in self.opts.queues:
+            if not self._bells.due(q):
+                continue
             for key in queue.items(self.store, q):
                 if len(self.owned) >= self.opts.max_jobs:
+                    self._bells.backlog(q)
                     return
                 run_id = keys.run_id_of_queue_item(key)
                 if run_id in self.owned or run_id in self._unserved or not self._wanted(run_id):
                     continue
+                self._bells.backlog(q)  # listed again next tick, unless it is claimed now
                 try:
                     self._claim_item(key, run_id)
                 except DamagedRecord as e:

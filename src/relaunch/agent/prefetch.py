@@ -152,3 +152,40 @@ def _simulates_preemption(backend: str) -> bool:
         return isinstance(get_backend(backend), SimulatesPreemption)
     except RelaunchError:
         return False
+
+
+class Bells:
+    """When an agent lists a queue. On a local folder: every tick. On a bucket, where a
+    listing costs a class A operation and a read a twelfth of that, the queue's bell
+    (``keys.queue_bell_key``, rewritten by every enqueue after its item) is read each
+    tick and the queue listed only when the bell changed, when the last listing left
+    items behind, and at least every ``RELIST`` seconds (an enqueuer that died between
+    its item and the bell)."""
+
+    RELIST = 60.0
+
+    def __init__(self, store: Any, *, every_tick: bool) -> None:
+        self.store = store
+        self.every_tick = every_tick
+        self._rung: dict[str, int] = {}  # queue → the bell's generation at its last listing
+        self._listed: dict[str, float] = {}  # queue → when it was last listed (monotonic)
+        self._backlog: set[str] = set()
+
+    def due(self, queue: str) -> bool:
+        """Whether to list ``queue`` now (read the bell *before* listing: an item added
+        after this read rings again)."""
+        if self.every_tick:
+            return True
+        meta = self.store.stat(keys.queue_bell_key(queue))
+        rung = meta.generation if meta is not None else 0
+        now = time.monotonic()
+        stale = now - self._listed.get(queue, -self.RELIST) >= self.RELIST
+        if rung == self._rung.get(queue) and queue not in self._backlog and not stale:
+            return False
+        self._rung[queue], self._listed[queue] = rung, now
+        self._backlog.discard(queue)
+        return True
+
+    def backlog(self, queue: str) -> None:
+        """The listing left items that may be claimed later: list again next tick."""
+        self._backlog.add(queue)

@@ -86,6 +86,12 @@ def queue_prefix(queue: str) -> str:
     return f"queues/{valid_queue(queue)}/"
 
 
+def queue_bell_key(queue: str) -> str:
+    """Rewritten after every new item: agents on a bucket read it (a cheap read) each
+    tick and list the queue (a costlier list) only when it changed."""
+    return queue_prefix(queue) + "bell"
+
+
 def queue_item_key(queue: str, priority: int, enqueued_ns: int, run_id: str) -> str:
     return (
         queue_prefix(queue) + f"{int(priority)}-{int(enqueued_ns):020d}-{valid_run_id(run_id)}.json"

@@ -39,10 +39,18 @@ def enqueue(store: ObjectStore, record: RunRecord) -> str:
         store.put(keys.run_key(record.run_id), data, if_generation_match=0)
     except PreconditionFailed:
         if _nonce_of(store, record.run_id) == record.nonce:
+            ring(store, record.queue)
             return key  # an agent claimed the item first and wrote this very record
         store.delete(key)
         raise _taken(record.run_id) from None
+    ring(store, record.queue)
     return key
+
+
+def ring(store: ObjectStore, queue: str) -> None:
+    """Tell agents on a bucket that the queue has a new item (they also list it once a
+    minute, so an enqueuer that dies before this loses nothing)."""
+    store.put(keys.queue_bell_key(queue), b"")
 
 
 def requeue(store: ObjectStore, record: RunRecord) -> str:
@@ -50,6 +58,7 @@ def requeue(store: ObjectStore, record: RunRecord) -> str:
     whose nonce the claiming agent checks against the run record."""
     key = keys.queue_item_key(record.queue, record.priority, time.time_ns(), record.run_id)
     store.put(key, record.model_dump_json(exclude_none=True).encode(), if_generation_match=0)
+    ring(store, record.queue)
     return key
 
 
