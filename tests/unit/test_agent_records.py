@@ -91,3 +91,22 @@ def test_records_of_long_dead_agents_are_pruned(tmp_path: Path) -> None:
     assert agents.prune(store) == 1
     assert {r.agent_id for r in agents.records(store)} == {"recent", "alive"}
     assert [r.agent_id for r in agents.live(store)] == ["alive"]
+
+
+def test_a_renewal_whose_answer_was_lost_is_not_taken_for_death(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    lines: list[str] = []
+    agent = Agent(store, AgentOptions(lease_ttl=30), agent_id="unlucky", log=lines.append)
+    agent._renew(time.time())
+    assert agent._take("run-1")
+    record = agents.read(store, "unlucky")
+    assert record is not None
+    # The next renewal landed, but its answer never came back: the agent still holds
+    # the generation before it.
+    agents.write(
+        store, "unlucky", dict(record.body, expires_at=time.time() + 30), record.generation
+    )
+    agent._renew(time.time())
+    assert "run-1" in agent.owned and not any("dead" in line for line in lines)
+    again = agents.read(store, "unlucky")
+    assert again is not None and again.live() and again.generation == agent._record_gen

@@ -200,6 +200,14 @@ class Agent:
         try:
             self._record_gen = agents.write(self.store, self.id, body, self._record_gen)
         except PreconditionFailed:
+            mine = agents.read(self.store, self.id)
+            if mine is not None and not mine.dead and mine.epoch == self.epoch:
+                # Only this agent writes its record in its epoch (others only mark it
+                # dead): an earlier write landed and its answer was lost. Go on from it.
+                self._record_gen = agents.write(self.store, self.id, body, mine.generation)
+                self._confirmed_until = started + ttl / 2
+                self._next_renew = now + ttl / 3
+                return
             self._found_dead()
             body.update(epoch=self.epoch, runs=[])
             tombstone = agents.read(self.store, self.id)
