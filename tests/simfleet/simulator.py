@@ -10,7 +10,9 @@ runtime's own fencing code (``relaunch.runtime.fence.Slot``):
   changes): the result, the ``exited`` heartbeat, then ``<file>.ended`` (the platform
   sees the job over) whose ``t`` is when it ended;
 - ``<file>.cancel`` (the agent cancelled it) is answered as SIGTERM is: result
-  ``preempted``, ``exited`` heartbeat, ``.ended``; a fenced one writes nothing more.
+  ``preempted``, ``exited`` heartbeat, ``.ended``; a fenced one writes nothing more;
+- with ``--preempt F``, the first attempt of a fraction F of the runs (chosen by run id)
+  is preempted ``--preempt-after`` seconds after it started, the same way.
 
     python -m tests.simfleet.simulator --dir D --store URL [--endpoint http://…]
         [--stats FILE] [--ledger FILE]
@@ -31,6 +33,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +85,9 @@ class Simulator:
         self.due: list[tuple[float, str]] = []  # (monotonic due, file): heartbeats
         self.lock = threading.Lock()
         self.lags: list[float] = []
+        self.preempt, self.preempt_after = args.preempt, args.preempt_after
         self.counts = {"started": 0, "not-started": 0, "ended": 0, "cancelled": 0, "fenced": 0}
+        self.counts["preempted"] = 0
         self.counts |= {"heartbeats": 0, "store-errors": 0}
         self.stopping = threading.Event()
         self.ledger = Path(args.ledger) if args.ledger else None
@@ -147,8 +152,17 @@ class Simulator:
         now = time.time()
         for attempt in list(self.live.values()):
             at = self.plan.get(attempt.run_id)
-            if at is not None and now >= at and not attempt.over:
+            if attempt.over:
+                continue
+            if at is not None and now >= at:
                 self.pool.submit(self._end, attempt, "ended")
+            elif self._preempted(attempt):
+                self.pool.submit(self._end, attempt, "preempted")
+
+    def _preempted(self, attempt: Attempt) -> bool:
+        chosen = zlib.crc32(attempt.run_id.encode()) % 1000 < self.preempt * 1000
+        lived = time.monotonic() - attempt.started
+        return attempt.n == 1 and chosen and lived >= self.preempt_after
 
     # -- one attempt ----------------------------------------------------------------
 
@@ -211,9 +225,9 @@ class Simulator:
             if attempt.over:
                 return
             attempt.over = True
-            self.note(attempt, "term" if why == "cancelled" else "end")
+            self.note(attempt, "end" if why == "ended" else "term")
             ended = time.time()
-            cancelled = why == "cancelled"
+            cancelled = why != "ended"  # SIGTERM: a cancel or a spot preemption
             result = {
                 "attempt": attempt.n,
                 "exit_code": 143 if cancelled else 0,
@@ -274,6 +288,8 @@ def main() -> int:
     p.add_argument("--plan")
     p.add_argument("--stats")
     p.add_argument("--ledger")
+    p.add_argument("--preempt", type=float, default=0.0, help="fraction of runs preempted once")
+    p.add_argument("--preempt-after", type=float, default=10.0)
     args = p.parse_args()
     sim = Simulator(args, open_sim_store(args.store, args.endpoint))
     signal.signal(signal.SIGTERM, lambda *_: sim.stopping.set())
