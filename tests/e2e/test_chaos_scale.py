@@ -31,7 +31,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +39,7 @@ import pytest
 
 from relaunch.runs import queue
 from tests.e2e.conftest import Env
-from tests.e2e.test_guarantee import assert_one_trainer_at_a_time, ledger
+from tests.e2e.test_guarantee import assert_one_trainer_at_a_time
 from tests.simfleet.backend import register, sim_record
 
 RUNS = 200
@@ -104,6 +104,26 @@ def fleet(env: Env) -> Iterator[Fleet]:
     f.stop()
 
 
+def one_life_at_a_time(fleet: Fleet, seed: int) -> dict[str, list[dict[str, object]]]:
+    """The ledger so far, after checking that no two simulated commands of a run lived
+    at once (a command still alive spans from its start to its latest line: overlapping
+    it is already a second life)."""
+    entries: dict[str, list[dict[str, object]]] = defaultdict(list)
+    if fleet.ledger.exists():
+        for line in fleet.ledger.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:  # the line being written as we read
+                continue
+            entries[entry["run"]].append(entry)
+    for rid, lines in entries.items():
+        try:
+            assert_one_trainer_at_a_time(lines)
+        except AssertionError as e:
+            raise AssertionError(f"seed {seed}: {rid}: {e}") from None
+    return entries
+
+
 def progress(env: Env) -> Counter[str]:
     return Counter(s.state for s in env.ws.summaries())
 
@@ -122,6 +142,7 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(
     kills = freezes = 0
     all_live = False
     deadline = time.monotonic() + DEADLINE
+    next_audit = time.monotonic() + 20.0
     while True:
         states = progress(env)
         if all_live and set(states) <= {"SUCCEEDED", "FAILED", "STOPPED"}:
@@ -132,6 +153,9 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(
             fleet.finish()
         time.sleep(rng.uniform(2.0, 6.0))
         now = time.monotonic()
+        if now >= next_audit:  # a second life of a run fails the test at once
+            one_life_at_a_time(fleet, seed)
+            next_audit = now + 20.0
         for proc, until in list(frozen.items()):
             if now >= until:
                 proc.send_signal(signal.SIGCONT)
@@ -155,12 +179,8 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(
     summaries = {s.run_id: s.state for s in env.ws.summaries()}
     assert sorted(summaries) == rids, f"seed {seed}: runs lost or unlisted"
     assert set(summaries.values()) == {"SUCCEEDED"}, f"seed {seed}: {summaries}"
-    entries = ledger(fleet.ledger)
+    entries = one_life_at_a_time(fleet, seed)
     for rid in rids:
-        try:
-            assert_one_trainer_at_a_time(entries[rid])
-        except AssertionError as e:
-            raise AssertionError(f"seed {seed}: {rid}: {e}") from None
         assert any(e["kind"] == "end" for e in entries[rid]), f"seed {seed}: {rid} never ended"
     recovered = [rid for rid in rids if {e["attempt"] for e in entries[rid]} == {"1", "2"}]
     assert len(recovered) >= RUNS * PREEMPTED / 2, f"seed {seed}: too few recoveries"
