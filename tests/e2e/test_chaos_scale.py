@@ -18,8 +18,8 @@ what "two attempts alive at once" means here. (Real runtimes under chaos: test_c
 A quarter of the runs have their first attempt preempted 10 s after it starts (the
 agents recover them with a second attempt, amid the chaos). Attempts end once the test
 has seen all 200 runs RUNNING at one moment (a plan file the simulator reads); chaos
-goes on until every run is over. The seed is printed on
-failure; RELAUNCH_CHAOS_SEED replays one.
+goes on until every run is over. The seed is printed on failure; RELAUNCH_CHAOS_SEED
+replays one (RELAUNCH_CHAOS_FAULTS replaces the agents' RELAUNCH_FAULTS).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ FAULTS = os.environ.get("RELAUNCH_CHAOS_FAULTS", "lose-answers=0.02")
 LEASE = "4"  # seconds: a frozen agent is thawed sometimes before it expires, sometimes after
 PREEMPTED = 0.25  # of the runs: their first attempt is preempted 10 s after it started
 MAX_JOBS = 100  # per agent: two agents hold every run; an agent that dies leaves two halves
-DEADLINE = 600.0  # seconds for everything (a failing test only); about two minutes quiet
+DEADLINE = 600.0  # seconds for everything (a failing test only); it took 130-260 s loaded
 ROOT = Path(__file__).parents[2]
 
 
