@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -21,9 +22,19 @@ class FakeGCP:
     ``step`` is how long each lifecycle step takes (job QUEUED → PENDING → RUNNING,
     operation PENDING → RUNNING → DONE); a clock thread advances every state machine.
     ``execute``: run the command of jobs / instances / executions as local processes.
+    ``latency_ms`` is added to every request (see :meth:`set_latency`); without it,
+    ``FAKEGCP_LATENCY_MS`` says how much (``20``: every API; ``storage:20``: one API).
     """
 
-    def __init__(self, root: Path, *, project: str = "fake-project", step: float = 0.05) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        project: str = "fake-project",
+        step: float = 0.05,
+        latency_ms: float | None = None,
+        latency_api: str | None = None,
+    ) -> None:
         self.root = root
         self.project = project
         self.step = step
@@ -39,6 +50,10 @@ class FakeGCP:
         self._add_services()
         self.http = HttpServer(self.router)
         self.url = self.http.url
+        self._endpoints: list[HttpServer] = []
+        if latency_ms is None:
+            latency_api, latency_ms = latency_from_env(os.environ.get("FAKEGCP_LATENCY_MS", ""))
+        self.set_latency(latency_ms, latency_api)
         self._stop = threading.Event()
         self._clock = threading.Thread(target=self._run_clock, daemon=True)
 
@@ -81,6 +96,23 @@ class FakeGCP:
         self.executor.stop_all()
         self.compute.stop_all()
         self.http.stop()
+        for server in self._endpoints:
+            server.stop()
+
+    def set_latency(self, ms: float, api: str | None = None) -> None:
+        """Add ``ms`` milliseconds to every request (of ``api`` only, e.g. "storage"),
+        from now on; 0 removes it. Concurrent requests each wait in their own thread."""
+        if ms < 0:
+            raise ValueError("latency must be >= 0 ms")
+        self.router.latency[api or "*"] = ms / 1000.0
+
+    def add_endpoint(self, name: str) -> str:
+        """Serve the same cloud on one more port; its requests carry ``via == name``
+        (a benchmark gives each kind of client its own endpoint). Returns its URL."""
+        server = HttpServer(self.router, name)
+        server.start()
+        self._endpoints.append(server)
+        return server.url
 
     def __enter__(self) -> FakeGCP:
         return self.start()
@@ -106,6 +138,21 @@ class FakeGCP:
         env["GOOGLE_CLOUD_PROJECT"] = self.project
         return env
 
+    def env_for(self, url: str) -> dict[str, str]:
+        """:meth:`env`, pointing at another endpoint of this fake (:meth:`add_endpoint`)."""
+        return {k: (url if v == self.url else v) for k, v in self.env().items()}
+
     def requests(self, api: str | None = None) -> list[tuple[str, str, str]]:
         """Every request served so far, as (api, method, path)."""
         return [r for r in list(self.router.log) if api is None or r[0] == api]
+
+
+def latency_from_env(value: str) -> tuple[str | None, float]:
+    """``FAKEGCP_LATENCY_MS``: ``"20"`` (every API) or ``"storage:20"`` → (api, ms)."""
+    api, _, ms = value.strip().rpartition(":")
+    if not ms:
+        return None, 0.0
+    try:
+        return (api or None), float(ms)
+    except ValueError:
+        raise ValueError(f"FAKEGCP_LATENCY_MS={value!r}: want MS or API:MS") from None

@@ -15,11 +15,18 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-def fake_gcp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGCP]:
+def fake_gcp(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeGCP]:
     """A fresh fake cloud per test. ``RELAUNCH_<API>_ENDPOINT`` (and
     ``STORAGE_EMULATOR_HOST``) are set for this process and every child it starts;
-    teardown stops the server and kills every workload it ran."""
-    fake = FakeGCP(tmp_path / "fakegcp")
+    teardown stops the server and kills every workload it ran.
+
+    Parametrize it indirectly with ``{"latency_ms": 20}`` (and ``"latency_api":
+    "storage"``) to add that much to every request; ``FAKEGCP_LATENCY_MS`` does the same
+    for a whole session."""
+    params = dict(getattr(request, "param", None) or {})
+    fake = FakeGCP(tmp_path / "fakegcp", **params)
     for key, value in fake.env().items():
         monkeypatch.setenv(key, value)
     with fake:

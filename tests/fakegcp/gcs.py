@@ -2,7 +2,10 @@
 
 Objects live in memory; a write commits under one lock, so ``ifGenerationMatch=0``
 (create-only) and ``ifGenerationMatch=g`` (compare-and-swap) are atomic between any
-number of clients, as on GCS. There is no object versioning: an older generation is
+number of clients, as on GCS. Every answer is built under that lock too (an object's
+JSON, its media and headers, a list page), so a reader never sees half of a patch; the
+hashes of new data are computed before taking it, so a large upload does not hold up
+every other request. There is no object versioning: an older generation is
 gone once overwritten (404 when asked for by ``generation=``), as on a bucket without
 versioning. Generations are microsecond timestamps, strictly increasing, so a
 re-created object never reuses an old generation.
@@ -152,20 +155,19 @@ class GcsService:
         """Write an object if ``req``'s preconditions hold against the current one."""
         if not name:
             raise FakeError(400, "Required object name", reason="required")
+        obj = StoredObject(  # hashed here, outside the lock; its generation set below
+            bucket,
+            name,
+            data,
+            0,
+            content_type=resource.get("contentType") or "application/octet-stream",
+            metadata=dict(resource.get("metadata") or {}),
+        )
         with self.lock:
             objects = self.objects(bucket)
-            current = objects.get(name)
-            check_preconditions(req, current)
-            obj = StoredObject(
-                bucket,
-                name,
-                data,
-                self.next_generation(),
-                content_type=resource.get("contentType") or "application/octet-stream",
-                metadata=dict(resource.get("metadata") or {}),
-            )
-            if current is not None:
-                obj.created_ns = time.time_ns()
+            check_preconditions(req, objects.get(name))
+            obj.generation = self.next_generation()
+            obj.created_ns = obj.updated_ns = time.time_ns()
             objects[name] = obj
             return obj
 
@@ -222,9 +224,9 @@ class GcsService:
             if wanted is not None and wanted != obj.generation:
                 raise FakeError(404, f"No such object: {bucket}/{name}", reason="notFound")
             check_preconditions(req, obj)
-        if req.query.get("alt") != "media":
-            return obj.resource()
-        return self._media(req, obj)
+            if req.query.get("alt") != "media":
+                return obj.resource()
+            return self._media(req, obj)
 
     def _media(self, req: Request, obj: StoredObject) -> Response:
         headers = {
@@ -291,10 +293,10 @@ class GcsService:
                         entries.append((folder, None))
                 else:
                     entries.append((name, self.buckets[bucket][name]))
-        entries = [e for e in entries if e[0] > after]
-        page, rest = entries[:size], entries[size:]
+            entries = [e for e in entries if e[0] > after]
+            page, rest = entries[:size], entries[size:]
+            items = [obj.resource() for _, obj in page if obj is not None]
         out: dict[str, Any] = {"kind": "storage#objects"}
-        items = [obj.resource() for _, obj in page if obj is not None]
         prefixes = [key for key, obj in page if obj is None]
         if items:
             out["items"] = items

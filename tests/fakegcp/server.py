@@ -5,6 +5,12 @@ Services register routes ``(api, method, regex, handler)``; a handler takes the
 :class:`Response`, or raises :class:`FakeError`, which is rendered the way Google
 renders errors (``{"error": {"code", "message", "status", "errors", "details"}}``).
 Before routing, the fault script may answer instead (tests/fakegcp/faults.py).
+
+``Router.latency`` adds a delay to every request of an API (``{"storage": 0.02}``; key
+``"*"`` for every API), slept in the request's own thread before the route runs and
+outside every lock, so concurrent requests overlap as they do over a real network. One
+router may be served on several ports (:class:`HttpServer` ``name``): ``Request.via``
+says which one a request came through, so a benchmark can tell its clients apart.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,6 +85,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]  # lower-case names
     body: bytes
+    via: str = "main"  # the name of the HttpServer it came through
 
     def json(self) -> Any:
         if not self.body:
@@ -105,9 +113,17 @@ class Router:
         # Called before a route runs; may raise (a fault) or return a FakeError to send
         # *after* the route ran (the call took effect but its answer was lost).
         self.before: Callable[[str, Request], FakeError | None] | None = None
+        # Called after a route answered (benchmarks count operations with it).
+        self.after: Callable[[str, Request, Response], None] | None = None
         self.log: list[tuple[str, str, str]] = []  # (api, method, path) of every request
         self.requests: list[bytes] = []  # every request as sent: line, query, body
+        self.keep_requests = True  # False: keep no log (a long benchmark's memory)
+        #: seconds added to each request, by API ("*": every API)
+        self.latency: dict[str, float] = {}
         self._log_lock = threading.Lock()
+
+    def delay(self, api: str) -> float:
+        return self.latency.get(api, self.latency.get("*", 0.0))
 
     def add(self, api: str, method: str, pattern: str, handler: Handler) -> None:
         self.routes.append(Route(api, method, re.compile(pattern + r"$"), handler))
@@ -117,16 +133,7 @@ class Router:
             for route in self.routes:
                 match = route.pattern.match(req.raw_path)
                 if match and route.method == req.method:
-                    with self._log_lock:
-                        self.log.append((route.api, req.method, req.path))
-                        line = f"{req.method} {req.raw_path} {req.query}\n".encode()
-                        self.requests.append(line + req.body)
-                    late = self.before(route.api, req) if self.before else None
-                    groups = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
-                    out = route.handler(req, **groups)
-                    if late is not None:
-                        raise late
-                    return out if isinstance(out, Response) else Response(200, out)
+                    return self._route(route, match, req)
             raise FakeError(404, f"no route for {req.method} {req.path} in the fake")
         except FakeError as e:
             return Response(e.code, e.body())
@@ -135,6 +142,28 @@ class Router:
 
             error = FakeError(500, f"fakegcp bug: {e!r}\n{traceback.format_exc()}")
             return Response(500, error.body())
+
+    def _route(self, route: Route, match: re.Match[str], req: Request) -> Response:
+        if self.keep_requests:
+            with self._log_lock:
+                self.log.append((route.api, req.method, req.path))
+                line = f"{req.method} {req.raw_path} {req.query}\n".encode()
+                self.requests.append(line + req.body)
+        delay = self.delay(route.api)
+        if delay > 0:
+            time.sleep(delay)  # in this request's thread, holding no lock
+        try:
+            late = self.before(route.api, req) if self.before else None
+            groups = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
+            out = route.handler(req, **groups)
+            if late is not None:
+                raise late
+            resp = out if isinstance(out, Response) else Response(200, out)
+        except FakeError as e:
+            resp = Response(e.code, e.body())
+        if self.after is not None:
+            self.after(route.api, req, resp)
+        return resp
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -167,6 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
             query,
             {k.lower(): v for k, v in self.headers.items()},
             self._body(),
+            self.server.name,
         )
         resp = self.server.router.dispatch(req)
         body = resp.body
@@ -188,8 +218,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, name: str) -> None:
         self.router = router
+        self.name = name
         super().__init__(("127.0.0.1", 0), _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -200,10 +231,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class HttpServer:
-    """Serves ``router`` on an OS-chosen port of 127.0.0.1 from a background thread."""
+    """Serves ``router`` on an OS-chosen port of 127.0.0.1 from a background thread;
+    requests carry ``name`` as ``Request.via``."""
 
-    def __init__(self, router: Router) -> None:
-        self._server = _Server(router)
+    def __init__(self, router: Router, name: str = "main") -> None:
+        self.name = name
+        self._server = _Server(router, name)
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(

@@ -1,0 +1,137 @@
+"""The fake Cloud Storage of the fleet benchmark, in its own process (so its CPU and GIL
+are not the measured agent's), counting what it serves.
+
+    python _fleet_gcs.py --bucket B --endpoints agent0,runtime
+
+Prints one JSON line, ``{"main": url, "agent0": url, …}``: one port per kind of client
+(tests/fakegcp ``add_endpoint``), so every request is counted for whoever made it, by
+Cloud Storage operation class (A: writes, lists; B: reads, metadata; deletes free).
+A *check* of a run is an agent receiving the run's heartbeat object from the store —
+read by itself, or as an item of a listing — which is how an agent learns that the run
+is alive, whatever way it asks. Control routes (benchmark only):
+
+- ``POST /bench/latency?ms=20``: every storage request waits that long from now on;
+- ``POST /bench/watch`` ``{"names": {object name: run id}}``: the heartbeat objects;
+- ``POST /bench/window``: counting starts afresh now;
+- ``GET /bench/stats``: counts by endpoint and class, and each run's check times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fakegcp.fake import FakeGCP
+from tests.fakegcp.server import Request, Response
+
+_LIST = re.compile(r"^/storage/v1/b/[^/]+/o$")
+_OBJECT = re.compile(r"^/(?:download/)?storage/v1/b/[^/]+/o/(?P<name>.+)$")
+
+
+def op_class(req: Request) -> str:
+    """The Cloud Storage class of one JSON API request."""
+    if req.method == "DELETE":
+        return "free"
+    if req.method == "GET" and _LIST.match(req.path):
+        return "A"  # objects.list is class A
+    if req.method in ("GET", "HEAD"):
+        return "B"  # objects.get (metadata or media), buckets.get
+    return "A"  # inserts, uploads, patches
+
+
+class Counts:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.names: dict[str, str] = {}  # heartbeat object name → run id
+        self.agents: set[str] = set()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.since = time.time()
+            self.ops: Counter[str] = Counter()  # "via:class"
+            self.checks: dict[str, list[float]] = defaultdict(list)
+
+    def after(self, api: str, req: Request, resp: Response) -> None:
+        if api != "storage" or req.via == "main":
+            return
+        now = time.time()
+        seen: list[str] = []
+        if req.via in self.agents and resp.status in (200, 206, 404):
+            match = _OBJECT.match(req.path)
+            if match and req.method == "GET":
+                seen.append(match.group("name"))
+            elif _LIST.match(req.path) and isinstance(resp.body, dict):
+                seen += [item["name"] for item in resp.body.get("items", [])]
+        with self.lock:
+            self.ops[f"{req.via}:{op_class(req)}"] += 1
+            for name in seen:
+                rid = self.names.get(name)
+                if rid is not None:
+                    self.checks[rid].append(now)
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "since": self.since,
+                "until": time.time(),
+                "ops": dict(self.ops),
+                "checks": {k: list(v) for k, v in self.checks.items()},
+            }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--endpoints", default="")
+    args = p.parse_args()
+    counts = Counts()
+    with tempfile.TemporaryDirectory(prefix="relaunch-fleet-gcs-") as tmp:
+        fake = FakeGCP(Path(tmp))
+        fake.execute = False
+        fake.router.keep_requests = False
+        fake.router.after = counts.after
+        fake.gcs.create_bucket(args.bucket)
+
+        def latency(req: Request) -> dict[str, Any]:
+            fake.set_latency(float(req.query.get("ms", "0")), "storage")
+            return {}
+
+        def watch(req: Request) -> dict[str, Any]:
+            counts.names = dict(req.json()["names"])
+            return {}
+
+        def window(req: Request) -> dict[str, Any]:
+            counts.reset()
+            return {}
+
+        fake.router.add("bench", "POST", r"/bench/latency", latency)
+        fake.router.add("bench", "POST", r"/bench/watch", watch)
+        fake.router.add("bench", "POST", r"/bench/window", window)
+        fake.router.add("bench", "GET", r"/bench/stats", lambda req: counts.stats())
+        stopping = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+        with fake:
+            urls = {"main": fake.url}
+            for name in filter(None, args.endpoints.split(",")):
+                urls[name] = fake.add_endpoint(name)
+                if name.startswith("agent"):
+                    counts.agents.add(name)
+            print(json.dumps(urls), flush=True)
+            stopping.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

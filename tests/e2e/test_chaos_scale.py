@@ -1,0 +1,186 @@
+"""Chaos at scale: three `relaunch agent` processes share 200 runs that are all live at
+once, while agents are SIGKILLed and frozen (SIGSTOP, sometimes past their lease) at
+random instants and some of their store writes lose their answers. Afterwards every run
+SUCCEEDED, none was lost, and no two attempts of a run were ever alive at the same time.
+
+Simulated attempts, not real runtimes: measured on this 2-core machine, 200 real
+runtime + trainer pairs on the local backend take ~3.5 GB (proportional set size,
+~18 MB a pair) and ~1.2 cores at a heartbeat every 2 s (0.6 % of a core a pair), before
+their start-up (~0.3 s of CPU each) and the agents — and on a shared machine a first try
+had 12 of 200 runs recorded RUNNING after 11 minutes. So the attempts are those of
+tests/simfleet: the agents are the real CLI with a simulated backend registered, and
+one simulator process is every attempt's runtime through the real store and the
+runtime's own fencing code (the fence check and the heartbeat slot, every 2 s). Its
+ledger has a line per start, heartbeat and end of each simulated command, written
+before anyone can see the command over; overlapping lives of one run's commands are
+what "two attempts alive at once" means here. (Real runtimes under chaos: test_chaos.py.)
+
+A quarter of the runs have their first attempt preempted 10 s after it starts (the
+agents recover them with a second attempt, amid the chaos). Attempts end once the test
+has seen all 200 runs RUNNING at one moment (a plan file the simulator reads); chaos
+goes on until every run is over. The seed is printed on failure; RELAUNCH_CHAOS_SEED
+replays one (RELAUNCH_CHAOS_FAULTS replaces the agents' RELAUNCH_FAULTS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relaunch.runs import queue
+from tests.e2e.conftest import Env
+from tests.e2e.test_guarantee import assert_one_trainer_at_a_time
+from tests.simfleet.backend import register, sim_record
+
+RUNS = 200
+FAULTS = os.environ.get("RELAUNCH_CHAOS_FAULTS", "lose-answers=0.02")
+LEASE = "4"  # seconds: a frozen agent is thawed sometimes before it expires, sometimes after
+PREEMPTED = 0.25  # of the runs: their first attempt is preempted 10 s after it started
+MAX_JOBS = 100  # per agent: two agents hold every run; an agent that dies leaves two halves
+DEADLINE = 600.0  # seconds for everything (a failing test only); it took 130-260 s loaded
+ROOT = Path(__file__).parents[2]
+
+
+class Fleet:
+    """Agent processes with the simulated backend, and the simulator, on env's store."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.dir = env.root / "sim"
+        self.dir.mkdir()
+        self.plan = env.root / "plan.json"
+        self.ledger = env.root / "ledger"
+        self.environ = {**os.environ, "RELAUNCH_SIM_DIR": str(self.dir)}
+        self.environ["RELAUNCH_SIM_POLL_INTERVAL"] = "0.2"  # the local backend's
+        argv = [sys.executable, "-m", "tests.simfleet.simulator", "--dir", str(self.dir)]
+        argv += ["--store", env.ws.store.url, "--interval", "2", "--workers", "4"]
+        argv += ["--plan", str(self.plan), "--ledger", str(self.ledger)]
+        argv += ["--preempt", str(PREEMPTED), "--preempt-after", "10"]
+        self.sim = subprocess.Popen(argv, cwd=ROOT, env=self.environ)
+        self.agents: list[subprocess.Popen[bytes]] = []
+
+    def start_agent(self) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "tests.simfleet.agent", "agent"]
+        argv += ["--store", self.env.ws.store.url, "--poll", "0.5", "--lease-ttl", LEASE]
+        argv += ["--max-jobs", str(MAX_JOBS)]
+        log = open(self.env.root / f"agent-{len(self.agents)}.log", "wb")  # noqa: SIM115
+        environ = {**self.environ, "RELAUNCH_FAULTS": FAULTS}
+        proc = subprocess.Popen(argv, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+        self.agents.append(proc)
+        self.env.agents.append(proc)  # killed at teardown
+        return proc
+
+    def finish(self) -> None:
+        """Every attempt ends (succeeded) now, and any that starts later at once."""
+        tmp = self.plan.with_suffix(".tmp")
+        tmp.write_text(json.dumps({s.run_id: time.time() for s in self.env.ws.summaries()}))
+        os.replace(tmp, self.plan)
+
+    def stop(self) -> None:
+        if self.sim.poll() is None:
+            self.sim.send_signal(signal.SIGTERM)
+            try:
+                self.sim.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.sim.kill()
+
+
+@pytest.fixture
+def fleet(env: Env) -> Iterator[Fleet]:
+    register()
+    f = Fleet(env)
+    yield f
+    f.stop()
+
+
+def one_life_at_a_time(fleet: Fleet, seed: int) -> dict[str, list[dict[str, object]]]:
+    """The ledger so far, after checking that no two simulated commands of a run lived
+    at once (a command still alive spans from its start to its latest line: overlapping
+    it is already a second life)."""
+    entries: dict[str, list[dict[str, object]]] = defaultdict(list)
+    if fleet.ledger.exists():
+        for line in fleet.ledger.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:  # the line being written as we read
+                continue
+            entries[entry["run"]].append(entry)
+    for rid, lines in entries.items():
+        try:
+            assert_one_trainer_at_a_time(lines)
+        except AssertionError as e:
+            raise AssertionError(f"seed {seed}: {rid}: {e}") from None
+    return entries
+
+
+def progress(env: Env) -> Counter[str]:
+    return Counter(s.state for s in env.ws.summaries())
+
+
+@pytest.mark.timeout(DEADLINE + 120)
+def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(
+    env: Env, fleet: Fleet
+) -> None:
+    seed = int(os.environ.get("RELAUNCH_CHAOS_SEED") or time.time_ns() % 100_000)
+    rng = random.Random(seed)
+    rids = [f"s{i:03d}" for i in range(RUNS)]
+    for rid in rids:
+        queue.enqueue(env.ws.store, sim_record(rid, heartbeat_interval=2.0))
+    agents = [fleet.start_agent() for _ in range(3)]
+    frozen: dict[subprocess.Popen[bytes], float] = {}
+    kills = freezes = 0
+    all_live = False
+    deadline = time.monotonic() + DEADLINE
+    next_audit = time.monotonic() + 20.0
+    while True:
+        states = progress(env)
+        if all_live and set(states) <= {"SUCCEEDED", "FAILED", "STOPPED"}:
+            break
+        assert time.monotonic() < deadline, f"seed {seed}: not done: {states}\n{env.diagnose()}"
+        if not all_live and states["RUNNING"] == RUNS:
+            all_live = True  # all 200 live at once: now they may end
+            fleet.finish()
+        time.sleep(rng.uniform(2.0, 6.0))
+        now = time.monotonic()
+        if now >= next_audit:  # a second life of a run fails the test at once
+            one_life_at_a_time(fleet, seed)
+            next_audit = now + 20.0
+        for proc, until in list(frozen.items()):
+            if now >= until:
+                proc.send_signal(signal.SIGCONT)
+                del frozen[proc]
+        healthy = [a for a in agents if a.poll() is None and a not in frozen]
+        if len(healthy) < 2 or rng.random() < 0.3:
+            continue  # one agent is always left unharmed at any moment
+        victim = rng.choice(healthy)
+        if rng.random() < 0.5:
+            victim.kill()
+            victim.wait()
+            kills += 1
+            agents.append(fleet.start_agent())
+        else:
+            victim.send_signal(signal.SIGSTOP)
+            frozen[victim] = now + rng.uniform(1.0, 8.0)
+            freezes += 1
+    for proc in frozen:
+        proc.send_signal(signal.SIGCONT)
+    assert kills >= 3 and freezes >= 3, f"seed {seed}: too little chaos to mean anything"
+    summaries = {s.run_id: s.state for s in env.ws.summaries()}
+    assert sorted(summaries) == rids, f"seed {seed}: runs lost or unlisted"
+    assert set(summaries.values()) == {"SUCCEEDED"}, f"seed {seed}: {summaries}"
+    entries = one_life_at_a_time(fleet, seed)
+    for rid in rids:
+        assert any(e["kind"] == "end" for e in entries[rid]), f"seed {seed}: {rid} never ended"
+    recovered = [rid for rid in rids if {e["attempt"] for e in entries[rid]} == {"1", "2"}]
+    assert len(recovered) >= RUNS * PREEMPTED / 2, f"seed {seed}: too few recoveries"
