@@ -84,6 +84,20 @@ class Workspace:
         """Validate ``job`` and queue it; return the run id. Nothing is written on error.
         A stack image the registry lacks is built (after the checks); ``on_image`` gets a
         line per image built."""
+        return self.submit_run(
+            job, values, queue_name=queue_name, run_id=run_id, on_image=on_image
+        ).run_id
+
+    def submit_run(
+        self,
+        job: Path | str,
+        values: dict[str, str] | None = None,
+        *,
+        queue_name: str | None = None,
+        run_id: str | None = None,
+        on_image: Callable[[str], None] | None = None,
+    ) -> RunRecord:
+        """``submit``, returning the record as queued (no second read of the store)."""
         from relaunch.runs import queue
 
         record = self._validated(job, values, queue_name=queue_name, run_id=run_id)
@@ -92,7 +106,7 @@ class Workspace:
         self.repo.add_event(
             record.run_id, "queued", f"queued on '{record.queue}' from {record.job_file}"
         )
-        return record.run_id
+        return record
 
     def resume(
         self,

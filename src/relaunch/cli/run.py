@@ -66,16 +66,17 @@ def run(
     if follow and detach:
         raise click.UsageError("--follow and --detach exclude each other")
     ws = open_workspace(project, store, start=job.resolve().parent)
-    rid = ws.submit(
+    queued = ws.submit_run(
         job,
         _parse_sets(sets),
         queue_name=queue_name,
         run_id=run_id,
         on_image=lambda line: click.echo(f"relaunch: {line}", err=True),
     )
+    rid = queued.run_id
     from relaunch.spec.job import missing_env_secrets
 
-    missing = missing_env_secrets(ws.repo.get_run(rid).spec)
+    missing = missing_env_secrets(queued.spec)
     if missing:
         click.echo(
             f"note: secret {', '.join(missing)} is not set here; the agent that runs the job "
@@ -88,9 +89,8 @@ def run(
             f"queued on {ws.store.url}. follow it: relaunch status {rid} · relaunch logs {rid} -f",
             err=True,
         )
-        queue = ws.repo.get_run(rid).queue
-        if not queue_served(ws.store, queue):
-            click.echo(f"note: {unserved_note(queue)}", err=True)
+        if not queue_served(ws.store, queued.queue):
+            click.echo(f"note: {unserved_note(queued.queue)}", err=True)
         return
     from relaunch.api import exit_code_of
 

@@ -19,7 +19,8 @@ from relaunch.states import REASON_NOTES, AttemptState, Reason, RunState
 
 class Record(BaseModel):
     # Stored records tolerate fields from newer versions of relaunch.
-    model_config = ConfigDict(extra="ignore")
+    # Built on first use: `relaunch run` needs only RunRecord and Event of them.
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class RunRecord(Record):

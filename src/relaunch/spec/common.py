@@ -52,6 +52,44 @@ def check_env_name_free(name: str, value: str | None = None) -> str:
     return name
 
 
+# Google Cloud names: checked by the job spec and the vertex/gce sections alike.
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+def check_region(region: str) -> str:
+    if not _REGION.match(region):
+        raise ValueError(f"{region!r} is not a Google Cloud region (e.g. us-central1)")
+    return region
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Google's label rules: ≤ 64 labels; keys start with a lowercase letter; keys and
+    values ≤ 63 of lowercase letters, digits, '_' and '-'."""
+    if len(labels) > 62:  # relaunch adds two of its own
+        raise ValueError("at most 62 labels (relaunch adds relaunch-run-id, relaunch-attempt)")
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key):
+            raise ValueError(
+                f"label key {key!r}: 1-63 of a-z, 0-9, '_', '-', starting with a letter"
+            )
+        if not _LABEL_VALUE.match(value):
+            raise ValueError(f"label {key}: value {value!r}: 0-63 of a-z, 0-9, '_', '-'")
+        if key.startswith("relaunch-"):
+            raise ValueError(f"label key {key!r}: relaunch- labels are relaunch's own")
+    return labels
+
+
+_ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
+
+
+def check_zone(zone: str) -> str:
+    if not _ZONE.match(zone):
+        raise ValueError(f"{zone!r} is not a Google Cloud zone (e.g. us-central1-a)")
+    return zone
+
+
 class Strict(BaseModel):
     """Base of every spec model: unknown fields are errors that name the field."""
 
@@ -89,7 +127,9 @@ def _known_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
                 current = arg
                 break
         else:
-            current = None
+            from relaunch.spec.sections import section_model
+
+            current = section_model(field.metadata)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []

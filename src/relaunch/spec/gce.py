@@ -14,13 +14,6 @@ DEFAULT_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 # Metadata keys relaunch writes itself; a user's extra metadata may not override them.
 RESERVED_METADATA = re.compile(r"^(startup-script|shutdown-script|relaunch-.*|user-data)$")
 _METADATA_KEY = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
-_ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
-
-
-def check_zone(zone: str) -> str:
-    if not _ZONE.match(zone):
-        raise ValueError(f"{zone!r} is not a Google Cloud zone (e.g. us-central1-a)")
-    return zone
 
 
 def region_of(zone: str) -> str:

@@ -6,15 +6,28 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from relaunch.runs.keys import RUN_ID_RE
-from relaunch.spec.common import Duration, Strict, check_env_name_free
-from relaunch.spec.gce import GceOptions, check_zone
-from relaunch.spec.vertex import VertexOptions, check_labels, check_region
+from relaunch.spec.common import (
+    Duration,
+    Strict,
+    check_env_name_free,
+    check_labels,
+    check_region,
+    check_zone,
+)
+from relaunch.spec.sections import LazySection, given, install_lazy_sections, lazy_section
 from relaunch.states import DEFAULT_ACTIONS, Action, Reason
+
+if TYPE_CHECKING:
+    from relaunch.spec.gce import GceOptions
+    from relaunch.spec.vertex import VertexOptions
+else:  # imported and built only for a job that has the section (spec/sections.py)
+    VertexOptions = Annotated[Any, LazySection("relaunch.spec.vertex:VertexOptions")]
+    GceOptions = Annotated[Any, LazySection("relaunch.spec.gce:GceOptions")]
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUEUE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -135,8 +148,8 @@ class JobSpec(Strict):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="cloud resource labels")
     local: LocalOptions = Field(default_factory=LocalOptions)
-    vertex: VertexOptions = Field(default_factory=VertexOptions)  # type: ignore[arg-type]
-    gce: GceOptions = Field(default_factory=GceOptions)  # type: ignore[arg-type]
+    vertex: VertexOptions = lazy_section()
+    gce: GceOptions = lazy_section()
 
     @field_validator("labels")
     @classmethod
@@ -150,7 +163,8 @@ class JobSpec(Strict):
                 "image: the local backend runs the command on this machine and would ignore "
                 "the image; remove image:, or use a cloud backend (backend: vertex)"
             )
-        pools = self.vertex.spec.worker_pool_specs if self.vertex.spec else []
+        vertex: VertexOptions | None = given(self, "vertex")  # a local job: not built
+        pools = vertex.spec.worker_pool_specs if vertex and vertex.spec else []
         if not self.command and (self.backend != "vertex" or not pools):
             raise ValueError("command is required: the training command, e.g. [python, train.py]")
         if not self.command and not all(p.container_spec.command for p in pools):
@@ -254,6 +268,9 @@ class JobSpec(Strict):
         if v is not None and not RUN_ID_RE.match(v):
             raise ValueError("a run id is 1-63 of a-z, 0-9, '-', starting with a letter")
         return v
+
+
+install_lazy_sections(JobSpec)
 
 
 def missing_env_secrets(spec: JobSpec, environ: Mapping[str, str] | None = None) -> list[str]:

@@ -18,11 +18,6 @@ from relaunch.spec.project import ProjectConfig
 if TYPE_CHECKING:
     from relaunch.spec.job import JobSpec
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 PROJECT_FILE = "relaunch.toml"
 MAX_SPEC_BYTES = 1 << 20  # a job file or relaunch.toml is a few KiB; /dev/zero is not
 MAX_SPEC_NODES = 100_000  # values after YAML aliases are expanded ("billion laughs")
@@ -143,6 +138,10 @@ def load_project(path: Path | None = None, *, start: Path | None = None) -> Proj
         return config
     path = path.resolve()
     text = _read(path, PROJECT_FILE)
+    if sys.version_info >= (3, 11):  # imported here: most jobs run without a relaunch.toml
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

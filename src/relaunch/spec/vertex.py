@@ -12,41 +12,19 @@ Without a queue config, ``resources:`` of job.yaml describes one worker pool.
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from relaunch.spec.common import Duration, Strict, check_env_name_free
+from relaunch.spec.common import (
+    Duration,
+    Strict,
+    check_env_name_free,
+    check_labels,
+    check_region,
+)
 
 Strategy = Literal["SPOT", "FLEX_START", "STANDARD", "ON_DEMAND", "LOW_COST"]
-
-_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
-
-
-def check_region(region: str) -> str:
-    if not _REGION.match(region):
-        raise ValueError(f"{region!r} is not a Google Cloud region (e.g. us-central1)")
-    return region
-
-
-def check_labels(labels: dict[str, str]) -> dict[str, str]:
-    """Google's label rules: ≤ 64 labels; keys start with a lowercase letter; keys and
-    values ≤ 63 of lowercase letters, digits, '_' and '-'."""
-    if len(labels) > 62:  # relaunch adds two of its own
-        raise ValueError("at most 62 labels (relaunch adds relaunch-run-id, relaunch-attempt)")
-    for key, value in labels.items():
-        if not _LABEL_KEY.match(key):
-            raise ValueError(
-                f"label key {key!r}: 1-63 of a-z, 0-9, '_', '-', starting with a letter"
-            )
-        if not _LABEL_VALUE.match(value):
-            raise ValueError(f"label {key}: value {value!r}: 0-63 of a-z, 0-9, '_', '-'")
-        if key.startswith("relaunch-"):
-            raise ValueError(f"label key {key!r}: relaunch- labels are relaunch's own")
-    return labels
 
 
 class SecretKeyRef(Strict):

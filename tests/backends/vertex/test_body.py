@@ -265,3 +265,35 @@ def test_the_vertex_examples_build_valid_custom_jobs(tmp_path: Path, name: str) 
     assert all(p["containerSpec"]["command"][:4] == ["python", "-m", "relaunch.runtime", "--"]
                for p in pools)  # fmt: skip
     assert b["jobSpec"]["scheduling"]["strategy"] == "SPOT"
+
+
+def test_the_enum_names_checked_without_the_library_are_the_librarys() -> None:
+    # `relaunch run` skips converting a body to a CustomJob when its enums are all
+    # among these names: each must still be one google-cloud-aiplatform accepts.
+    from google.cloud.aiplatform_v1.types import AcceleratorType, Scheduling
+
+    from relaunch.backends.vertex.backend import KNOWN_ACCELERATORS, KNOWN_STRATEGIES
+
+    assert {m.name for m in AcceleratorType} >= KNOWN_ACCELERATORS
+    assert {m.name for m in Scheduling.Strategy} >= KNOWN_STRATEGIES
+
+
+@pytest.mark.parametrize(
+    ("gpu", "refused"), [("NVIDIA_L4", False), ("NVIDIA_NOPE", True), ("${run_id}", True)]
+)
+def test_the_pre_queue_check_refuses_what_the_library_refuses(
+    tmp_path: Path, gpu: str, refused: bool
+) -> None:
+    spec = parse_job(
+        f"name: t\nbackend: vertex\nimage: x\ncommand: [t]\n"
+        f"resources: {{machine_type: n1-standard-4, accelerator_type: '{gpu}'}}\n",
+        "job.yaml",
+    )
+    run = RunRecord(run_id="r-1", name="t", queue="default", backend="vertex", spec=spec, gcp=GCP)
+    store = LocalStore(tmp_path / "s")
+    store.url = "gs://bucket/prefix"  # the check reads only the URL of the store
+    if refused:
+        with pytest.raises(SpecError, match="is not a value Vertex AI accepts"):
+            VertexBackend().check(run, store)
+    else:
+        VertexBackend().check(run, store)
