@@ -31,7 +31,6 @@ from urllib.parse import quote, urlencode
 from relaunch.errors import ObjectNotFound, PreconditionFailed, StoreError
 
 GOOGLE = "https://storage.googleapis.com"
-_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 _RETRIED = frozenset({408, 429, 500, 502, 503, 504})
 PERMISSION_HINT = (
     "grant the caller roles/storage.objectAdmin on the bucket "
@@ -104,10 +103,9 @@ class Wire:
             pool = urllib3.PoolManager(maxsize=16, block=False, retries=False)
             self._anonymous = is_local_emulator(self.endpoint)
             if not self._anonymous:
-                self._credentials = _default_credentials()
-                from google.auth.transport.urllib3 import Request
+                from relaunch.store.gcs_auth import credentials
 
-                self._auth_request = Request(pool)
+                self._credentials, self._auth_request = credentials(pool)
             self._pool = pool
 
     def _authorize(self, method: str, url: str, headers: dict[str, str]) -> None:
@@ -268,19 +266,3 @@ class Wire:
             f"Cloud Storage failed on {place}: {status} {message}",
             hint="retried with backoff; check the bucket and https://status.cloud.google.com",
         )
-
-
-def _default_credentials() -> Any:
-    """Application Default Credentials for Cloud Storage (one-line error when none)."""
-    import google.auth
-
-    from relaunch.errors import credentials_error
-
-    try:
-        credentials, _ = google.auth.default(scopes=[_SCOPE])
-    except Exception as e:
-        err = credentials_error(e)
-        if err is None:
-            raise
-        raise err from None
-    return credentials
