@@ -265,6 +265,9 @@ class Runtime(StoreSide):
                 if code is not None:  # reaped; its pidfd would stay readable
                     self.wakeups.unwatch()
                 self.wakeups.wait(self._next_due(next_hb, next_log) - time.monotonic())
+                # At most one pass per TICK, as when this loop polled: reports that come
+                # faster are committed together (the newest), not one upload each.
+                self.wakeups.wait(now + TICK - time.monotonic())
                 self._guard()
                 if self.fenced:
                     return self.child.wait()

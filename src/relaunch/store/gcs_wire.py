@@ -1,14 +1,15 @@
 """The wire under GCSStore: Cloud Storage's JSON API over one urllib3 connection pool.
 
 One :class:`Wire` per store. It knows where the API is (``RELAUNCH_STORAGE_ENDPOINT``,
-``[gcp.endpoints] storage``, ``STORAGE_EMULATOR_HOST`` or Google), signs requests with
-google-auth credentials (Application Default Credentials; none for a plain-http
-loopback emulator), retries 429/5xx and connection errors with exponential backoff
-within ``retry_timeout``, and turns every other answer into relaunch's store errors.
+``STORAGE_EMULATOR_HOST`` or Google), signs requests with google-auth credentials
+(``gcs_auth.py``; none for a plain-http loopback emulator), retries 429/5xx and
+connection errors with exponential backoff within ``retry_timeout``, and turns every
+other answer into relaunch's store errors.
 
-Why not google-cloud-storage: it costs ~25 MB of memory in every runtime and ~3 ms of
-CPU per request, and a GET of a missing object starts a bucket GET behind the caller's
-back. urllib3 comes with google-auth's own transports and is lighter than requests.
+Why not google-cloud-storage: in every runtime it cost ~45 MB of memory and 2.6 to 3 ms of
+CPU per request (this: ~0.6 ms; ``benchmarks/runtime_cost.py``), and a GET of a missing
+object starts a bucket GET behind the caller's back. urllib3 comes with google-auth's
+own transports and costs ~2 MB less than requests.
 
 Thread safety: a Wire may be used from any number of threads at once. urllib3's
 PoolManager is thread-safe; the pool and the credentials are built once under a lock,
