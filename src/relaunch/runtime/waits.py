@@ -80,6 +80,8 @@ class Wakeups:
             self._pidfd = None
 
     def wake(self) -> None:
+        if self._w < 0:
+            return  # closed: its number may be another file's by now
         try:
             os.write(self._w, b"\0")
         except (BlockingIOError, OSError):
@@ -111,5 +113,7 @@ class Wakeups:
             self._signals = False
         self.unwatch()
         for fd in (self._r, self._w, self._notify):
-            if fd is not None:
+            if fd is not None and fd >= 0:
                 os.close(fd)
+        self._r = self._w = -1
+        self._notify = None

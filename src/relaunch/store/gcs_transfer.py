@@ -58,7 +58,7 @@ def upload_resumable(
     session = start.headers.get("Location") or start.headers.get("location")
     if not session:
         raise StoreError(f"Cloud Storage gave no upload session for {where} in {wire.url}")
-    offset = 0
+    offset = stalled = 0
     while True:
         source.seek(offset)
         chunk = source.read(min(chunk_size, size - offset))
@@ -88,7 +88,11 @@ def upload_resumable(
         if answer.status in (200, 201):
             resource_out: dict[str, Any] = answer.json()
             return resource_out
-        offset = _next_offset(answer.headers)
+        held = _next_offset(answer.headers)  # what the session holds: go on from there
+        stalled = 0 if held > offset else stalled + 1
+        offset = held
+        if stalled >= _RESUMES:
+            raise StoreError(f"the upload of {where} to {wire.url} makes no progress")
 
 
 def download(wire: Wire, name: str, where: str, out: IO[bytes]) -> int:

@@ -109,13 +109,19 @@ class Wire:
                 self._credentials, self._auth_request = credentials(pool)
             self._pool = pool
 
-    def _authorize(self, method: str, url: str, headers: dict[str, str]) -> None:
+    def _authorize(
+        self, method: str, url: str, headers: dict[str, str], force: bool = False
+    ) -> None:
+        """Add the credentials' header to ``headers`` (refreshed first when due, or
+        with ``force``); a token that cannot be had is a StoreError with the fix."""
         if self._anonymous:
             return
         from google.auth import exceptions as gauth
 
         with self._lock:  # one refresh at a time; a valid token costs a comparison
             try:
+                if force:
+                    self._credentials.refresh(self._auth_request)
                 self._credentials.before_request(self._auth_request, method, url, headers)
             except gauth.TransportError:
                 raise
@@ -182,8 +188,7 @@ class Wire:
                     return answer
                 if answer.status == 401 and not refreshed and not self._anonymous:
                     refreshed = True  # a token revoked early: fetch a new one, once
-                    with self._lock:
-                        self._credentials.refresh(self._auth_request)
+                    self._authorize(method, url, {}, force=True)
                     continue
                 if answer.status not in _RETRIED:
                     raise self.error(answer, where, conditional)
