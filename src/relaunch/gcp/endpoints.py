@@ -12,7 +12,19 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from relaunch.errors import UserInputError
-from relaunch.spec.project import GCP_APIS
+
+# The APIs whose endpoint can be configured. Here, not in spec/: the runtime resolves
+# the storage endpoint and must not load pydantic to do it.
+GCP_APIS = (
+    "aiplatform",
+    "compute",
+    "storage",
+    "cloudbuild",
+    "run",
+    "logging",
+    "secretmanager",
+    "artifactregistry",
+)
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

@@ -24,6 +24,8 @@ from relaunch.errors import StoreError
 from relaunch.runtime.checkpoints import STAGING, CheckpointSync, Snapshot, Superseded
 from relaunch.runtime.progress import read_progress_file
 
+_RETRY = 1.0  # seconds between tries of a commit the store failed
+
 
 class CommitPolicy:
     def __init__(
@@ -53,6 +55,14 @@ class CommitPolicy:
         self.commits, self._stable = 0, None
         self._handled = self._report_id(read_progress_file(str(self.progress_file)))
         self._next_scan = now + self.sync_interval if self.sync_interval > 0 else float("inf")
+
+    def next_due(self, now: float) -> float:
+        """When :meth:`tick` has something to do besides new reports (which the
+        runtime is woken for): the next scan of an unreported folder, or a retry of a
+        commit the store failed."""
+        if self._failed:
+            return now + _RETRY
+        return self._next_scan if not self.reported else float("inf")
 
     @staticmethod
     def _report_id(progress: dict[str, int | str | None]) -> tuple[object, object] | None:
@@ -155,6 +165,7 @@ class CommitPolicy:
     ) -> None:
         if self.superseded:
             return
+        self._failed = False
         try:
             seq = self.sync.commit(step, source=source, only=only, reported=reported)
         except Superseded as e:

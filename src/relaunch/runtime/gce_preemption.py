@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 
 DEFAULT_HOST = "metadata.google.internal"
@@ -50,6 +48,8 @@ class PreemptionWatch:
         self._stop.set()
 
     def _read(self, etag: str) -> tuple[str, str]:
+        import urllib.request  # here: off GCE the runtime never loads the HTTP stack
+
         query = f"?wait_for_change=true&timeout_sec={WAIT}"
         if etag:
             query += f"&last_etag={etag}"
@@ -62,7 +62,7 @@ class PreemptionWatch:
         while not self._stop.is_set():
             try:
                 value, etag = self._read(etag)
-            except (OSError, urllib.error.URLError, ValueError):
+            except (OSError, ValueError):  # urllib's URLError is an OSError
                 time.sleep(RETRY)  # the metadata server restarts with its host: ask again
                 continue
             if value.upper() == "TRUE":

@@ -35,11 +35,14 @@ from relaunch.runtime.scan import OutputScanner
 from relaunch.runtime.secrets import Redactor, resolve_secrets
 from relaunch.runtime.signals import CommandGroup
 from relaunch.runtime.storeside import StoreSide
+from relaunch.runtime.waits import TICK, Wakeups
 from relaunch.store import open_store
 from relaunch.store.base import ObjectStore
 
 LOG_SHIP_INTERVAL = 2.0
-TICK = 0.1
+# The longest single wait: a machine that resumes after being frozen (suspended) finds
+# its slot unconfirmed within this long, and pauses its command (fence.py).
+MAX_WAIT = 1.0
 # Exit status after a SIGTERM from outside (spot reclaim, cancel): never 0, so a platform
 # that restarts or judges containers by their exit (Vertex AI) never takes it for success.
 TERMINATED_EXIT = 128 + signal.SIGTERM
@@ -87,6 +90,7 @@ class Runtime(StoreSide):
         self.fenced = False  # superseded while running: the command was ended, write nothing
         self.paused = False  # the command is stopped until the slot is confirmed again
         self._store_trouble = ""  # the last store error said (each is said once)
+        self.wakeups: Wakeups | None = None
 
     # -- the command side (the store side is in storeside.py) -------------------
 
@@ -145,6 +149,8 @@ class Runtime(StoreSide):
             if self.paused:  # a stopped command cannot save: let it handle the signal
                 self._signal_command(signal.SIGCONT)
                 self.paused = False
+        if self.wakeups is not None:  # the loop now has a grace period to time
+            self.wakeups.wake()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.terminating is None:
@@ -159,6 +165,14 @@ class Runtime(StoreSide):
 
     def run(self) -> int:
         self.cfg.scratch.mkdir(parents=True, exist_ok=True)
+        self.wakeups = Wakeups(self.cfg.scratch)
+        try:
+            return self._run()
+        finally:
+            self.wakeups.close()
+
+    def _run(self) -> int:
+        assert self.wakeups is not None
         if not self._is_current_attempt():
             self._say(
                 "this attempt is not the run's current one, or a stop was requested; not starting"
@@ -166,6 +180,7 @@ class Runtime(StoreSide):
             return 0
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self.wakeups.catch_signals()
         if self.leader and not self.slot.acquire(
             lambda: self._heartbeat_body("starting"), lambda: self.terminating is not None
         ):
@@ -239,30 +254,56 @@ class Runtime(StoreSide):
         return older
 
     def _watch(self) -> int:
-        assert self.child is not None
+        """Wait for the command's end, waking only when something is due (waits.py)."""
+        assert self.child is not None and self.wakeups is not None
         now = time.monotonic()
         next_hb = now + self.cfg.heartbeat_interval
         next_log = now + LOG_SHIP_INTERVAL
-        while (code := self.child.poll()) is None or self._group_lives_on():
-            time.sleep(TICK)
-            self._guard()
-            if self.fenced:
-                return self.child.wait()
-            now = time.monotonic()
-            self._note_progress_activity()
-            self.commits.tick(now, commit=self.commits_on)  # the completeness rule
-            if self.notice_at is not None and now > self.notice_at + self.cfg.grace_period:
-                self._say(f"grace period ({self.cfg.grace_period:g}s) over: killing the command")
-                self.killed, self.notice_at = True, None
-                self.group.kill()
-            if now >= next_hb:
-                self.check_fence()
-                self.heartbeat("running")
-                next_hb = now + self.cfg.heartbeat_interval
-            if now >= next_log:
-                self.ship_log()
-                next_log = now + LOG_SHIP_INTERVAL
+        self.wakeups.watch(self.child.pid)
+        try:
+            while (code := self.child.poll()) is None or self._group_lives_on():
+                if code is not None:  # reaped; its pidfd would stay readable
+                    self.wakeups.unwatch()
+                self.wakeups.wait(self._next_due(next_hb, next_log) - time.monotonic())
+                # At most one pass per TICK, as when this loop polled: reports that come
+                # faster are committed together (the newest), not one upload each.
+                self.wakeups.wait(now + TICK - time.monotonic())
+                self._guard()
+                if self.fenced:
+                    return self.child.wait()
+                now = time.monotonic()
+                self._note_progress_activity()
+                self.commits.tick(now, commit=self.commits_on)  # the completeness rule
+                if self.notice_at is not None and now >= self.notice_at + self.cfg.grace_period:
+                    self._say(
+                        f"grace period ({self.cfg.grace_period:g}s) over: killing the command"
+                    )
+                    self.killed, self.notice_at = True, None
+                    self.group.kill()
+                if now >= next_hb:
+                    self.check_fence()
+                    self.heartbeat("running")
+                    next_hb = now + self.cfg.heartbeat_interval
+                if now >= next_log:
+                    self.ship_log()
+                    next_log = now + LOG_SHIP_INTERVAL
+        finally:
+            self.wakeups.unwatch()
         return code
+
+    def _next_due(self, next_hb: float, next_log: float) -> float:
+        """When the loop must look again (monotonic): the earliest scheduled thing, the
+        moment the slot would go unconfirmed for half its TTL, at most MAX_WAIT away."""
+        assert self.wakeups is not None
+        now = time.monotonic()
+        due = min(next_hb, next_log, self.commits.next_due(now), now + MAX_WAIT)
+        if self.notice_at is not None:
+            due = min(due, self.notice_at + self.cfg.grace_period)
+        if self.leader and not self.fenced:
+            due = min(due, now + self.slot.ttl / 2 - self.slot.unconfirmed_for())
+        if self.paused or not self.wakeups.precise:
+            due = min(due, now + TICK)  # retrying the store; or no pidfd/inotify here
+        return max(due, now)
 
     def _group_lives_on(self) -> bool:
         """The command exited but processes it started live on (a launcher that died

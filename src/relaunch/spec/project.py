@@ -6,19 +6,9 @@ from pathlib import Path
 
 from pydantic import Field, PrivateAttr, field_validator
 
+from relaunch.gcp.endpoints import GCP_APIS
 from relaunch.spec.common import Duration, Strict
 from relaunch.spec.images import ImageName, ImageSpec, ImageStackSection
-
-GCP_APIS = (
-    "aiplatform",
-    "compute",
-    "storage",
-    "cloudbuild",
-    "run",
-    "logging",
-    "secretmanager",
-    "artifactregistry",
-)
 
 
 class ProjectSection(Strict):

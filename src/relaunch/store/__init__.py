@@ -74,7 +74,7 @@ def open_store(url: str, *, call_timeout: float | None = None) -> ObjectStore:
     check_store_url(url)
     store: ObjectStore
     if url.startswith("gs://"):
-        from relaunch.store.gcs import GCSStore  # lazy: google-cloud-storage is heavy
+        from relaunch.store.gcs import GCSStore  # lazy: its HTTP stack loads on first use
 
         store = GCSStore(url) if call_timeout is None else GCSStore(url, retry_timeout=call_timeout)
     else:
