@@ -100,8 +100,9 @@ class Wire:
 
             if self.endpoint is None:
                 self.endpoint = storage_endpoint()
-            # maxsize: connections kept per host for threads that call at once.
-            pool = urllib3.PoolManager(maxsize=16, block=False, retries=False)
+            # maxsize: connections kept per host for threads that call at once (an
+            # agent reads ahead with up to 32: agent/prefetch.py).
+            pool = urllib3.PoolManager(maxsize=32, block=False, retries=False)
             self._anonymous = is_local_emulator(self.endpoint)
             if not self._anonymous:
                 from relaunch.store.gcs_auth import credentials
