@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from relaunch.agent.adopt import Adopter
 from relaunch.agent.damaged import set_aside
 from relaunch.agent.reconcile import Reconciler, Watch
 from relaunch.agent.start import LeaseLost
@@ -29,7 +30,6 @@ from relaunch.runs import keys, leases, queue
 from relaunch.runs.leases import Lease
 from relaunch.runs.records import RunRecord
 from relaunch.runs.repo import RunRepo
-from relaunch.states import RunState
 from relaunch.store.base import ObjectStore
 
 
@@ -51,10 +51,6 @@ class Owned:
 
 #: A run whose reconcile keeps failing on a bug is looked at again this much later.
 SICK_BACKOFF = 30.0
-#: A run known to be over is read again this much later when looking for orphans: a
-#: resume queues it again (its queue item is claimed at once; this covers a resume that
-#: died between its record and its queue item).
-TERMINAL_RECHECK = 300.0
 
 
 @dataclass
@@ -85,7 +81,6 @@ class Agent:
         self.repo = RunRepo(store, cache_ttl=30.0)
         self.reconciler = Reconciler(self.repo, self.id)
         self.owned: dict[str, Owned] = {}
-        self._terminal: dict[str, float] = {}  # runs known to be over → when to look again
         self._unserved: set[str] = set()  # runs whose backend cannot run on this host
         self._sick: dict[str, tuple[float, str]] = {}  # run → (look again at, last error)
         self._next_renew = 0.0
@@ -93,6 +88,7 @@ class Agent:
         self.log = log or (lambda msg: print(f"[agent {self.id}] {msg}", file=sys.stderr))
         self.stopping = threading.Event()
         self._busy_at = time.monotonic()  # when this agent last owned a run
+        self._adopter = Adopter(self)
 
     # -- the loop -------------------------------------------------------------------
 
@@ -209,7 +205,6 @@ class Agent:
         if done:
             leases.release(self.store, owned.lease)
             self.owned.pop(run_id, None)
-            self._over(run_id)
 
     def _sicken(self, run_id: str, e: Exception) -> None:
         """Log a failing run once per distinct error; a bug backs the run off for a while,
@@ -234,13 +229,6 @@ class Agent:
         owned = self.owned.pop(run_id, None)
         if owned is not None:
             leases.release(self.store, owned.lease)
-        self._over(run_id)
-
-    def _over(self, run_id: str) -> None:
-        self._terminal[run_id] = time.monotonic() + TERMINAL_RECHECK
-
-    def _known_over(self, run_id: str) -> bool:
-        return self._terminal.get(run_id, 0.0) > time.monotonic()
 
     def _wanted(self, run_id: str) -> bool:
         return self.opts.only_runs is None or run_id in self.opts.only_runs
@@ -279,7 +267,6 @@ class Agent:
         if not self._adopt_queue_item(key, run_id):
             leases.release(self.store, self.owned.pop(run_id).lease)
             return
-        self._terminal.pop(run_id, None)  # a resumed run is claimed like a new one
         self.repo.add_event(run_id, "claimed", f"claimed by agent {self.id}")
         self._reconcile(run_id)
 
@@ -322,50 +309,9 @@ class Agent:
 
     def _adopt(self) -> None:
         """Take over runs whose agent died or stopped: an expired lease, none on a started
-        run, or none on a queued run whose queue item is gone (claimed, then let go)."""
-        now = time.time()
-        queued: set[str] | None = None
-        for run_id in self.repo.run_ids():
-            if len(self.owned) >= self.opts.max_jobs:
-                return
-            if run_id in self.owned or self._known_over(run_id) or not self._wanted(run_id):
-                continue
-            try:
-                found = self.repo.find_run(run_id)
-            except DamagedRecord as e:
-                self._over(run_id)
-                lease = leases.read_lease(self.store, run_id)
-                free = lease is None or lease.expires_at < now
-                if free and self.repo.damaged(run_id) is None and self._take(run_id):
-                    self._set_aside(run_id, e)
-                continue
-            if found is None:
-                continue
-            run = found[0]
-            if run.state.terminal and run.ended_event:
-                self._over(run_id)
-                continue
-            if run.queue not in self.opts.queues or not self._can_serve(run_id, run.backend):
-                continue
-            lease = leases.read_lease(self.store, run_id)
-            if lease is None and run.state is RunState.QUEUED:
-                if queued is None:
-                    queued = {
-                        keys.run_id_of_queue_item(k)
-                        for q in self.opts.queues
-                        for k in queue.items(self.store, q)
-                    }
-                if run_id in queued:
-                    continue  # waiting in its queue: claimed the usual way
-            orphaned = lease is None or lease.expires_at < now
-            if orphaned and self._take(run_id):
-                self.repo.add_event(
-                    run_id,
-                    "adopted",
-                    f"adopted by agent {self.id} "
-                    f"(previous agent: {lease.agent_id if lease else 'none'})",
-                )
-                self.log(f"adopted {run_id}")
+        run, or none on a queued run whose queue item is gone (claimed, then let go).
+        Candidates come from the live index (agent/adopt.py)."""
+        self._adopter()
 
 
 def live_agents(store: ObjectStore, queue_name: str | None = None) -> list[dict[str, object]]:
