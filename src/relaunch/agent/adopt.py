@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: ``ended/`` entries older than a day are deleted at most this often.
 PRUNE_EVERY = 600.0
+#: A resumed run with neither queue item nor lease is adopted only this long after its
+#: resume (which may be on its way to its item) — at once when a stop was requested.
+RESUME_GRACE = 20.0
 
 
 def runs_of_live_agents(store: ObjectStore, me: str) -> set[str]:
@@ -120,7 +123,7 @@ class Adopter:
         if lease is None and run.state is RunState.QUEUED:
             if run_id in self._queued():
                 return  # waiting in its queue: claimed the usual way
-            resuming = run.resumed_at is not None and now - run.resumed_at < live.SETTLE
+            resuming = run.resumed_at is not None and now - run.resumed_at < RESUME_GRACE
             if resuming and listed.stop is None:
                 return  # a resume between its record and its queue item: give it time
         orphaned = lease is None or lease.expires_at < now

@@ -26,7 +26,7 @@ from relaunch.agent.reconcile import Reconciler, Watch
 from relaunch.agent.start import LeaseLost
 from relaunch.backends import registry
 from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed, RelaunchError
-from relaunch.runs import keys, leases, queue
+from relaunch.runs import keys, leases, live, queue
 from relaunch.runs.leases import Lease
 from relaunch.runs.records import RunRecord
 from relaunch.runs.repo import RunRepo
@@ -305,6 +305,10 @@ class Agent:
             return False
         self.store.delete(key)
         run = self.repo.get_run(run_id)
+        if not run.state.terminal and live.entry(self.store, run_id) is None:
+            # Queued by a relaunch older than the live index: index it now.
+            live.add(self.store, run_id, queue=run.queue, backend=run.backend,
+                     created_at=run.created_at)  # fmt: skip
         return not run.state.terminal
 
     def _adopt(self) -> None:

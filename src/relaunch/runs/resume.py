@@ -23,7 +23,8 @@ resumes, stops and agents from ever yielding two live attempts:
    (``not_before``), the checkpoint discarded, then the hold lifted — no attempt can
    restore what is being discarded.
 5. The ``resumed`` event, then a new queue item carrying the new nonce. A resume that
-   dies before its item leaves a QUEUED run with no item and no lease: agents adopt it.
+   dies before its item leaves a QUEUED run with no item and no lease: agents adopt it
+   (``agent/adopt.py``, after a grace that a resume on its way to its item needs).
 """
 
 from __future__ import annotations

@@ -93,9 +93,9 @@ def _summary(store: ObjectStore, run_id: str) -> RunSummary | None:
             raise ValueError(f"it names another run, {summary.run_id!r}")
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         summary, why = None, f"run.json is damaged ({type(e).__name__}: {e})"[:200]
-    # A run set aside as damaged is over (its readable record FAILED): a live one needs
-    # no second read.
-    if summary is None or summary.terminal:
+    # A run set aside as damaged is FAILED when its record is readable: a live run, or
+    # one that succeeded or was stopped, needs no second read.
+    if summary is None or summary.state == "FAILED":
         why = _damaged_why(store, run_id) or why
     if summary is None and why is None:
         return None  # a run being created (an entry without a record yet), or deleted
