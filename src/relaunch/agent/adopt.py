@@ -61,6 +61,15 @@ class Adopter:
 
     def __call__(self) -> None:
         agent, store = self.agent, self.store
+        self.queued = None
+        if agent.opts.only_runs is not None:
+            # A helper serving a few runs (`relaunch stop`, waiting on a run) looks at
+            # them directly: on any store, indexed or not, building nothing.
+            for run_id in sorted(agent.opts.only_runs - set(agent.owned)):
+                if len(agent.owned) < agent.opts.max_jobs:
+                    signal = store.stat(keys.stop_signal_key(run_id))
+                    self._look_at(live.LiveRun(run_id, stop=signal))
+            return
         if not self.indexed:
             if not live.index_ready(store):
                 n = live.build_index(store, agent.id)
@@ -72,7 +81,6 @@ class Adopter:
         found = live.scan(store)
         self.over = {r: g for r, g in self.over.items() if r in found}
         others: set[str] | None = None
-        self.queued = None
         for run_id, listed in sorted(found.items()):
             if len(agent.owned) >= agent.opts.max_jobs:
                 return
@@ -91,14 +99,14 @@ class Adopter:
                 self._look_at(listed)
 
     def _look_at(self, listed: live.LiveRun) -> None:
-        agent, run_id = self.agent, listed.run_id
-        assert listed.entry is not None
+        agent, run_id, entry = self.agent, listed.run_id, listed.entry
         now = time.time()
         try:
             found = agent.repo.find_run(run_id)
         except DamagedRecord as e:
             if agent.repo.damaged(run_id) is not None:  # set aside; its cleanup was cut short
-                self.over[run_id] = listed.entry.generation
+                if entry is not None:
+                    self.over[run_id] = entry.generation
                 return
             lease = leases.read_lease(self.store, run_id)
             free = lease is None or lease.expires_at < now
@@ -107,15 +115,15 @@ class Adopter:
             return
         if found is None:
             # Its enqueuer died before the record (a queue item, if any, gets claimed).
-            if live.settled(listed.entry) and run_id not in self._queued():
-                self._drop(listed.entry.key, listed.entry.generation)
+            if entry is not None and live.settled(entry) and run_id not in self._queued():
+                self._drop(entry.key, entry.generation)
             return
         run = found[0]
         if run.state.terminal and run.ended_event:
-            # Its agent died between the ended mark and the cleanup.
-            self.over[run_id] = listed.entry.generation
-            if live.settled(listed.entry):
-                self._clean(listed, run.ended_at)
+            if entry is not None:  # its agent died between the ended mark and the cleanup
+                self.over[run_id] = entry.generation
+                if live.settled(entry):
+                    self._clean(listed, run.ended_at)
             return
         if run.queue not in agent.opts.queues or not agent._can_serve(run_id, run.backend):
             return
