@@ -282,3 +282,27 @@ def test_the_cleanup_deletes_only_what_it_saw(tmp_path: Path) -> None:
     assert now is not None
     live.ended(store, rid, ended_at=time.time(), entry_generation=now.generation)
     assert live.scan(store) == {} and live.ended_ids(store) == [rid]
+
+
+def test_runs_a_live_agent_owns_cost_another_agent_no_read(env: Env) -> None:
+    """Agent A owns three running runs; agent B's adoption scan learns that from A's
+    record and reads neither their records nor their leases — until A is gone."""
+    path = env.root / "ledger"
+    rids = [env.ws.submit(job(env, path, name=f"r{i}", steps=2000)) for i in range(3)]
+    with env.agent_thread() as a:
+        env.wait_for(lambda: all(env.step(r) >= 1 for r in rids))
+        env.wait_for(lambda: set(rids) <= set(json.loads(
+            env.ws.store.get(keys.agent_key(a.id))[0])["runs"]))  # fmt: skip
+        counting = Counting(env.ws.store)
+        b = Agent(counting, AgentOptions(), log=lambda _m: None)  # type: ignore[arg-type]
+        b._adopt()
+        assert not [k for k in counting.gets if k.startswith("runs/")], counting.gets
+        assert not b.owned
+    env.ws.store.put(  # A is gone: its record has expired (as if it died)
+        keys.agent_key(a.id), json.dumps({"id": a.id, "expires_at": 0, "runs": rids}).encode()
+    )
+    counting.gets.clear()
+    b._adopt()
+    assert {keys.lease_key(r) for r in rids} <= set(counting.gets)
+    assert set(b.owned) == set(rids)  # A let its leases go on its way out: adopted at once
+    b.shutdown()
