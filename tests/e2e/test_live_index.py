@@ -100,6 +100,12 @@ def test_a_stop_leaves_a_signal_beside_the_marker_and_the_end_clears_it(env: Env
         env.wait_for(lambda: not under(env, keys.LIVE))
     assert env.ws.store.stat(keys.stop_key(rid)) is not None  # resume's rule: unchanged
     assert [r["state"] for r in ps(env)] == ["STOPPED"]
+    # A stop of the ended run leaves a signal with no entry: agents clean it, once settled.
+    assert env.ws.stop(rid) is RunState.STOPPED
+    assert set(live.scan(env.ws.store)) == {rid}
+    with env.agent_thread():
+        age(env, keys.stop_signal_key(rid), 2 * live.SETTLE)
+        env.wait_for(lambda: not under(env, keys.LIVE))
 
 
 def test_a_damaged_run_leaves_live_and_is_listed_as_damaged(env: Env) -> None:

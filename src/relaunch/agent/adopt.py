@@ -175,17 +175,18 @@ class Adopter:
         run) left. Cleaned once settled, if the run is over or has no record."""
         if not (live.settled(listed.heartbeat) or live.settled(listed.stop)):
             return
+        run_id = listed.run_id
         try:
-            data, _ = self.store.get(keys.run_key(listed.run_id))
-            record = json.loads(data)
+            record = json.loads(self.store.get(keys.run_key(run_id))[0])
+            readable = isinstance(record, dict)
+            over = readable and live.over(record)
         except ObjectNotFound:
-            record = None
+            readable, over = True, True  # no record at all
         except ValueError:
-            record = {}  # damaged: gone from live/ once it has been set aside
-        if isinstance(record, dict) and not record:
-            if self.store.stat(keys.damaged_key(listed.run_id)) is not None:
-                live.drop_leftover(self.store, listed)
-        elif record is None or (isinstance(record, dict) and live.over(record)):
+            readable, over = False, False
+        if not readable:  # damaged: out of live/ once it has been set aside
+            over = self.store.stat(keys.damaged_key(run_id)) is not None
+        if over:
             live.drop_leftover(self.store, listed)
 
     def _drop(self, key: str, generation: int) -> None:
