@@ -126,6 +126,7 @@ def local(args: argparse.Namespace, cli: list[str], tmp: Path) -> dict[str, obje
         "ps_all_cpu_s": cpu_command(ps_all, max(3, args.runs // 3), env),
     }
     out["in_process_cpu_s"] = in_process(store)
+    out["fresh_agent_adoption_scan"] = fresh_agent(store)
     index = store.root / keys.INDEX_KEY
     index.rename(tmp / "index.json")  # the same store as an older relaunch left it
     out["baseline_ps_without_index_s"] = time_command(ps, max(3, args.runs // 3), env)
@@ -151,6 +152,33 @@ def in_process(store: LocalStore) -> dict[str, object]:
         "default_view": summary([cpu(view) for _ in range(5)]),
         "baseline_every_record": summary([cpu(every) for _ in range(2)]),
     }
+
+
+def fresh_agent(store: LocalStore) -> dict[str, object]:
+    """A new agent's first adoption scan (its 50 runs are owned by a live agent)."""
+    from relaunch.agent.loop import Agent
+
+    running = live.live_ids(store)
+    other = {"id": "other", "expires_at": time.time() + 60, "runs": running}
+    store.put(keys.agent_key("other"), dump_json(other))
+    gets: list[str] = []
+    real_get = store.get
+
+    def counted(key: str) -> tuple[bytes, int]:
+        gets.append(key)
+        return real_get(key)
+
+    store.get = counted  # type: ignore[method-assign]
+    try:
+        agent = Agent(store, log=lambda _m: None)
+        started = time.process_time()
+        agent._adopt()
+        cpu = time.process_time() - started
+    finally:
+        del store.get
+        store.delete(keys.agent_key("other"))
+    return {"cpu_s": round(cpu, 4), "gets": len(gets), "run_records_read": sum(
+        k.endswith("/run.json") for k in gets)}  # fmt: skip
 
 
 def with_latency(fake: object, ms: float) -> None:
