@@ -88,4 +88,5 @@ def test_build_index_over_a_store_without_one(store: ObjectStore) -> None:
     entry = json.loads(store.get(keys.live_key("queued"))[0])
     assert entry == {"queue": "q", "backend": "gce", "created_at": 1.0}
     assert live.ended_ids(store) == ["done"]
-    assert live.build_index(store, "again") == 4  # a second builder changes nothing
+    assert live.build_index(store, "again") == 0  # a second builder finds them indexed
+    assert set(live.scan(store)) == {"running", "queued", "ending", "garbled"}

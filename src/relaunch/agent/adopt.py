@@ -73,7 +73,8 @@ class Adopter:
         if not self.indexed:
             if not live.index_ready(store):
                 n = live.build_index(store, agent.id)
-                agent.log(f"indexed the store: {n} run(s) not over")
+                if n:  # a store written by an older relaunch
+                    agent.log(f"indexed the store's live runs: {n} run(s) not over")
             self.indexed = True
         if time.monotonic() >= self.next_prune:
             live.prune_ended(store)

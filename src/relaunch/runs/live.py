@@ -201,12 +201,12 @@ TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 def build_index(store: ObjectStore, by: str) -> int:
     """Index a store written without one: an entry for every run not over (or whose
     record cannot be read: an agent must set it aside), ``ended/<id>`` for runs ended in
-    the last day, then ``index.json`` (create-only). Returns the number of live runs."""
+    the last day, then ``index.json`` (create-only). Returns how many runs not over it
+    indexed (those without an entry yet)."""
     listing = store.list("runs/", delimiter="/").prefixes
     ids = [p[len("runs/") : -1] for p in listing]
     ids = [i for i in ids if keys.RUN_ID_RE.match(i)]
     recent = time.time() - ENDED_FOR
-    live = 0
 
     def index_one(run_id: str) -> int:
         _, record, readable = _record(store, run_id)
@@ -222,6 +222,8 @@ def build_index(store: ObjectStore, by: str) -> int:
             if isinstance(ended_at, (int, float)) and ended_at >= recent:
                 store.put(keys.ended_key(run_id), dump_json({"ended_at": ended_at}))
             return 0
+        if store.stat(keys.live_key(run_id)) is not None:
+            return 0  # indexed already (enqueued by this version of relaunch)
         body = record or {}
         created = body.get("created_at")
         add(
@@ -233,7 +235,7 @@ def build_index(store: ObjectStore, by: str) -> int:
         )
         return 1
 
-    live = sum(read_many(store, ids, index_one))
+    indexed = sum(read_many(store, ids, index_one))
     try:
         store.put(
             keys.INDEX_KEY,
@@ -242,4 +244,4 @@ def build_index(store: ObjectStore, by: str) -> int:
         )
     except PreconditionFailed:
         pass  # another agent finished its build first: both wrote the same entries
-    return live
+    return indexed
