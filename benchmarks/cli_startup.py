@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import emit, relaunch_argv, time_command
 
+from relaunch.runs import keys
 from relaunch.runs.records import Heartbeat, RunRecord
 from relaunch.runs.repo import RunRepo
 from relaunch.spec.loader import parse_job
@@ -51,7 +52,7 @@ def populate(store: LocalStore, n: int) -> None:
         if running:
             run.state = RunState.RUNNING
             store.put(
-                f"runs/{run.run_id}/heartbeat.json",
+                keys.heartbeat_key(run.run_id),
                 Heartbeat(time=now, attempt=run.attempt, step=run.step, total=5000)
                 .model_dump_json()
                 .encode(),

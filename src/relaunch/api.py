@@ -224,9 +224,10 @@ class Workspace:
 
     # -- reading ------------------------------------------------------------------------
 
-    def summaries(self) -> list[RunSummary]:
-        """Every run, newest first, read without validating specs (fast listings)."""
-        return run_summaries(self.store)
+    def summaries(self, *, recent: float | None = None) -> list[RunSummary]:
+        """Every run (with ``recent``: those not over, and those ended in the last
+        ``recent`` seconds), newest first, read without validating specs (fast listings)."""
+        return run_summaries(self.store, recent=recent)
 
     def runs(self, include_ended: bool = True) -> list[RunRecord]:
         runs = [r for r in self.repo.runs() if include_ended or not r.state.terminal]

@@ -182,6 +182,10 @@ def test_no_gpu_detected_is_said_so(cloud: GceEnv) -> None:
     first = cloud.attempts(rid)[0]
     assert first.reason is Reason.STARTUP_TIMEOUT
     assert "no GPU detected" in (first.detail or "")
+    # The start-up script's last word, a heartbeat saying the container never started,
+    # is written where the runtime's heartbeats go: under live/.
+    said = [r for r in cloud.fake.router.requests if b'"phase": "not-started"' in r]
+    assert said and all(f"live/{rid}/heartbeat.json".encode() in r for r in said)
 
 
 def test_image_pull_denied_names_the_role_to_grant(cloud: GceEnv) -> None:

@@ -28,6 +28,8 @@ def set_aside(
         log(f"{run_id}: set aside: {e}")
         _end_live_attempts(repo, run_id, log)
         _fail_readable_record(repo, run_id, e)
+        # Its runtime wrote on until it was cancelled: the set-aside run leaves live/.
+        repo.store.delete(keys.heartbeat_key(run_id))
 
 
 def _fail_readable_record(repo: RunRepo, run_id: str, e: DamagedRecord) -> None:

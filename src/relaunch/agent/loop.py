@@ -20,17 +20,17 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from relaunch.agent.adopt import Adopter
 from relaunch.agent.damaged import set_aside
 from relaunch.agent.prefetch import Bells, ReadAhead
 from relaunch.agent.reconcile import Reconciler, Watch
 from relaunch.agent.start import LeaseLost
 from relaunch.backends import registry
 from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed, RelaunchError
-from relaunch.runs import agents, keys, leases, queue
+from relaunch.runs import agents, keys, leases, live, queue
 from relaunch.runs.leases import Lease
 from relaunch.runs.records import RunRecord
 from relaunch.runs.repo import RunRepo
-from relaunch.states import RunState
 from relaunch.store.base import ObjectStore
 
 
@@ -52,10 +52,6 @@ class Owned:
 
 #: A run whose reconcile keeps failing on a bug is looked at again this much later.
 SICK_BACKOFF = 30.0
-#: A run known to be over is read again this much later when looking for orphans: a
-#: resume queues it again (its queue item is claimed at once; this covers a resume that
-#: died between its record and its queue item).
-TERMINAL_RECHECK = 300.0
 
 
 #: Cached records of owned runs are read again at least this often.
@@ -96,7 +92,6 @@ class Agent:
         self.ahead = ReadAhead(self.repo, parallel=not _is_local(store))
         self._bells = Bells(store, every_tick=_is_local(store))
         self.owned: dict[str, Owned] = {}
-        self._terminal: dict[str, float] = {}  # runs known to be over → when to look again
         self._unserved: set[str] = set()  # runs whose backend cannot run on this host
         self._sick: dict[str, tuple[float, str]] = {}  # run → (look again at, last error)
         self.epoch = os.urandom(4).hex()  # new when found dead: see runs/agents.py
@@ -108,6 +103,7 @@ class Agent:
         self.log = log or (lambda msg: print(f"[agent {self.id}] {msg}", file=sys.stderr))
         self.stopping = threading.Event()
         self._busy_at = time.monotonic()  # when this agent last owned a run
+        self._adopter = Adopter(self)
 
     # -- the loop -------------------------------------------------------------------
 
@@ -264,7 +260,6 @@ class Agent:
         if done:
             leases.release(self.store, owned.lease)
             self.owned.pop(run_id, None)
-            self._over(run_id)
 
     def _resting(self) -> list[str]:
         """Runs backed off after a bug: not looked at (nor read) this tick."""
@@ -294,13 +289,6 @@ class Agent:
         owned = self.owned.pop(run_id, None)
         if owned is not None:
             leases.release(self.store, owned.lease)
-        self._over(run_id)
-
-    def _over(self, run_id: str) -> None:
-        self._terminal[run_id] = time.monotonic() + TERMINAL_RECHECK
-
-    def _known_over(self, run_id: str) -> bool:
-        return self._terminal.get(run_id, 0.0) > time.monotonic()
 
     def _wanted(self, run_id: str) -> bool:
         return self.opts.only_runs is None or run_id in self.opts.only_runs
@@ -345,7 +333,6 @@ class Agent:
         if not self._adopt_queue_item(key, run_id):
             leases.release(self.store, self.owned.pop(run_id).lease)
             return
-        self._terminal.pop(run_id, None)  # a resumed run is claimed like a new one
         self.repo.add_event(run_id, "claimed", f"claimed by agent {self.id}")
         self._reconcile(run_id)
 
@@ -384,54 +371,17 @@ class Agent:
             return False
         self.store.delete(key)
         run = self.repo.get_run(run_id)
+        if not run.state.terminal and live.entry(self.store, run_id) is None:
+            # Queued by a relaunch older than the live index: index it now.
+            live.add(self.store, run_id, queue=run.queue, backend=run.backend,
+                     created_at=run.created_at)  # fmt: skip
         return not run.state.terminal
 
     def _adopt(self) -> None:
         """Take over runs whose agent died or stopped: an expired lease, none on a started
-        run, or none on a queued run whose queue item is gone (claimed, then let go)."""
-        now = time.time()
-        queued: set[str] | None = None
-        for run_id in self.repo.run_ids():
-            if len(self.owned) >= self.opts.max_jobs:
-                return
-            if run_id in self.owned or self._known_over(run_id) or not self._wanted(run_id):
-                continue
-            try:
-                found = self.repo.find_run(run_id)
-            except DamagedRecord as e:
-                self._over(run_id)
-                lease = leases.read_lease(self.store, run_id)
-                free = not leases.is_held(self.store, lease, now)
-                if free and self.repo.damaged(run_id) is None and self._take(run_id):
-                    self._set_aside(run_id, e)
-                continue
-            if found is None:
-                continue
-            run = found[0]
-            if run.state.terminal and run.ended_event:
-                self._over(run_id)
-                continue
-            if run.queue not in self.opts.queues or not self._can_serve(run_id, run.backend):
-                continue
-            lease = leases.read_lease(self.store, run_id)
-            if lease is None and run.state is RunState.QUEUED:
-                if queued is None:
-                    queued = {
-                        keys.run_id_of_queue_item(k)
-                        for q in self.opts.queues
-                        for k in queue.items(self.store, q)
-                    }
-                if run_id in queued:
-                    continue  # waiting in its queue: claimed the usual way
-            orphaned = not leases.is_held(self.store, lease, now)
-            if orphaned and self._take(run_id):
-                self.repo.add_event(
-                    run_id,
-                    "adopted",
-                    f"adopted by agent {self.id} "
-                    f"(previous agent: {lease.agent_id if lease else 'none'})",
-                )
-                self.log(f"adopted {run_id}")
+        run, or none on a queued run whose queue item is gone (claimed, then let go).
+        Candidates come from the live index (agent/adopt.py)."""
+        self._adopter()
 
 
 def live_agents(store: ObjectStore, queue_name: str | None = None) -> list[dict[str, object]]:

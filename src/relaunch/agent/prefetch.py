@@ -23,7 +23,7 @@ from relaunch.agent.reconcile import POLL_SLACK
 from relaunch.backends.base import AttemptStatus, SimulatesPreemption
 from relaunch.backends.registry import get_backend
 from relaunch.errors import BackendError, ObjectNotFound, RelaunchError
-from relaunch.runs import keys
+from relaunch.runs import keys, live
 from relaunch.runs.repo import RunRepo
 from relaunch.states import AttemptState
 
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 #: Requests in flight at once on a bucket.
 WORKERS = 32
+#: A run's stop marker is read at least this often even when no stop signal is listed.
+STOP_RECHECK = 60.0
 
 
 class ReadAhead:
@@ -39,6 +41,10 @@ class ReadAhead:
         self.repo = repo
         self.parallel = parallel
         self._pool: ThreadPoolExecutor | None = None
+        # With a listing (on a bucket): heartbeats as last read, and when each run's
+        # stop marker is next read even without a signal.
+        self._heartbeats: dict[str, tuple[bytes, int] | None] = {}
+        self._stops_checked: dict[str, float] = {}
 
     def close(self) -> None:
         if self._pool is not None:
@@ -75,6 +81,11 @@ class ReadAhead:
             stops.append(keys.stop_key(run_id))
             if _simulates_preemption(str(run.get("backend"))):
                 objects.append(keys.preempt_key(run_id))
+        known: dict[str, tuple[bytes, int] | None] = {}
+        if self.parallel:
+            known = self._listed(runs, objects, stops)
+            objects = [k for k in objects if k not in known]
+            stops = [k for k in stops if k not in known]
         jobs: list[Callable[[], Any]] = [partial(_get, store, k) for k in records + objects]
         jobs += [partial(_stat, store, k) for k in stops]
         found = self._map(jobs)
@@ -82,9 +93,46 @@ class ReadAhead:
             if value is not None:
                 self.repo.remember(key, *value)
         ahead = dict(zip(objects + stops, found[len(records) :], strict=True))
+        for key, value in ahead.items():
+            if key in self._heartbeats and not isinstance(value, Exception):
+                self._heartbeats[key] = value
+        ahead.update(known)
         self.repo.read_ahead({k: v for k, v in ahead.items() if not isinstance(v, Exception)})
         # 3. Backend polls that are due, where the backend allows concurrent calls.
         self._poll(owned, runs)
+
+    def _listed(
+        self, runs: list[str], objects: list[str], stops: list[str]
+    ) -> dict[str, tuple[bytes, int] | None]:
+        """What one listing of ``live/`` tells without reading: a heartbeat that did not
+        change since it was last read (its bytes are kept here), none at all, no stop
+        signal. Only what the listing cannot tell is read: a changed heartbeat, a stop
+        marker behind a signal, and every run's stop marker once in ``STOP_RECHECK``
+        (a stop whose signal was lost)."""
+        view = live.scan(self.repo.store)
+        now = time.monotonic()
+        known: dict[str, tuple[bytes, int] | None] = {}
+        wanted = set(objects) | set(stops)
+        self._heartbeats = {k: v for k, v in self._heartbeats.items() if k in wanted}
+        for run_id in runs:
+            listed = view.get(run_id)
+            if listed is None or listed.entry is None:
+                continue  # not indexed (a store of an older relaunch): read as before
+            hb_key = keys.heartbeat_key(run_id)
+            last = self._heartbeats.get(hb_key)
+            if listed.heartbeat is None:
+                known[hb_key] = None
+            elif last is not None and last[1] == listed.heartbeat.generation:
+                known[hb_key] = last
+            else:
+                self._heartbeats[hb_key] = None  # read below, and kept
+            stop_key = keys.stop_key(run_id)
+            if listed.stop is None and now < self._stops_checked.get(run_id, 0.0):
+                known[stop_key] = None
+            elif listed.stop is None:
+                self._stops_checked[run_id] = now + STOP_RECHECK
+        self._stops_checked = {r: t for r, t in self._stops_checked.items() if r in view}
+        return known
 
     def _remember(self, record_keys: list[str]) -> None:
         found = self._map([partial(_get, self.repo.store, k) for k in record_keys])

@@ -27,6 +27,7 @@ from relaunch.backends.base import (
 from relaunch.backends.registry import get_backend
 from relaunch.errors import BackendError, PreconditionFailed
 from relaunch.placement import blocklist
+from relaunch.runs import live
 from relaunch.runs.records import AttemptRecord, Heartbeat, RunRecord
 from relaunch.runs.repo import RunRepo
 from relaunch.states import REASON_NOTES, AttemptState, Reason, RunState
@@ -373,4 +374,15 @@ def say_ended(repo: RunRepo, run: RunRecord) -> None:
         r.ended_event = True
         return True
 
-    repo.update_run(run.run_id, said)
+    # The entry's generation before the mark: a resume can only follow the mark, and it
+    # rewrites the entry, so the cleanup below never takes a resumed run out of live/.
+    entry = live.entry(repo.store, run.run_id)
+    ended = repo.update_run(run.run_id, said)
+    faults.hit("before-live-cleanup")
+    if ended.state.terminal:
+        live.ended(
+            repo.store,
+            run.run_id,
+            ended_at=ended.ended_at or time.time(),
+            entry_generation=entry.generation if entry else 0,
+        )

@@ -91,16 +91,17 @@ def ps(
 
 def _ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -> None:
     from relaunch.cli.table import render_table
-    from relaunch.runs.summary import live_heartbeat
+    from relaunch.runs.summary import live_heartbeats
 
     ws = open_workspace(project, store)
     now = time.time()
     rows = []
     served: dict[str, bool] = {}  # queue → a live agent serves it
-    for run in ws.summaries():
-        if not show_all and run.terminal and now - (run.ended_at or 0) > RECENT:
-            continue
-        hb = None if run.terminal else live_heartbeat(ws.store, run)
+    runs = ws.summaries(recent=None if show_all else RECENT)
+    runs = [r for r in runs if show_all or not r.terminal or now - (r.ended_at or 0) <= RECENT]
+    heartbeats = live_heartbeats(ws.store, runs)
+    for run in runs:
+        hb = heartbeats.get(run.run_id)
         row = _row(run, hb, now)
         if run.state == "QUEUED" and not run.note:
             if run.queue not in served:

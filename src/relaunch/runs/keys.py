@@ -51,7 +51,9 @@ def result_key(run_id: str, n: int) -> str:
 
 
 def heartbeat_key(run_id: str) -> str:
-    return run_prefix(run_id) + "heartbeat.json"
+    """Under ``live/``: one listing of ``live/`` gives every live run's heartbeat
+    generation, so an agent reads a heartbeat only when it changed."""
+    return live_prefix(run_id) + "heartbeat.json"
 
 
 def events_prefix(run_id: str) -> str:
@@ -100,6 +102,32 @@ def queue_item_key(queue: str, priority: int, enqueued_ns: int, run_id: str) -> 
 
 def run_id_of_queue_item(key: str) -> str:
     return key.rsplit("/", 1)[-1].removesuffix(".json").split("-", 2)[2]
+
+
+# -- the live-run index (runs/live.py) ------------------------------------------------
+
+LIVE = "live/"
+ENDED = "ended/"
+INDEX_KEY = "index.json"
+
+
+def live_prefix(run_id: str) -> str:
+    return f"{LIVE}{valid_run_id(run_id)}/"
+
+
+def live_key(run_id: str) -> str:
+    """The index entry of a run that is not over."""
+    return live_prefix(run_id) + "run"
+
+
+def stop_signal_key(run_id: str) -> str:
+    """A stop *signal* for agents' listings; ``stop_key`` stays the truth."""
+    return live_prefix(run_id) + "stop"
+
+
+def ended_key(run_id: str) -> str:
+    """A run that ended recently (``relaunch ps``'s default view)."""
+    return f"{ENDED}{valid_run_id(run_id)}"
 
 
 def agent_key(agent_id: str) -> str:

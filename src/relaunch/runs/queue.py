@@ -1,10 +1,11 @@
 """The queue: ``queues/<queue>/<prio>-<enqueued_ns>-<run_id>.json`` items.
 
-Enqueueing writes the item (a full snapshot of the run record) first and the run record
-second, so a crash in between leaves a queued item that the claiming agent completes,
-never a run that nobody will start. An agent may claim the item between the two writes
-and create the record from it: the record then carries the submission's ``nonce``, which
-tells the enqueuer the record is its own. Items sort by priority, then time.
+Enqueueing writes the run's live-index entry (``runs/live.py``) first, then the item (a
+full snapshot of the run record), then the run record, so a crash in between leaves a
+queued item that the claiming agent completes, never a run that nobody will start. An
+agent may claim the item between the last two writes and create the record from it:
+the record then carries the submission's ``nonce``, which tells the enqueuer the record
+is its own. Items sort by priority, then time.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import json
 import os
 import time
 
+from relaunch import faults
 from relaunch.errors import ObjectNotFound, PreconditionFailed, UserInputError
-from relaunch.runs import keys
+from relaunch.runs import keys, live
 from relaunch.runs.records import RunRecord
 from relaunch.store.base import ObjectStore
 
@@ -32,6 +34,16 @@ def enqueue(store: ObjectStore, record: RunRecord) -> str:
     if store.stat(keys.run_key(record.run_id)) is not None:
         raise _taken(record.run_id)
     record.nonce = record.nonce or os.urandom(8).hex()
+    # The index entry first: a run that exists is always found by a listing of live/.
+    # An enqueuer that dies before its record leaves an entry alone; agents prune it.
+    live.add(
+        store,
+        record.run_id,
+        queue=record.queue,
+        backend=record.backend,
+        created_at=record.created_at,
+    )
+    faults.hit("enqueue-after-live-entry")
     key = keys.queue_item_key(record.queue, record.priority, time.time_ns(), record.run_id)
     data = record.model_dump_json(exclude_none=True).encode()
     store.put(key, data, if_generation_match=0)

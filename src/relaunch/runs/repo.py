@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from relaunch import eventlog
 from relaunch.errors import DamagedRecord, NotFoundError, ObjectNotFound, PreconditionFailed
-from relaunch.runs import keys
+from relaunch.runs import keys, live
 from relaunch.runs.records import AttemptRecord, AttemptResult, Event, Heartbeat, RunRecord
 from relaunch.store.base import ObjectStore
 
@@ -193,11 +193,15 @@ class RunRepo:
         """Set the run aside (once, whoever comes first): True for the one that did, which
         then records the event and ends what still runs."""
         body = json.dumps({"why": why, "by": by, "time": time.time()}).encode()
+        entry = live.entry(self.store, run_id)
         try:
             self.store.put(keys.damaged_key(run_id), body, if_generation_match=0)
         except PreconditionFailed:
             return False
         self.add_event(run_id, "damaged", f"set aside: {why}", why=why)
+        # Out of live/ and into ended/: `relaunch ps` lists it as DAMAGED with why.
+        gen = entry.generation if entry else 0
+        live.ended(self.store, run_id, ended_at=time.time(), entry_generation=gen)
         return True
 
     # -- attempts -----------------------------------------------------------------
@@ -244,9 +248,12 @@ class RunRepo:
 
     def request_stop(self, run_id: str, by: str) -> None:
         """Write ``.stop`` — a new generation even when one exists: a resume clears only
-        the marker it saw when it read the ended run, never a stop that came after."""
+        the marker it saw when it read the ended run, never a stop that came after —,
+        then the stop signal under ``live/`` that agents notice in their listing (the
+        marker stays the truth)."""
         body = json.dumps({"by": by, "time": time.time()}).encode()
         self.store.put(keys.stop_key(run_id), body)
+        self.store.put(keys.stop_signal_key(run_id), body)
 
     def add_event(
         self, run_id: str, kind: str, message: str, *, attempt: int | None = None, **data: object

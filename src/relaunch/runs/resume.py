@@ -12,8 +12,9 @@ resumes, stops and agents from ever yielding two live attempts:
 2. The previous life's ``.stop`` (as seen now) is deleted *by generation*. A stop issued
    since overwrote it with a new generation (``RunRepo.request_stop``): the delete fails
    and the resume is refused — that stop wins.
-3. The record becomes the new life by compare-and-swap over G: QUEUED, a new ``nonce``,
-   ``decided == attempt`` (the last attempt's outcome is applied, so an agent names
+3. The record becomes the new life by compare-and-swap over G (its entry in the live
+   index, ``runs/live.py``, written just before and touched again just after): QUEUED,
+   a new ``nonce``, ``decided == attempt`` (the last attempt's outcome is applied, so an agent names
    attempt n+1 next), a fresh recovery budget, none of the previous end's fields. Of two
    racing resumes exactly one wins here; the other has written nothing but step 2's
    delete, which both wanted. A stop issued after this sees a live run and wins as usual;
@@ -22,7 +23,8 @@ resumes, stops and agents from ever yielding two live attempts:
    (``not_before``), the checkpoint discarded, then the hold lifted — no attempt can
    restore what is being discarded.
 5. The ``resumed`` event, then a new queue item carrying the new nonce. A resume that
-   dies before its item leaves a QUEUED run with no item and no lease: agents adopt it.
+   dies before its item leaves a QUEUED run with no item and no lease: agents adopt it
+   (``agent/adopt.py``, after a grace that a resume on its way to its item needs).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from relaunch.errors import (
     RelaunchError,
     UserInputError,
 )
-from relaunch.runs import keys, leases, queue
+from relaunch.runs import keys, leases, live, queue
 from relaunch.runs.records import RunRecord
 from relaunch.runs.repo import RunRepo
 from relaunch.states import RunState
@@ -237,7 +239,13 @@ def resume(
         say_ended(repo, run)  # its agent died before saying so: the history says it
         run, gen = ended_run(repo, run_id)
     # -- writes from here on ---------------------------------------------------------
+    signal = store.stat(keys.stop_signal_key(run_id))
     _clear_previous_stop(store, run_id)
+    if signal is not None:  # the previous life's signal (a newer stop refused the resume)
+        try:
+            store.delete(keys.stop_signal_key(run_id), if_generation_match=signal.generation)
+        except PreconditionFailed:
+            pass
     store.delete(keys.preempt_key(run_id))  # a preemption asked of the previous life
     by = by or who()
     nonce = os.urandom(8).hex()
@@ -245,6 +253,9 @@ def resume(
     hold = time.time() + HOLD if discard is not None else None
     ended = run.state
     _new_life(run, new, nonce, by, hold)
+    # Back in the live index before the record says QUEUED, and touched again after: a
+    # cleanup of the previous life deletes the entry only by a generation it saw earlier.
+    _index(store, run)
     faults.hit("resume-before-record")
     try:
         repo.put_run(run, if_generation_match=gen)
@@ -254,6 +265,7 @@ def resume(
             f"run {run_id} changed while resuming it: it is {now.state.value} now",
             hint=f"`relaunch status {run_id}` shows what happened",
         ) from None
+    _index(store, run)
     if discard is not None:
         _discard(store, run_id)
         _lift_hold(repo, run_id, nonce)
@@ -273,6 +285,10 @@ def resume(
     faults.hit("resume-before-item")
     queue.requeue(store, run)
     return Resumed(run_id, run.attempt + 1, restored, discard, run.queue)
+
+
+def _index(store: ObjectStore, run: RunRecord) -> None:
+    live.add(store, run.run_id, queue=run.queue, backend=run.backend, created_at=run.created_at)
 
 
 def _ended_as(state: RunState) -> str:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from relaunch.errors import ObjectNotFound
-from relaunch.runs import keys
+from relaunch.runs import keys, live
 from relaunch.store.base import ObjectStore
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED", "DAMAGED"})
@@ -62,32 +62,46 @@ class RunSummary:
         )
 
 
-def run_summaries(store: ObjectStore) -> list[RunSummary]:
-    """Every run in the store, newest first; one whose record is damaged (or was set aside
-    as damaged by an agent) is listed as DAMAGED with why, never hidden."""
-    out = []
-    for prefix in store.list("runs/", delimiter="/").prefixes:
-        run_id = prefix[len("runs/") : -1]
-        if not keys.RUN_ID_RE.match(run_id):
-            continue
-        try:
-            data, _ = store.get(prefix + "run.json")
-        except ObjectNotFound:
-            data = None
-        why = _damaged_why(store, run_id)
-        if data is None and why is None:
-            continue  # a run being created, or its folder being deleted
-        try:
-            summary = RunSummary.from_json(data) if data is not None else None
-            if summary is not None and summary.run_id != run_id:
-                raise ValueError(f"it names another run, {summary.run_id!r}")
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            summary, why = None, why or f"run.json is damaged ({type(e).__name__}: {e})"[:200]
-        if why is not None:
-            summary = _damaged(store, run_id, why, summary)
-        if summary is not None:
-            out.append(summary)
+def run_summaries(store: ObjectStore, *, recent: float | None = None) -> list[RunSummary]:
+    """Runs in the store, newest first; one whose record is damaged (or was set aside as
+    damaged by an agent) is listed as DAMAGED with why, never hidden.
+
+    Every run, or with ``recent`` the runs not over and those that ended in the last
+    ``recent`` seconds: from the live index (``runs/live.py``) when the store has one, so
+    the view does not grow with history. Records are read concurrently on a bucket."""
+    if recent is not None and live.index_ready(store):
+        ids = sorted(set(live.live_ids(store)) | set(live.ended_ids(store, within=recent)))
+    else:
+        prefixes = store.list("runs/", delimiter="/").prefixes
+        ids = [p[len("runs/") : -1] for p in prefixes]
+        ids = [i for i in ids if keys.RUN_ID_RE.match(i)]
+    found = live.read_many(store, ids, lambda run_id: _summary(store, run_id))
+    out = [s for s in found if s is not None]
     return sorted(out, key=lambda r: r.created_at, reverse=True)
+
+
+def _summary(store: ObjectStore, run_id: str) -> RunSummary | None:
+    try:
+        data, _ = store.get(keys.run_key(run_id))
+    except ObjectNotFound:
+        data = None
+    summary: RunSummary | None = None
+    why: str | None = None
+    try:
+        summary = RunSummary.from_json(data) if data is not None else None
+        if summary is not None and summary.run_id != run_id:
+            raise ValueError(f"it names another run, {summary.run_id!r}")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        summary, why = None, f"run.json is damaged ({type(e).__name__}: {e})"[:200]
+    # A run set aside as damaged is FAILED when its record is readable: a live run, or
+    # one that succeeded or was stopped, needs no second read.
+    if summary is None or summary.state == "FAILED":
+        why = _damaged_why(store, run_id) or why
+    if summary is None and why is None:
+        return None  # a run being created (an entry without a record yet), or deleted
+    if why is not None:
+        return _damaged(store, run_id, why, summary)
+    return summary
 
 
 def _damaged_why(store: ObjectStore, run_id: str) -> str | None:
@@ -120,6 +134,16 @@ def _damaged(store: ObjectStore, run_id: str, why: str, known: RunSummary | None
         created_at=known.created_at if known else when,
         ended_at=when,
     )
+
+
+def live_heartbeats(
+    store: ObjectStore, runs: list[RunSummary]
+) -> dict[str, dict[str, float | int | None]]:
+    """The current heartbeat of each run not over, by run id (read concurrently on a
+    bucket)."""
+    active = [r for r in runs if not r.terminal]
+    found = live.read_many(store, active, lambda run: live_heartbeat(store, run))
+    return {run.run_id: hb for run, hb in zip(active, found, strict=True) if hb is not None}
 
 
 def live_heartbeat(store: ObjectStore, run: RunSummary) -> dict[str, float | int | None] | None:

@@ -84,6 +84,9 @@ def test_a_spot_gpu_vm_on_cos(tmp_path: Path) -> None:
     assert md["relaunch-store-upload"].endswith(
         "/upload/storage/v1/b/bucket/o?uploadType=media&name=pre%20fix%2Fruns%2Fr-1%2F"
     )
+    assert md["relaunch-live-upload"].endswith(  # the heartbeat lives under live/
+        "/upload/storage/v1/b/bucket/o?uploadType=media&name=pre%20fix%2Flive%2Fr-1%2F"
+    )
 
 
 def test_gce_options_reach_the_body() -> None:

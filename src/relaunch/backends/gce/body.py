@@ -54,11 +54,11 @@ def registry_of(image: str) -> str:
     return host if host.endswith(("-docker.pkg.dev", "gcr.io")) else ""
 
 
-def upload_url(store_url: str, run_id: str, endpoint: str | None) -> str:
-    """The JSON API media-upload URL whose ``name=`` ends at ``runs/<run_id>/``: the
-    script appends an url-encoded key to it."""
+def upload_url(store_url: str, run_id: str, endpoint: str | None, folder: str = "runs") -> str:
+    """The JSON API media-upload URL whose ``name=`` ends at ``<folder>/<run_id>/``
+    (``runs``, or ``live`` for the heartbeat): the script appends an url-encoded key."""
     bucket, _, prefix = store_url[len("gs://") :].partition("/")
-    key = "/".join(p for p in (prefix.strip("/"), f"runs/{run_id}/") if p)
+    key = "/".join(p for p in (prefix.strip("/"), f"{folder}/{run_id}/") if p)
     return (
         f"{(endpoint or _STORAGE).rstrip('/')}/upload/storage/v1/b/{quote(bucket, safe='')}"
         f"/o?uploadType=media&name={quote(key, safe='')}"
@@ -120,6 +120,12 @@ class InstanceBuilder:
             "relaunch-stop-timeout": str(STOP_TIMEOUT),
             "relaunch-store-upload": upload_url(
                 self.ctx.store.url, self.run.run_id, resolve_endpoint("storage", self.endpoints)
+            ),
+            "relaunch-live-upload": upload_url(
+                self.ctx.store.url,
+                self.run.run_id,
+                resolve_endpoint("storage", self.endpoints),
+                folder="live",
             ),
             "relaunch-registry": registry_of(image),
         }

@@ -37,6 +37,7 @@ KEYS = (
     "relaunch-gpus",
     "relaunch-gpu-timeout",
     "relaunch-store-upload",
+    "relaunch-live-upload",
     "relaunch-registry",
     "relaunch-stop-timeout",
 )
@@ -65,6 +66,7 @@ IMAGE="$(attr relaunch-image)"
 GPUS="$(attr relaunch-gpus)"
 GPU_TIMEOUT="$(attr relaunch-gpu-timeout)"
 UPLOAD="$(attr relaunch-store-upload)"
+LIVE_UPLOAD="$(attr relaunch-live-upload)"
 REGISTRY="$(attr relaunch-registry || true)"
 STOP_TIMEOUT="$(attr relaunch-stop-timeout || echo 25)"
 case "${ATTEMPT}${GPUS}${GPU_TIMEOUT}${STOP_TIMEOUT}" in
@@ -81,12 +83,12 @@ token() {
 now() { date +%s.%N; }
 AUTH="$(mktemp)"  # the token goes to curl in a file, never on a command line
 chmod 600 "${AUTH}"
-put() {  # put KEY JSON: one object under runs/RUN_ID/ in the store
+put() {  # put KEY JSON [BASE]: one object under runs/RUN_ID/ (or BASE) in the store
   local tok
   tok="$(token)" || tok=""
   printf 'Authorization: Bearer %s\n' "${tok}" > "${AUTH}"
   curl -sSf --retry 3 -X POST -H "@${AUTH}" \
-    -H 'Content-Type: application/json' --data-binary "$2" "${UPLOAD}$1" >/dev/null \
+    -H 'Content-Type: application/json' --data-binary "$2" "${3:-${UPLOAD}}$1" >/dev/null \
     || log "could not write $1 to the store"
 }
 event() {  # event KIND PHASE MESSAGE
@@ -99,7 +101,7 @@ fail() {  # fail REASON DETAIL: the attempt could not start; say why, then power
   log "FATAL: $2"
   put "attempts%2F${ATTEMPT}.result.json" "{\"attempt\": ${ATTEMPT}, \"reason\": $(jstr "$1"), \"detail\": $(jstr "$2"), \"last_lines\": [$(jstr "$2")], \"ended_at\": $(now)}"
   event boot-failed "$1" "attempt ${ATTEMPT}: $2"
-  put "heartbeat.json" "{\"time\": $(now), \"attempt\": ${ATTEMPT}, \"phase\": \"not-started\", \"host\": $(jstr "$(hostname)")}"
+  put "heartbeat.json" "{\"time\": $(now), \"attempt\": ${ATTEMPT}, \"phase\": \"not-started\", \"host\": $(jstr "$(hostname)")}" "${LIVE_UPLOAD}"
   poweroff
   exit 1
 }
