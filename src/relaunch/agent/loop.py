@@ -141,6 +141,7 @@ class Agent:
         if self.owned:
             self._busy_at = time.monotonic()
         self._renew_if_due()
+        self.repo.begin_tick()
         try:
             self.ahead.tick(self.owned, skip=self._resting())
             for run_id in list(self.owned):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ class RunRepo:
         self._cache: dict[str, tuple[bytes, int, float]] = {}
         # Objects read ahead for one agent tick (None: known absent): see agent/prefetch.py.
         self._ahead: dict[str, tuple[bytes, int] | None] = {}
+        self._tick_at: float | None = None
 
     def read_ahead(self, found: dict[str, tuple[bytes, int] | None]) -> None:
         """Objects (or their absence) read for this tick, served instead of the store
@@ -44,15 +46,30 @@ class RunRepo:
 
     def remember(self, key: str, data: bytes, gen: int) -> None:
         """Keep a record read for the caller's cache (``cached=True`` reads)."""
-        self._cache[key] = (data, gen, time.monotonic())
+        self._cache[key] = (data, gen, self._read_at())
 
     def fresh(self, key: str) -> bool:
         """Whether ``key`` is cached and young enough for a ``cached=True`` read."""
         hit = self._cache.get(key)
-        return hit is not None and time.monotonic() - hit[2] < self.cache_ttl
+        return hit is not None and self._clock() - hit[2] < self.cache_ttl
+
+    def begin_tick(self) -> None:
+        """From now until ``end_tick``, cached records are judged fresh or not by the
+        tick's start: a record read ahead as fresh is not read again, one by one, just
+        because it came of age while the tick went through the other runs."""
+        self._tick_at = time.monotonic()
 
     def end_tick(self) -> None:
         self._ahead.clear()
+        self._tick_at = None
+
+    def _clock(self) -> float:
+        return self._tick_at if self._tick_at is not None else time.monotonic()
+
+    def _read_at(self) -> float:
+        """When a record is taken as read: now, a little earlier at random, so the
+        records of runs claimed together do not all come due in one tick."""
+        return time.monotonic() - random.uniform(0.0, self.cache_ttl / 4)
 
     def cached_fields(self, key: str) -> dict[str, Any] | None:
         """The cached record at ``key`` as plain JSON (no validation: a hint of what to
@@ -81,7 +98,7 @@ class RunRepo:
     def _get(self, key: str, model: type[M], cached: bool = False) -> tuple[M, int] | None:
         """The object at ``key`` as ``model``; DamagedRecord when it cannot be read as one."""
         hit = self._cache.get(key) if cached else None
-        if hit is not None and time.monotonic() - hit[2] < self.cache_ttl:
+        if hit is not None and self._clock() - hit[2] < self.cache_ttl:
             data, gen = hit[0], hit[1]
         elif key in self._ahead:
             ahead = self._ahead[key]
@@ -95,7 +112,7 @@ class RunRepo:
                 self._cache.pop(key, None)
                 return None
             if self.cache_ttl and cached:
-                self._cache[key] = (data, gen, time.monotonic())
+                self._cache[key] = (data, gen, self._read_at())
         try:
             return model.model_validate_json(data), gen
         except ValidationError as e:
@@ -110,7 +127,7 @@ class RunRepo:
             self._cache.pop(key, None)  # unknown now: read it again
             raise
         if key in self._cache:
-            self._cache[key] = (data, gen, time.monotonic())
+            self._cache[key] = (data, gen, self._read_at())
         return gen
 
     def forget(self, run_id: str) -> None:
