@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relaunch.runs import keys
+from relaunch.runs import keys, queue
 from relaunch.states import Reason, RunState
 
 from .conftest import Env
@@ -128,7 +128,7 @@ def test_stop_ends_the_run_and_it_is_never_recovered(env: Env) -> None:
 def test_stop_without_any_agent(env: Env) -> None:
     queued = env.ws.submit(env.job("q"))
     assert env.ws.stop(queued) is RunState.STOPPED
-    assert env.ws.repo.store.list("queues/").objects == []
+    assert queue.items(env.ws.repo.store, "default") == []
 
 
 def _assert_group_gone(pgid: int) -> None:
@@ -167,7 +167,7 @@ def test_two_agents_racing_over_20_runs_start_each_once(env: Env) -> None:
         claims = [e for e in env.ws.repo.events(rid) if e.kind == "claimed"]
         assert len(claims) == 1
     owners = {e.message for rid in runs for e in env.ws.repo.events(rid) if e.kind == "claimed"}
-    assert env.ws.repo.store.list("queues/").objects == []
+    assert queue.items(env.ws.repo.store, "default") == []
     # Every claim was won by one of the two racing agents (which one is up to the race).
     pids = {f"-{agent.pid}-" for agent in agents}
     assert all(any(pid in owner for pid in pids) for owner in owners), owners
