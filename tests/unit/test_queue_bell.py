@@ -1,10 +1,10 @@
-"""On a bucket an agent lists a queue only when its bell rang (agent/prefetch.py Bells)."""
+"""On a bucket an agent lists a queue only when its bell rang (agent/claim.py Bells)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from relaunch.agent.prefetch import Bells
+from relaunch.agent.claim import Bells
 from relaunch.runs import keys, queue
 from relaunch.runs.records import RunRecord
 from relaunch.spec.job import JobSpec

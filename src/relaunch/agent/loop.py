@@ -7,7 +7,6 @@ memory that the store does not also have, so it may be killed at any instant.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -18,18 +17,16 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
-
 from relaunch.agent.adopt import Adopter
+from relaunch.agent.claim import Claimer
 from relaunch.agent.damaged import set_aside
-from relaunch.agent.prefetch import Bells, ReadAhead
+from relaunch.agent.prefetch import ReadAhead
 from relaunch.agent.reconcile import Reconciler, Watch
 from relaunch.agent.start import LeaseLost
 from relaunch.backends import registry
-from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed, RelaunchError
-from relaunch.runs import agents, keys, leases, live, queue
+from relaunch.errors import DamagedRecord, PreconditionFailed, RelaunchError
+from relaunch.runs import agents, keys, leases
 from relaunch.runs.leases import Lease
-from relaunch.runs.records import RunRecord
 from relaunch.runs.repo import RunRepo
 from relaunch.store.base import ObjectStore
 
@@ -90,7 +87,7 @@ class Agent:
         self.repo = RunRepo(store, cache_ttl=RECORD_REREAD)
         self.reconciler = Reconciler(self.repo, self.id)
         self.ahead = ReadAhead(self.repo, parallel=not _is_local(store))
-        self._bells = Bells(store, every_tick=_is_local(store))
+        self._claimer = Claimer(self, every_tick=_is_local(store))
         self.owned: dict[str, Owned] = {}
         self._unserved: set[str] = set()  # runs whose backend cannot run on this host
         self._sick: dict[str, tuple[float, str]] = {}  # run → (look again at, last error)
@@ -305,37 +302,8 @@ class Agent:
         return True
 
     def _claim(self) -> None:
-        for q in self.opts.queues:
-            if not self._bells.due(q):
-                continue
-            for key in queue.items(self.store, q):
-                if len(self.owned) >= self.opts.max_jobs:
-                    self._bells.backlog(q)
-                    return
-                run_id = keys.run_id_of_queue_item(key)
-                if run_id in self.owned or run_id in self._unserved or not self._wanted(run_id):
-                    continue
-                self._bells.backlog(q)  # listed again next tick, unless it is claimed now
-                try:
-                    self._claim_item(key, run_id)
-                except DamagedRecord as e:
-                    self._set_aside(run_id, e)
-                except Exception as e:  # one bad item must not stop the queue behind it
-                    self._sicken(run_id, e)
-                    owned = self.owned.pop(run_id, None)
-                    if owned is not None:
-                        leases.release(self.store, owned.lease)
-
-    def _claim_item(self, key: str, run_id: str) -> None:
-        if not self._can_serve(run_id, _backend_of_item(self.store, key)):
-            return
-        if not self._take(run_id):
-            return
-        if not self._adopt_queue_item(key, run_id):
-            leases.release(self.store, self.owned.pop(run_id).lease)
-            return
-        self.repo.add_event(run_id, "claimed", f"claimed by agent {self.id}")
-        self._reconcile(run_id)
+        """Claim queued runs up to ``max_jobs`` (agent/claim.py)."""
+        self._claimer()
 
     def _can_serve(self, run_id: str, backend: str | None) -> bool:
         """Whether this agent can manage the run's backend: a host without the libraries
@@ -345,38 +313,6 @@ class Agent:
             self._unserved.add(run_id)
             self.log(f"{run_id}: left for another agent: backend {backend}: {error}")
         return error is None
-
-    def _adopt_queue_item(self, key: str, run_id: str) -> bool:
-        """We hold the lease: make sure the run record exists, then drop the queue item.
-        False when there is nothing to run (the item is gone, damaged, or a leftover of a
-        submission refused because its run id was taken)."""
-        try:
-            data, _ = self.store.get(key)
-        except ObjectNotFound:
-            return False  # another agent claimed it and already removed the item
-        try:
-            item = RunRecord.model_validate_json(data)
-        except ValidationError as e:
-            self.repo.mark_damaged(run_id, f"its queue item is damaged ({key}): "
-                                   f"{e.errors()[0].get('msg', 'invalid')}", self.id)  # fmt: skip
-            self.store.delete(key)
-            return False
-        found = self.repo.find_run(run_id)
-        if found is None:  # the enqueuer has not written the record yet, or died
-            try:
-                self.repo.create_run(item)
-            except PreconditionFailed:
-                found = self.repo.find_run(run_id)
-        if found is not None and item.nonce and found[0].nonce and found[0].nonce != item.nonce:
-            self.store.delete(key)  # another run has this id: its enqueuer says so
-            return False
-        self.store.delete(key)
-        run = self.repo.get_run(run_id)
-        if not run.state.terminal and live.entry(self.store, run_id) is None:
-            # Queued by a relaunch older than the live index: index it now.
-            live.add(self.store, run_id, queue=run.queue, backend=run.backend,
-                     created_at=run.created_at)  # fmt: skip
-        return not run.state.terminal
 
     def _adopt(self) -> None:
         """Take over runs whose agent died or stopped: an expired lease, none on a started
@@ -393,14 +329,3 @@ def live_agents(store: ObjectStore, queue_name: str | None = None) -> list[dict[
 def _is_local(store: ObjectStore) -> bool:
     """A store whose reads cost microseconds (a local folder): read one after another."""
     return not store.url.startswith("gs://")
-
-
-def _backend_of_item(store: ObjectStore, key: str) -> str | None:
-    """The backend of a queued run, from its queue item (None when it is gone or damaged:
-    the claim then goes on as usual and sorts it out)."""
-    try:
-        data, _ = store.get(key)
-        backend = json.loads(data).get("backend")
-    except (ObjectNotFound, ValueError, AttributeError):
-        return None
-    return backend if isinstance(backend, str) else None

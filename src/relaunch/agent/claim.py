@@ -1,0 +1,145 @@
+"""Claiming queued runs: an agent takes a run's lease, makes sure its record exists, drops
+its queue item and starts reconciling it. One bad item never stops the queue behind it.
+On a bucket the queue is listed only when its bell rang (``Bells``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed
+from relaunch.runs import keys, leases, live, queue
+from relaunch.runs.records import RunRecord
+
+if TYPE_CHECKING:
+    from relaunch.agent.loop import Agent
+
+
+class Claimer:
+    """The claims of one agent (``Agent._claim`` calls it)."""
+
+    def __init__(self, agent: Agent, *, every_tick: bool) -> None:
+        self.agent = agent
+        self.store = agent.store
+        self.bells = Bells(agent.store, every_tick=every_tick)
+
+    def __call__(self) -> None:
+        agent = self.agent
+        for q in agent.opts.queues:
+            if not self.bells.due(q):
+                continue
+            for key in queue.items(self.store, q):
+                if len(agent.owned) >= agent.opts.max_jobs:
+                    self.bells.backlog(q)
+                    return
+                run_id = keys.run_id_of_queue_item(key)
+                if run_id in agent.owned or run_id in agent._unserved or not agent._wanted(run_id):
+                    continue
+                self.bells.backlog(q)  # listed again next tick, unless it is claimed now
+                try:
+                    self._claim(key, run_id)
+                except DamagedRecord as e:
+                    agent._set_aside(run_id, e)
+                except Exception as e:  # one bad item must not stop the queue behind it
+                    agent._sicken(run_id, e)
+                    owned = agent.owned.pop(run_id, None)
+                    if owned is not None:
+                        leases.release(self.store, owned.lease)
+
+    def _claim(self, key: str, run_id: str) -> None:
+        agent = self.agent
+        try:
+            data, _ = self.store.get(key)
+        except ObjectNotFound:
+            return  # another agent claimed it and already removed the item
+        if not agent._can_serve(run_id, _backend_of(data)):
+            return
+        if not agent._take(run_id):
+            return
+        if not self._settle(key, data, run_id):
+            leases.release(self.store, agent.owned.pop(run_id).lease)
+            return
+        agent.repo.add_event(run_id, "claimed", f"claimed by agent {agent.id}")
+        agent._reconcile(run_id)
+
+    def _settle(self, key: str, data: bytes, run_id: str) -> bool:
+        """We hold the lease: make sure the run record exists, then drop the queue item.
+        False when there is nothing to run (the item is gone, damaged, or a leftover of a
+        submission refused because its run id was taken)."""
+        repo = self.agent.repo
+        if self.store.stat(key) is None:
+            return False  # another agent claimed it between our read and our lease
+        try:
+            item = RunRecord.model_validate_json(data)
+        except ValidationError as e:
+            repo.mark_damaged(run_id, f"its queue item is damaged ({key}): "
+                              f"{e.errors()[0].get('msg', 'invalid')}", self.agent.id)  # fmt: skip
+            self.store.delete(key)
+            return False
+        found = repo.find_run(run_id)
+        if found is None:  # the enqueuer has not written the record yet, or died
+            try:
+                repo.create_run(item)
+            except PreconditionFailed:
+                found = repo.find_run(run_id)
+        if found is not None and item.nonce and found[0].nonce and found[0].nonce != item.nonce:
+            self.store.delete(key)  # another run has this id: its enqueuer says so
+            return False
+        self.store.delete(key)
+        run = repo.get_run(run_id)
+        if not run.state.terminal and live.entry(self.store, run_id) is None:
+            # Queued by a relaunch older than the live index: index it now.
+            live.add(self.store, run_id, queue=run.queue, backend=run.backend,
+                     created_at=run.created_at)  # fmt: skip
+        return not run.state.terminal
+
+
+def _backend_of(data: bytes) -> str | None:
+    """The backend of a queued run, from its queue item (None when it is damaged: the
+    claim then goes on as usual and sorts it out)."""
+    try:
+        backend = json.loads(data).get("backend")
+    except (ValueError, AttributeError):
+        return None
+    return backend if isinstance(backend, str) else None
+
+
+class Bells:
+    """When an agent lists a queue. On a local folder: every tick. On a bucket, where a
+    listing costs a class A operation and a read a twelfth of that, the queue's bell
+    (``keys.queue_bell_key``, rewritten by every enqueue after its item) is read each
+    tick and the queue listed only when the bell changed, when the last listing left
+    items behind, and at least every ``RELIST`` seconds (an enqueuer that died between
+    its item and the bell)."""
+
+    RELIST = 60.0
+
+    def __init__(self, store: Any, *, every_tick: bool) -> None:
+        self.store = store
+        self.every_tick = every_tick
+        self._rung: dict[str, int] = {}  # queue → the bell's generation at its last listing
+        self._listed: dict[str, float] = {}  # queue → when it was last listed (monotonic)
+        self._backlog: set[str] = set()
+
+    def due(self, queue: str) -> bool:
+        """Whether to list ``queue`` now (read the bell *before* listing: an item added
+        after this read rings again)."""
+        if self.every_tick:
+            return True
+        meta = self.store.stat(keys.queue_bell_key(queue))
+        rung = meta.generation if meta is not None else 0
+        now = time.monotonic()
+        stale = now - self._listed.get(queue, -self.RELIST) >= self.RELIST
+        if rung == self._rung.get(queue) and queue not in self._backlog and not stale:
+            return False
+        self._rung[queue], self._listed[queue] = rung, now
+        self._backlog.discard(queue)
+        return True
+
+    def backlog(self, queue: str) -> None:
+        """The listing left items that may be claimed later: list again next tick."""
+        self._backlog.add(queue)
