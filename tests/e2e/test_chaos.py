@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import time
 
 from tests.e2e.conftest import Env
+from tests.e2e.monkey import Monkey
 from tests.e2e.test_guarantee import assert_one_trainer_at_a_time, job, ledger
 
 RUNS = 20
@@ -31,35 +31,16 @@ def test_agents_killed_and_frozen_at_random_lose_and_double_nothing(env: Env) ->
     def start() -> subprocess.Popen[bytes]:
         return env.start_agent("--lease-ttl", "2", "--max-jobs", "6", faults=FAULTS)
 
-    agents = [start() for _ in range(3)]
-    frozen: dict[subprocess.Popen[bytes], float] = {}
-    kills = freezes = 0
+    monkey = Monkey(rng, [start() for _ in range(3)], start, freeze_for=(0.5, 5.0))  # lease 2 s
     deadline = time.monotonic() + 300
     try:
         while not all(s.terminal for s in env.ws.summaries()):
             assert time.monotonic() < deadline, f"seed {seed}: not done\n{env.diagnose()}"
             time.sleep(rng.uniform(0.2, 1.0))
-            now = time.monotonic()
-            for proc, until in list(frozen.items()):
-                if now >= until:
-                    proc.send_signal(signal.SIGCONT)
-                    del frozen[proc]
-            healthy = [a for a in agents if a.poll() is None and a not in frozen]
-            if len(healthy) < 2 or rng.random() < 0.3:
-                continue  # one agent is always left unharmed at any moment
-            victim = rng.choice(healthy)
-            if rng.random() < 0.5:
-                victim.kill()
-                victim.wait()
-                kills += 1
-                agents.append(start())
-            else:
-                victim.send_signal(signal.SIGSTOP)
-                frozen[victim] = now + rng.uniform(0.5, 5.0)  # the lease is 2 s
-                freezes += 1
+            monkey.strike()
     finally:
-        for proc in frozen:
-            proc.send_signal(signal.SIGCONT)
+        monkey.wake_all()
+    kills, freezes = monkey.kills, monkey.freezes
     assert kills >= 2 and freezes >= 2, f"seed {seed}: too little chaos to mean anything"
     states = {s.run_id: s.state for s in env.ws.summaries()}
     assert set(states.values()) == {"SUCCEEDED"}, f"seed {seed}: {states}\n{env.diagnose()}"

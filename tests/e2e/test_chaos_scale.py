@@ -39,6 +39,7 @@ import pytest
 
 from relaunch.runs import queue
 from tests.e2e.conftest import Env
+from tests.e2e.monkey import Monkey
 from tests.e2e.test_guarantee import assert_one_trainer_at_a_time
 from tests.simfleet.backend import register, sim_record
 
@@ -138,8 +139,7 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(
     for rid in rids:
         queue.enqueue(env.ws.store, sim_record(rid, heartbeat_interval=2.0))
     agents = [fleet.start_agent() for _ in range(3)]
-    frozen: dict[subprocess.Popen[bytes], float] = {}
-    kills = freezes = 0
+    monkey = Monkey(rng, agents, fleet.start_agent, freeze_for=(1.0, 8.0))
     all_live = False
     deadline = time.monotonic() + DEADLINE
     next_audit = time.monotonic() + 20.0
@@ -148,7 +148,7 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(
         if all_live and set(states) <= {"SUCCEEDED", "FAILED", "STOPPED"}:
             break
         assert time.monotonic() < deadline, f"seed {seed}: not done: {states}\n{env.diagnose()}"
-        if not all_live and states["RUNNING"] == RUNS and kills >= 3 and freezes >= 3:
+        if not all_live and states["RUNNING"] == RUNS and monkey.kills >= 3 and monkey.freezes >= 3:
             all_live = True  # all 200 live at once, agents hit meanwhile: now they may end
             fleet.finish()
         time.sleep(rng.uniform(2.0, 6.0))
@@ -156,25 +156,9 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(
         if now >= next_audit:  # a second life of a run fails the test at once
             one_life_at_a_time(fleet, seed)
             next_audit = now + 20.0
-        for proc, until in list(frozen.items()):
-            if now >= until:
-                proc.send_signal(signal.SIGCONT)
-                del frozen[proc]
-        healthy = [a for a in agents if a.poll() is None and a not in frozen]
-        if len(healthy) < 2 or rng.random() < 0.3:
-            continue  # one agent is always left unharmed at any moment
-        victim = rng.choice(healthy)
-        if rng.random() < 0.5:
-            victim.kill()
-            victim.wait()
-            kills += 1
-            agents.append(fleet.start_agent())
-        else:
-            victim.send_signal(signal.SIGSTOP)
-            frozen[victim] = now + rng.uniform(1.0, 8.0)
-            freezes += 1
-    for proc in frozen:
-        proc.send_signal(signal.SIGCONT)
+        monkey.strike()
+    monkey.wake_all()
+    kills, freezes = monkey.kills, monkey.freezes
     assert kills >= 3 and freezes >= 3, f"seed {seed}: too little chaos to mean anything"
     summaries = {s.run_id: s.state for s in env.ws.summaries()}
     assert sorted(summaries) == rids, f"seed {seed}: runs lost or unlisted"
