@@ -39,6 +39,7 @@ class SimBackend(Backend):
     the platform answered at once; the store requests are what the benchmark measures."""
 
     name = NAME
+    thread_safe = True  # each call reads or writes files of its own attempt
 
     def __init__(self) -> None:
         self.dir = sim_dir()

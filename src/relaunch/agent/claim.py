@@ -18,6 +18,9 @@ from relaunch.runs.records import RunRecord
 if TYPE_CHECKING:
     from relaunch.agent.loop import Agent
 
+#: Seconds of claiming per tick, after which the rest of a queue waits for the next one.
+CLAIM_BUDGET = 2.0
+
 
 class Claimer:
     """The claims of one agent (``Agent._claim`` calls it)."""
@@ -28,43 +31,64 @@ class Claimer:
         self.bells = Bells(agent.store, every_tick=every_tick)
 
     def __call__(self) -> None:
+        """Claim what the queues hold, up to ``max_jobs``: on a bucket a batch at a time
+        from the agent's threads, and for ``CLAIM_BUDGET`` seconds at most — a thousand
+        runs queued at once are claimed over a few ticks, and the runs this agent
+        already owns are looked at between them."""
         agent = self.agent
+        started = time.monotonic()
         for q in agent.opts.queues:
             if not self.bells.due(q):
                 continue
+            room = agent.opts.max_jobs - len(agent.owned)
+            wanted: list[tuple[str, str]] = []
             for key in queue.items(self.store, q):
-                if len(agent.owned) >= agent.opts.max_jobs:
-                    self.bells.backlog(q)
-                    return
                 run_id = keys.run_id_of_queue_item(key)
                 if run_id in agent.owned or run_id in agent._unserved or not agent._wanted(run_id):
                     continue
-                self.bells.backlog(q)  # listed again next tick, unless it is claimed now
-                try:
-                    self._claim(key, run_id)
-                except DamagedRecord as e:
-                    agent._set_aside(run_id, e)
-                except Exception as e:  # one bad item must not stop the queue behind it
-                    agent._sicken(run_id, e)
-                    owned = agent.owned.pop(run_id, None)
-                    if owned is not None:
-                        leases.release(self.store, owned.lease)
+                self.bells.backlog(q)  # listed again next tick (claimed items are gone)
+                if len(wanted) >= room:
+                    break
+                wanted.append((key, run_id))
+            size = agent.workers.size if agent.workers.parallel else 1
+            for at in range(0, len(wanted), size):
+                if time.monotonic() - started >= CLAIM_BUDGET:
+                    return  # the rest next tick: the queue is listed again (backlog)
+                claimed = agent.workers.map(self._try, wanted[at : at + size])
+                # Started at once, where their backend allows (Agent._reconcile_all).
+                agent._reconcile_all([run_id for run_id in claimed if run_id is not None])
 
-    def _claim(self, key: str, run_id: str) -> None:
+    def _try(self, item: tuple[str, str]) -> str | None:
+        """Claim one queue item: its run id once this agent holds the run, else None.
+        One bad item must not stop the queue behind it."""
+        key, run_id = item
+        agent = self.agent
+        try:
+            return run_id if self._claim(key, run_id) else None
+        except DamagedRecord as e:
+            agent._set_aside(run_id, e)
+        except Exception as e:
+            agent._sicken(run_id, e)
+            owned = agent.owned.pop(run_id, None)
+            if owned is not None:
+                leases.release(self.store, owned.lease)
+        return None
+
+    def _claim(self, key: str, run_id: str) -> bool:
         agent = self.agent
         try:
             data, _ = self.store.get(key)
         except ObjectNotFound:
-            return  # another agent claimed it and already removed the item
+            return False  # another agent claimed it and already removed the item
         if not agent._can_serve(run_id, _backend_of(data)):
-            return
+            return False
         if not agent._take(run_id):
-            return
+            return False
         if not self._settle(key, data, run_id):
             leases.release(self.store, agent.owned.pop(run_id).lease)
-            return
+            return False
         agent.repo.add_event(run_id, "claimed", f"claimed by agent {agent.id}")
-        agent._reconcile(run_id)
+        return True
 
     def _settle(self, key: str, data: bytes, run_id: str) -> bool:
         """We hold the lease: make sure the run record exists, then drop the queue item.
@@ -90,7 +114,7 @@ class Claimer:
             self.store.delete(key)  # another run has this id: its enqueuer says so
             return False
         self.store.delete(key)
-        run = repo.get_run(run_id)
+        run = repo.get_run(run_id, cached=True)  # ours now: reconciling reads it from here
         if not run.state.terminal and live.entry(self.store, run_id) is None:
             # Queued by a relaunch older than the live index: index it now.
             live.add(self.store, run_id, queue=run.queue, backend=run.backend,

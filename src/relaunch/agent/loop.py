@@ -2,7 +2,10 @@
 
 Each tick it renews its leases, reconciles every run it owns, claims queued runs up to
 ``max_jobs``, and adopts runs whose agent died (expired lease). It keeps nothing in
-memory that the store does not also have, so it may be killed at any instant.
+memory that the store does not also have, so it may be killed at any instant. On a
+bucket, runs are read ahead, reconciled and claimed from a pool of threads
+(``agent/workers.py``): what they share here — the agent's record and the leases it
+holds — is guarded by one lock.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from relaunch.agent.damaged import set_aside
 from relaunch.agent.prefetch import ReadAhead
 from relaunch.agent.reconcile import Reconciler, Watch
 from relaunch.agent.start import LeaseLost
+from relaunch.agent.workers import Workers
 from relaunch.backends import registry
 from relaunch.errors import DamagedRecord, PreconditionFailed, RelaunchError
 from relaunch.runs import agents, keys, leases
@@ -86,7 +90,8 @@ class Agent:
         # requests are objects of their own): the re-read finds damage, not news.
         self.repo = RunRepo(store, cache_ttl=RECORD_REREAD)
         self.reconciler = Reconciler(self.repo, self.id)
-        self.ahead = ReadAhead(self.repo, parallel=not _is_local(store))
+        self.workers = Workers(parallel=not _is_local(store))
+        self.ahead = ReadAhead(self.repo, self.workers)
         self._claimer = Claimer(self, every_tick=_is_local(store))
         self.owned: dict[str, Owned] = {}
         self._unserved: set[str] = set()  # runs whose backend cannot run on this host
@@ -100,6 +105,7 @@ class Agent:
         self.log = log or (lambda msg: print(f"[agent {self.id}] {msg}", file=sys.stderr))
         self.stopping = threading.Event()
         self._busy_at = time.monotonic()  # when this agent last owned a run
+        self._lock = threading.RLock()  # the agent's record: renewals, confirmations
         self._adopter = Adopter(self)
 
     # -- the loop -------------------------------------------------------------------
@@ -123,7 +129,7 @@ class Agent:
                     self.stopping.wait(min(5.0, self.opts.lease_ttl / 4))
                 self.stopping.wait(max(0.0, self.poll - (time.monotonic() - started)))
         finally:
-            self.ahead.close()
+            self.workers.close()
             try:
                 self.shutdown()
             except RelaunchError as e:
@@ -141,8 +147,7 @@ class Agent:
         self.repo.begin_tick()
         try:
             self.ahead.tick(self.owned, skip=self._resting())
-            for run_id in list(self.owned):
-                self._reconcile(run_id)
+            self._reconcile_all(list(self.owned))
         finally:
             self.repo.end_tick()
         # Orphans first: their trainers may already be done and waiting to be concluded.
@@ -170,15 +175,20 @@ class Agent:
     def _renew_if_due(self) -> None:
         """Called between pieces of work too: a long tick (many claims on a loaded
         machine) must not let leases expire under runs this agent is still managing."""
-        now = time.time()
-        if now >= self._next_renew:
-            self._renew(now)
+        with self._lock:
+            now = time.time()
+            if now >= self._next_renew:
+                self._renew(now)
 
     def _renew(self, now: float) -> None:
         """Renew this agent's record — which holds every lease it has — by
         compare-and-swap. It fails only when another agent found this one dead (it froze
         or lost the store for longer than its lease) and took runs from it: then every
         run is let go, and the agent goes on in a new epoch."""
+        with self._lock:
+            self._renew_record(now)
+
+    def _renew_record(self, now: float) -> None:
         ttl = self.opts.lease_ttl
         started = time.monotonic()
         body = {
@@ -187,7 +197,7 @@ class Agent:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "queues": self.opts.queues,
-            "runs": sorted(self.owned),
+            "runs": sorted(self.owned.copy()),  # a copy: other threads add and drop runs
             "expires_at": now + ttl,
             "max_jobs": self.opts.max_jobs,
         }
@@ -230,10 +240,32 @@ class Agent:
         its lease. Within half a lease time of the agent's last renewal nobody can have
         taken it; later, the record is renewed now (by compare-and-swap). LeaseLost when
         another agent took the run (this one froze)."""
-        if run_id in self.owned and time.monotonic() >= self._confirmed_until:
-            self._renew(time.time())
+        with self._lock:
+            if run_id in self.owned and time.monotonic() >= self._confirmed_until:
+                self._renew(time.time())
         if run_id not in self.owned:
             raise LeaseLost(f"lost the lease of {run_id} to another agent; letting it go")
+
+    def _reconcile_all(self, runs: list[str]) -> None:
+        """Every owned run, one step each. On a bucket the runs of backends that allow
+        calls from several threads are reconciled at once: a run that ends an attempt
+        and starts the next makes some twenty requests in a row, and a thousand quiet
+        runs must not wait for them. Others go one after another."""
+        together = [r for r in runs if self.workers.parallel and self._thread_safe(r)]
+        apart = set(together)
+        for run_id in runs:
+            if run_id not in apart:
+                self._reconcile(run_id)
+        self.workers.map(self._reconcile, together)
+
+    def _thread_safe(self, run_id: str) -> bool:
+        fields = self.repo.cached_fields(keys.run_key(run_id))
+        if fields is None:
+            return False
+        try:
+            return registry.get_backend(str(fields.get("backend"))).thread_safe
+        except RelaunchError:
+            return False
 
     def _reconcile(self, run_id: str) -> None:
         self._renew_if_due()
@@ -292,13 +324,19 @@ class Agent:
         return self.opts.only_runs is None or run_id in self.opts.only_runs
 
     def _take(self, run_id: str) -> bool:
-        if self._record_gen == 0 or time.monotonic() >= self._confirmed_until:
-            self._renew(time.time())  # a lease is only as good as the agent's record
-        lease = leases.acquire(self.store, run_id, self.id, self.opts.lease_ttl, self.epoch)
+        with self._lock:
+            if self._record_gen == 0 or time.monotonic() >= self._confirmed_until:
+                self._renew(time.time())  # a lease is only as good as the agent's record
+            epoch = self.epoch
+        lease = leases.acquire(self.store, run_id, self.id, self.opts.lease_ttl, epoch)
         if lease is None:
             return False
-        self.repo.forget(run_id)  # whatever was cached before another agent owned it
-        self.owned[run_id] = Owned(lease)
+        with self._lock:
+            if self.epoch != epoch:  # found dead meanwhile (another thread's renewal)
+                leases.release(self.store, lease)
+                return False
+            self.repo.forget(run_id)  # whatever was cached before another agent owned it
+            self.owned[run_id] = Owned(lease)
         return True
 
     def _claim(self) -> None:

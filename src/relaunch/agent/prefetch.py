@@ -1,13 +1,12 @@
 """Reading ahead for a tick: the store reads and backend polls an agent's tick needs
-for every run it owns, made before the runs are reconciled — at once, from a bounded
-pool of threads, on a bucket (where each request waits a round trip) and one after
-another on a local folder (where a read costs microseconds and threads cost more).
+for every run it owns, made before the runs are reconciled — at once, from the agent's
+pool of threads on a bucket, one after another on a local folder (``agent/workers.py``).
 
 What is read ahead is only what reconciling would read anyway: run and attempt
 records whose cached copy is due a re-read (``RunRepo`` cache), each run's heartbeat,
 its stop marker, and its ``relaunch preempt`` request; and the backend polls that are
 due, for backends whose clients may be called from several threads
-(``Backend.concurrent_polls``). Reconciling then finds them in the repo (``read_ahead``)
+(``Backend.thread_safe``). Reconciling then finds them in the repo (``read_ahead``)
 and in each run's ``Watch``; anything written meanwhile is read again.
 """
 
@@ -15,11 +14,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from relaunch.agent.reconcile import POLL_SLACK
+from relaunch.agent.workers import Workers
 from relaunch.backends.base import AttemptStatus, SimulatesPreemption
 from relaunch.backends.registry import get_backend
 from relaunch.errors import BackendError, ObjectNotFound, RelaunchError
@@ -30,33 +29,22 @@ from relaunch.states import AttemptState
 if TYPE_CHECKING:
     from relaunch.agent.loop import Owned
 
-#: Requests in flight at once on a bucket.
-WORKERS = 32
 #: A run's stop marker is read at least this often even when no stop signal is listed.
 STOP_RECHECK = 60.0
 
 
 class ReadAhead:
-    def __init__(self, repo: RunRepo, *, parallel: bool) -> None:
+    def __init__(self, repo: RunRepo, workers: Workers) -> None:
         self.repo = repo
-        self.parallel = parallel
-        self._pool: ThreadPoolExecutor | None = None
+        self.workers = workers
+        self.parallel = workers.parallel
         # With a listing (on a bucket): heartbeats as last read, and when each run's
         # stop marker is next read even without a signal.
         self._heartbeats: dict[str, tuple[bytes, int] | None] = {}
         self._stops_checked: dict[str, float] = {}
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
     def _map(self, jobs: list[Callable[[], Any]]) -> list[Any]:
-        if not self.parallel or len(jobs) < 2:
-            return [job() for job in jobs]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="relaunch-read")
-        return list(self._pool.map(lambda job: job(), jobs))
+        return self.workers.map(lambda job: job(), jobs)
 
     def tick(self, owned: dict[str, Owned], skip: Iterable[str] = ()) -> None:
         """Read ahead for every run in ``owned`` except ``skip``."""
@@ -152,7 +140,7 @@ class ReadAhead:
                 backend = get_backend(str(run.get("backend")))
             except RelaunchError:
                 continue
-            if not backend.concurrent_polls:
+            if not backend.thread_safe:
                 continue
             attempt = self.repo.cached_fields(keys.attempt_key(run_id, n))
             handle = attempt.get("handle") if attempt is not None else None

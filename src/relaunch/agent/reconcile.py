@@ -14,6 +14,7 @@ crash harmless:
 
 from __future__ import annotations
 
+import threading
 import time
 
 from relaunch import faults
@@ -41,7 +42,9 @@ class Reconciler:
         self.agent_id = agent_id
         self.supervisor = Supervisor(repo)
         self.starter = Starter(repo, agent_id)
-        self._named_attempt = False
+        # Whether the step in hand named a new attempt; one per thread (an agent on a
+        # bucket reconciles runs concurrently: agent/workers.py).
+        self._step_local = threading.local()
 
     # -- entry point ----------------------------------------------------------------
 
@@ -52,10 +55,10 @@ class Reconciler:
         # A step that named a new attempt goes straight on to submit it: recovery after
         # a preemption should not wait for the next tick.
         for _ in range(3):
-            self._named_attempt = False
+            self._step_local.named_attempt = False
             if self._step(run_id, watch, confirm):
                 return True
-            if not self._named_attempt:
+            if not self._step_local.named_attempt:
                 return False
         return False
 
@@ -102,7 +105,7 @@ class Reconciler:
             if r.attempt >= n:
                 return False
             r.attempt, r.not_before, r.owner = n, None, self.agent_id
-            self._named_attempt = True
+            self._step_local.named_attempt = True
             # A resumed run (QUEUED again after it ended) starts, it does not recover.
             first = n == 1 or r.state is RunState.QUEUED
             r.state = RunState.STARTING if first else RunState.RECOVERING

@@ -65,9 +65,10 @@ class Backend(ABC):
     name: str = ""
     #: seconds between polls of one attempt; the agent never polls faster
     poll_interval: float = 1.0
-    #: Whether ``poll`` may be called from several threads at once (an agent then polls
-    #: its attempts in parallel: agent/prefetch.py).
-    concurrent_polls: bool = False
+    #: Whether its calls may be made from several threads at once: an agent on a bucket
+    #: then polls its attempts ahead of a tick (agent/prefetch.py) and reconciles its
+    #: runs concurrently (agent/workers.py); else one after another.
+    thread_safe: bool = False
 
     @abstractmethod
     def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:

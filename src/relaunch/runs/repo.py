@@ -132,8 +132,9 @@ class RunRepo:
 
     def forget(self, run_id: str) -> None:
         prefix = keys.run_prefix(run_id)
-        for key in [k for k in self._cache if k.startswith(prefix)]:
-            del self._cache[key]
+        for key in list(self._cache):  # a copy: an agent's threads fill the cache meanwhile
+            if key.startswith(prefix):
+                self._cache.pop(key, None)
 
     # -- run records --------------------------------------------------------------
 

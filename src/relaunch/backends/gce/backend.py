@@ -42,7 +42,7 @@ CREATE_RETRY_DELAYS = (1.0, 2.0, 4.0)
 class GceBackend(Backend):
     name = "gce"
     poll_interval = POLL_INTERVAL
-    concurrent_polls = True  # its clients are thread-safe
+    thread_safe = True  # its clients are thread-safe
 
     def __init__(self) -> None:
         self._clients: dict[tuple[str, str], Any] = {}

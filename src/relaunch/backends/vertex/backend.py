@@ -89,7 +89,7 @@ def custom_job(mapping: dict[str, Any]) -> Any:
 class VertexBackend(Backend):
     name = "vertex"
     poll_interval = POLL_INTERVAL
-    concurrent_polls = True  # its clients are thread-safe
+    thread_safe = True  # its clients are thread-safe
 
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}

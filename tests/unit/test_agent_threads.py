@@ -1,0 +1,139 @@
+"""On a bucket an agent claims and reconciles runs from a pool of threads
+(agent/workers.py) — only those of backends that allow it (``Backend.thread_safe``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from relaunch.agent.loop import Agent, AgentOptions
+from relaunch.backends import registry
+from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
+from relaunch.runs import keys, leases, queue
+from relaunch.runs.records import AttemptRecord, RunRecord
+from relaunch.runs.repo import RunRepo
+from relaunch.spec.job import JobSpec
+from relaunch.states import AttemptState
+from relaunch.store.base import ObjectStore
+from tests.conftest import STORE_KINDS
+
+RUNS = 4
+
+
+class GatedBackend(Backend):
+    """Thread-safe; each submission waits until all ``RUNS`` are being submitted at
+    once (one after another, the first waits in vain and fails)."""
+
+    name = "gated"
+    thread_safe = True
+    gate = threading.Barrier(RUNS, timeout=60)
+
+    def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:
+        self.gate.wait()
+        return {"run": run.run_id, "where": "gated"}
+
+    def poll(self, handle: Handle) -> AttemptStatus:
+        return AttemptStatus(AttemptState.RUNNING)
+
+    def cancel(self, handle: Handle, grace: float) -> None:
+        pass
+
+
+class InTurnBackend(Backend):
+    """Not thread-safe: notes the thread of every call."""
+
+    name = "in-turn"
+    threads: list[str] = []
+
+    def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:
+        self.threads.append(threading.current_thread().name)
+        return {"run": run.run_id, "where": "in-turn"}
+
+    def poll(self, handle: Handle) -> AttemptStatus:
+        self.threads.append(threading.current_thread().name)
+        return AttemptStatus(AttemptState.RUNNING)
+
+    def cancel(self, handle: Handle, grace: float) -> None:
+        self.threads.append(threading.current_thread().name)
+
+
+@pytest.fixture
+def bucket(tmp_path: Any, request: pytest.FixtureRequest) -> ObjectStore:
+    return STORE_KINDS["gcs"](tmp_path, request)
+
+
+@pytest.fixture(autouse=True)
+def _backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for cls in (GatedBackend, InTurnBackend):
+        monkeypatch.setitem(registry.BACKENDS, cls.name, f"{__name__}:{cls.__name__}")
+        monkeypatch.delitem(registry._instances, cls.name, raising=False)
+    GatedBackend.gate.reset()
+    InTurnBackend.threads.clear()
+    yield
+
+
+def _queue(store: ObjectStore, backend: str) -> list[str]:
+    ids = [f"{backend}-{n}" for n in range(RUNS)]
+    for run_id in ids:
+        spec = JobSpec(name="t", command=["true"])
+        queue.enqueue(
+            store, RunRecord(run_id=run_id, name="t", queue="default", backend=backend, spec=spec)
+        )
+    return ids
+
+
+def _handles(store: ObjectStore, ids: list[str]) -> dict[str, Any]:
+    repo = RunRepo(store)
+    found = {run_id: repo.find_attempt(run_id, 1) for run_id in ids}
+    return {run_id: a[0].handle for run_id, a in found.items() if a is not None}
+
+
+def test_runs_of_a_thread_safe_backend_are_started_at_once(bucket: ObjectStore) -> None:
+    ids = _queue(bucket, "gated")
+    agent = Agent(bucket, AgentOptions(max_jobs=RUNS, lease_ttl=60), agent_id="threads")
+    try:
+        agent.tick()  # claims the four runs; their submissions meet at the gate
+        assert sorted(agent.owned) == sorted(ids)
+        handles = _handles(bucket, ids)
+        assert all(handles.get(r) == {"run": r, "where": "gated"} for r in ids), handles
+        agent.tick()  # and are looked at again, still all held
+        assert sorted(agent.owned) == sorted(ids)
+    finally:
+        agent.workers.close()
+
+
+def test_a_backend_that_is_not_thread_safe_is_called_from_the_agents_thread_only(
+    bucket: ObjectStore,
+) -> None:
+    ids = _queue(bucket, "in-turn")
+    agent = Agent(bucket, AgentOptions(max_jobs=RUNS, lease_ttl=60), agent_id="in-turn")
+    try:
+        agent.tick()
+        agent.tick()
+    finally:
+        agent.workers.close()
+    assert sorted(_handles(bucket, ids)) == sorted(ids)
+    assert len(InTurnBackend.threads) >= RUNS  # every run submitted (and polled)
+    assert set(InTurnBackend.threads) == {threading.current_thread().name}
+
+
+def test_a_lease_taken_while_the_agent_was_found_dead_is_let_go(
+    bucket: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One thread takes a lease while another's renewal learns the agent was found dead:
+    the lease names an epoch that is over, so the run is not the agent's to manage."""
+    agent = Agent(bucket, AgentOptions(lease_ttl=60), agent_id="raced", log=lambda _: None)
+    real = leases.acquire
+
+    def acquire_then_found_dead(*args: Any, **kwargs: Any) -> leases.Lease | None:
+        lease = real(*args, **kwargs)
+        agent._found_dead()  # as another thread's renewal would, meanwhile
+        return lease
+
+    monkeypatch.setattr(leases, "acquire", acquire_then_found_dead)
+    assert not agent._take("run-1")
+    assert agent.owned == {}
+    assert bucket.stat(keys.lease_key("run-1")) is None  # let go at once
