@@ -137,3 +137,28 @@ def test_a_lease_taken_while_the_agent_was_found_dead_is_let_go(
     assert not agent._take("run-1")
     assert agent.owned == {}
     assert bucket.stat(keys.lease_key("run-1")) is None  # let go at once
+
+
+def test_an_idle_agent_reads_one_bell_a_tick_and_renews_less_often(
+    bucket: ObjectStore, fake_gcp: Any
+) -> None:
+    """On a bucket an agent with no runs lists nothing each tick (only the queue's bell is
+    read); its record, which then fences nothing, is renewed every two thirds of its
+    lease, and at the usual third again as soon as it holds a run."""
+    agent = Agent(bucket, AgentOptions(lease_ttl=30), agent_id="idle")
+    try:
+        agent.tick()  # the first: renewal, adoption scan, queue listing
+        ttl = agent.opts.lease_ttl
+        assert agent._next_renew - agent._renewed_at == pytest.approx(ttl * 2 / 3)
+        fake_gcp.router.log.clear()
+        for _ in range(5):
+            agent.tick()
+        methods = [(method, path) for _, method, path in fake_gcp.router.log]
+        assert len(methods) == 5, methods  # one bell read a tick, nothing listed
+        assert all(method == "GET" and "/o/" in path for method, path in methods), methods
+
+        _queue(bucket, "in-turn")
+        assert agent._take("in-turn-0")
+        assert agent._next_renew - agent._renewed_at == pytest.approx(ttl / 3)
+    finally:
+        agent.workers.close()

@@ -41,8 +41,14 @@ def new_agent_id() -> str:
 
 
 def default_poll(store: ObjectStore) -> float:
-    """Queue polling: a local directory is cheap to list; a bucket costs money per call."""
-    return 5.0 if store.url.startswith("gs://") else 0.25
+    """Seconds between ticks: a local directory is cheap to read; on a bucket a tick costs
+    a listing of ``live/`` (class A) and a read of each queue's bell, and every 4 s keeps
+    each run's check within the 5 s detection target while ticks vary."""
+    return 4.0 if store.url.startswith("gs://") else 0.25
+
+
+#: How often an agent on a bucket scans ``live/`` for runs to adopt (agent/adopt.py).
+ADOPT_EVERY_BUCKET = 20.0
 
 
 @dataclass
@@ -100,6 +106,7 @@ class Agent:
         self._record_gen = 0  # generation of this agent's record as last written
         self._confirmed_until = 0.0  # monotonic: no write needed to confirm before this
         self._next_renew = 0.0
+        self._renewed_at = 0.0  # wall time of the last renewal
         self._next_adopt = 0.0
         self._next_prune = time.time() + PRUNE_EVERY
         self.log = log or (lambda msg: print(f"[agent {self.id}] {msg}", file=sys.stderr))
@@ -153,11 +160,16 @@ class Agent:
         # Orphans first: their trainers may already be done and waiting to be concluded.
         if now >= self._next_adopt:
             self._adopt()
-            self._next_adopt = now + max(self.poll * 4, min(self.opts.lease_ttl / 3, 5.0))
+            self._next_adopt = now + self._adopt_every()
         self._claim()
         if now >= self._next_prune:  # records of agents long dead
             agents.prune(self.store, now)
             self._next_prune = now + PRUNE_EVERY
+
+    def _adopt_every(self) -> float:
+        if not _is_local(self.store):
+            return ADOPT_EVERY_BUCKET
+        return max(self.poll * 4, min(self.opts.lease_ttl / 3, 5.0))
 
     def shutdown(self) -> None:
         """Release leases so another agent adopts the runs at once; their attempts keep
@@ -209,18 +221,25 @@ class Agent:
                 # Only this agent writes its record in its epoch (others only mark it
                 # dead): an earlier write landed and its answer was lost. Go on from it.
                 self._record_gen = agents.write(self.store, self.id, body, mine.generation)
-                self._confirmed_until = started + ttl / 2
-                self._next_renew = now + ttl / 3
+                self._renewed(now, started)
                 return
             self._found_dead()
             body.update(epoch=self.epoch, runs=[])
             tombstone = agents.read(self.store, self.id)
             gen = tombstone.generation if tombstone is not None else 0
             self._record_gen = agents.write(self.store, self.id, body, gen)
-        # Nobody may take a run from this agent before its record expires (now + ttl):
-        # actions up to half of that need no further write (see _confirm).
+        self._renewed(now, started)
+
+    def _renewed(self, now: float, started: float) -> None:
+        """Nobody may take a run from this agent before its record expires (now + ttl):
+        actions up to half of that need no further write (see _confirm). The record is
+        renewed every third of that while the agent holds runs; an idle agent, whose
+        record fences nothing, renews it every two thirds (a run taken makes it
+        renew at the usual pace again: ``_take``)."""
+        ttl = self.opts.lease_ttl
         self._confirmed_until = started + ttl / 2
-        self._next_renew = now + ttl / 3
+        self._renewed_at = now
+        self._next_renew = now + (ttl / 3 if self.owned else ttl * 2 / 3)
 
     def _found_dead(self) -> None:
         lost = sorted(self.owned)
@@ -337,6 +356,7 @@ class Agent:
                 return False
             self.repo.forget(run_id)  # whatever was cached before another agent owned it
             self.owned[run_id] = Owned(lease)
+            self._next_renew = min(self._next_renew, self._renewed_at + self.opts.lease_ttl / 3)
         return True
 
     def _claim(self) -> None:

@@ -50,6 +50,8 @@ class ReadAhead:
         """Read ahead for every run in ``owned`` except ``skip``."""
         skipped = set(skip)
         runs = [r for r in owned if r not in skipped]
+        if not runs:
+            return  # an idle agent lists nothing
         store = self.repo.store
         # 1. Run records due a re-read (the attempt's number comes from them).
         stale = [keys.run_key(r) for r in runs if not self.repo.fresh(keys.run_key(r))]
