@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -160,5 +161,33 @@ def test_an_idle_agent_reads_one_bell_a_tick_and_renews_less_often(
         _queue(bucket, "in-turn")
         assert agent._take("in-turn-0")
         assert agent._next_renew - agent._renewed_at == pytest.approx(ttl / 3)
+    finally:
+        agent.workers.close()
+
+
+@pytest.mark.parametrize("kind", sorted(STORE_KINDS))
+def test_a_runtime_of_an_older_relaunch_is_heard_at_its_heartbeat_key(
+    kind: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """Users install relaunch in their own images: a job's runtime may predate the live
+    index and write its heartbeat under ``runs/<id>/``. The agent still hears it."""
+    store = STORE_KINDS[kind](tmp_path, request)
+    [run_id, *_] = _queue(store, "in-turn")
+    agent = Agent(store, AgentOptions(max_jobs=1, lease_ttl=60), agent_id="new")
+    repo = RunRepo(store)
+    try:
+        agent.tick()  # claimed and submitted
+        found = repo.find_attempt(run_id, 1)
+        assert found is not None and found[0].handle is not None
+        for step in (3, 7):
+            beat = {"time": 0, "attempt": 1, "step": step, "token": found[0].token}
+            store.put(keys.legacy_heartbeat_key(run_id), json.dumps(beat).encode())
+            agent.tick()
+            assert agent.owned[run_id].watch.hb_generation == store.stat(
+                keys.legacy_heartbeat_key(run_id)
+            ).generation  # type: ignore[union-attr]
+        attempt = repo.find_attempt(run_id, 1)
+        assert attempt is not None and attempt[0].state is AttemptState.RUNNING
+        assert repo.get_run(run_id).state.value == "RUNNING"
     finally:
         agent.workers.close()

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 #: A run's stop marker is read at least this often even when no stop signal is listed.
 STOP_RECHECK = 60.0
+#: A run without a heartbeat under ``live/`` has the key of older runtimes read this
+#: often (every tick once one was found there: its runtime is an older relaunch's).
+LEGACY_RECHECK = 30.0
 
 
 class ReadAhead:
@@ -42,6 +45,8 @@ class ReadAhead:
         # stop marker is next read even without a signal.
         self._heartbeats: dict[str, tuple[bytes, int] | None] = {}
         self._stops_checked: dict[str, float] = {}
+        self._legacy: set[str] = set()  # runs whose heartbeat is at the legacy key
+        self._legacy_checked: dict[str, float] = {}
 
     def _map(self, jobs: list[Callable[[], Any]]) -> list[Any]:
         return self.workers.map(lambda job: job(), jobs)
@@ -60,6 +65,7 @@ class ReadAhead:
         records: list[str] = []
         objects: list[str] = []
         stops: list[str] = []
+        legacy: dict[str, str] = {}  # key of an older runtime's heartbeat → its run
         for run_id in runs:
             run = self.repo.cached_fields(keys.run_key(run_id))
             if run is None:
@@ -68,6 +74,9 @@ class ReadAhead:
             if isinstance(n, int) and n and not self.repo.fresh(keys.attempt_key(run_id, n)):
                 records.append(keys.attempt_key(run_id, n))
             objects.append(keys.heartbeat_key(run_id))
+            if self.parallel:  # on a local folder, read only when there is no other
+                objects.append(keys.legacy_heartbeat_key(run_id))
+                legacy[keys.legacy_heartbeat_key(run_id)] = run_id
             stops.append(keys.stop_key(run_id))
             if _simulates_preemption(str(run.get("backend"))):
                 objects.append(keys.preempt_key(run_id))
@@ -86,6 +95,11 @@ class ReadAhead:
         for key, value in ahead.items():
             if key in self._heartbeats and not isinstance(value, Exception):
                 self._heartbeats[key] = value
+            legacy_of = legacy.get(key)
+            if legacy_of is not None and isinstance(value, tuple):
+                self._legacy.add(legacy_of)
+            elif legacy_of is not None and value is None:
+                self._legacy.discard(legacy_of)
         ahead.update(known)
         self.repo.read_ahead({k: v for k, v in ahead.items() if not isinstance(v, Exception)})
         # 3. Backend polls that are due, where the backend allows concurrent calls.
@@ -98,7 +112,9 @@ class ReadAhead:
         change since it was last read (its bytes are kept here), none at all, no stop
         signal. Only what the listing cannot tell is read: a changed heartbeat, a stop
         marker behind a signal, and every run's stop marker once in ``STOP_RECHECK``
-        (a stop whose signal was lost)."""
+        (a stop whose signal was lost). A run with no heartbeat listed has the key of
+        older runtimes read once in ``LEGACY_RECHECK``, and every tick once one was
+        found there."""
         view = live.scan(self.repo.store)
         now = time.monotonic()
         known: dict[str, tuple[bytes, int] | None] = {}
@@ -116,12 +132,22 @@ class ReadAhead:
                 known[hb_key] = last
             else:
                 self._heartbeats[hb_key] = None  # read below, and kept
+            legacy = keys.legacy_heartbeat_key(run_id)
+            if listed.heartbeat is not None:
+                known[legacy] = None  # a current runtime: the legacy key is not looked at
+            elif run_id not in self._legacy:
+                if now < self._legacy_checked.get(run_id, 0.0):
+                    known[legacy] = None
+                else:
+                    self._legacy_checked[run_id] = now + LEGACY_RECHECK
             stop_key = keys.stop_key(run_id)
             if listed.stop is None and now < self._stops_checked.get(run_id, 0.0):
                 known[stop_key] = None
             elif listed.stop is None:
                 self._stops_checked[run_id] = now + STOP_RECHECK
         self._stops_checked = {r: t for r, t in self._stops_checked.items() if r in view}
+        self._legacy_checked = {r: t for r, t in self._legacy_checked.items() if r in view}
+        self._legacy &= set(view)
         return known
 
     def _remember(self, record_keys: list[str]) -> None:

@@ -56,6 +56,13 @@ def heartbeat_key(run_id: str) -> str:
     return live_prefix(run_id) + "heartbeat.json"
 
 
+def legacy_heartbeat_key(run_id: str) -> str:
+    """Where runtimes of a relaunch older than the live index write the heartbeat. Users
+    install relaunch in their own images, so a job's runtime may be older than the agent
+    watching it: agents read this key for runs that have no heartbeat under ``live/``."""
+    return run_prefix(run_id) + "heartbeat.json"
+
+
 def events_prefix(run_id: str) -> str:
     return run_prefix(run_id) + "events/"
 

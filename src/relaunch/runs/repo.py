@@ -250,11 +250,16 @@ class RunRepo:
         return found[0] if found else None
 
     def heartbeat(self, run_id: str) -> tuple[Heartbeat, int] | None:
-        """The latest heartbeat (None when absent or unreadable: as if none came)."""
-        try:
-            return self._get(keys.heartbeat_key(run_id), Heartbeat)
-        except DamagedRecord:
-            return None
+        """The latest heartbeat (None when absent or unreadable: as if none came) — at
+        the key an older runtime writes it when there is none at the current one."""
+        for key in (keys.heartbeat_key(run_id), keys.legacy_heartbeat_key(run_id)):
+            try:
+                found = self._get(key, Heartbeat)
+            except DamagedRecord:
+                found = None
+            if found is not None:
+                return found
+        return None
 
     # -- stop, events, logs -------------------------------------------------------
 
