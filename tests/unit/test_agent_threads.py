@@ -183,9 +183,10 @@ def test_a_runtime_of_an_older_relaunch_is_heard_at_its_heartbeat_key(
             beat = {"time": 0, "attempt": 1, "step": step, "token": found[0].token}
             store.put(keys.legacy_heartbeat_key(run_id), json.dumps(beat).encode())
             agent.tick()
-            assert agent.owned[run_id].watch.hb_generation == store.stat(
-                keys.legacy_heartbeat_key(run_id)
-            ).generation  # type: ignore[union-attr]
+            assert (
+                agent.owned[run_id].watch.hb_generation
+                == store.stat(keys.legacy_heartbeat_key(run_id)).generation
+            )  # type: ignore[union-attr]
         attempt = repo.find_attempt(run_id, 1)
         assert attempt is not None and attempt[0].state is AttemptState.RUNNING
         assert repo.get_run(run_id).state.value == "RUNNING"
