@@ -92,15 +92,14 @@ def ps(
 
 def _ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -> None:
     from relaunch.cli.table import render_table
-    from relaunch.runs.summary import live_heartbeats, run_summaries
+    from relaunch.runs.summary import run_view
 
     where = open_store_of(project, store)
     now = time.time()
     rows = []
     served: dict[str, bool] = {}  # queue → a live agent serves it
-    runs = run_summaries(where, recent=None if show_all else RECENT)
+    runs, heartbeats = run_view(where, recent=None if show_all else RECENT)
     runs = [r for r in runs if show_all or not r.terminal or now - (r.ended_at or 0) <= RECENT]
-    heartbeats = live_heartbeats(where, runs)
     for run in runs:
         hb = heartbeats.get(run.run_id)
         row = _row(run, hb, now)
