@@ -3,10 +3,10 @@
 A store of 10,000 runs that ended days ago, 100 that ended in the last day and 50
 running (heartbeats, live entries), as agents leave them (``runs/live.py``):
 
-- local store: `ps` (default view) from a project whose relaunch.toml the quick check
-  vouches for (``spec/vouch.py``: no pydantic), against — the baseline, in the same run —
-  `ps` from a project whose relaunch.toml goes through the config's models (it declares
-  an image, as every `ps` did before); `ps --all`; `ps` on the same store without
+- local store: `ps` (default view) from a project whose relaunch.toml (an image stack,
+  GCE settings) the quick check vouches for (``spec/vouch.py``: no pydantic), against —
+  the baseline, in the same run — `ps` from a project whose relaunch.toml goes through
+  the config's models, as every `ps` did before; `ps --all`; `ps` on the same store without
   ``index.json`` (how it listed before the index: every record read); `python -c pass`
   for the interpreter's own start-up. The one-time index build of that store (what the
   first agent of a new version does) is timed too.
@@ -89,14 +89,16 @@ def population(ended: int, recent: int, running: int) -> dict[str, bytes]:
     return out
 
 
-def project(folder: Path, *, images: bool) -> Path:
-    """A project folder with the GCE example's relaunch.toml (its store is overridden by
-    ``RELAUNCH_STORE``); with ``images``, one image declared too: a document the quick
-    check leaves to the config's models."""
+def project(folder: Path, *, quick: bool) -> Path:
+    """A project folder with the seeds' stack example's relaunch.toml plus the GCE
+    example's sections (its store is overridden by ``RELAUNCH_STORE``). Unless ``quick``,
+    ``max_jobs`` is written ``4.0``: a value the models accept (an integer written as a
+    float) and the quick check leaves to them — `ps`'s start-up as it was for everyone."""
     folder.mkdir(parents=True)
-    text = (EXAMPLES / "gce" / "relaunch.toml").read_text()
-    if images:
-        text += '\n[images.trainer]\ndockerfile = "Dockerfile"\n'
+    text = (EXAMPLES / "seeds-stack" / "relaunch.toml").read_text() + "\n"
+    text += (EXAMPLES / "gce" / "relaunch.toml").read_text()
+    if not quick:
+        text = text.replace("max_jobs = 4\n", "max_jobs = 4.0\n")
     (folder / "relaunch.toml").write_text(text)
     return folder
 
@@ -150,7 +152,7 @@ def local(args: argparse.Namespace, cli: list[str], tmp: Path) -> dict[str, obje
     live_runs = live.build_index(store, "bench")
     build_s = time.perf_counter() - started
     env = {**os.environ, "RELAUNCH_STORE": store.url, "COLUMNS": "200"}
-    quick, models = project(tmp / "quick", images=False), project(tmp / "models", images=True)
+    quick, models = project(tmp / "quick", quick=True), project(tmp / "models", quick=False)
     ps, ps_all = [*cli, "ps"], [*cli, "ps", "--all"]
     out: dict[str, object] = {
         "runs": len([k for k in objects if k.endswith("/run.json")]),
@@ -249,7 +251,7 @@ def bucket(args: argparse.Namespace, cli: list[str], tmp: Path) -> dict[str, obj
         history = {**env, "RELAUNCH_STORE": "gs://runs/history"}
         small_env = {**env, "RELAUNCH_STORE": "gs://runs/small"}
         ps, ps_all = [*cli, "ps"], [*cli, "ps", "--all"]
-        quick = project(tmp / "gs-project", images=False)
+        quick = project(tmp / "gs-project", quick=True)
         out: dict[str, object] = {"ps_rows": rows(ps, history, quick)}
         out["ps_requests"] = requests_of(fake, ps, history, quick)
         with_latency(fake, args.latency_ms)

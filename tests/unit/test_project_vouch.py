@@ -15,10 +15,11 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from relaunch.errors import SpecError
+from relaunch.spec.images import ImageSpec
 from relaunch.spec.loader import load_project, store_url
 from relaunch.spec.project import ProjectConfig
 from relaunch.spec.projectfile import read_project, store_location
-from relaunch.spec.vouch import SECTIONS, certainly_valid
+from relaunch.spec.vouch import IMAGE, SECTIONS, certainly_valid
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -34,6 +35,24 @@ FULL = {
         "endpoints": {"storage": "http://127.0.0.1:9"},
     },
     "image_stack": {"discover": "Stack", "repository": "r", "tag_length": 12, "builder": "docker"},
+    "images": {
+        "base": {"dockerfile": "Stack/base/Dockerfile"},
+        "trainer": {
+            "dockerfile": "Stack/trainer/Dockerfile",
+            "context": ".",
+            "parent": "base",
+            "parent_arg": "BASE_IMAGE",
+            "inputs": ["Stack/trainer/**", "src/**/*.py"],
+            "args": {"TORCH": "2.4"},
+            "repository": "us-central1-docker.pkg.dev/p/r",
+            "dockerignore": "Stack/trainer/.dockerignore",
+            "platform": "linux/amd64",
+            "timeout": "2h",
+            "machine_type": "E2_HIGHCPU_32",
+            "include_git": True,
+            "secrets": {"hf_token": "env:HF_TOKEN", "key": "projects/p/secrets/s/versions/2"},
+        },
+    },
 }
 
 # Values to put in every field: each is right for some field and wrong for others.
@@ -42,20 +61,29 @@ VALUES: list[Any] = [
     "auto", "cloudbuild", "podman", 0, 1, 2, 6, 7, 64, 65, -3, 1.5, 2.0, 0.5,
     float("inf"), float("nan"), 1e309, True, False, [], ["q"], ["q", 3], {},
     {"storage": "http://x"}, {"storag": "http://x"}, {"storage": 3},
+    "BASE", "1ARG", "A-B", "Base", "base", "a__b", "a___b", "x" * 129, "24h", "25h", 86400,
+    86401, ["  "], ["*.py", ""], [3], {"A": "b"}, {"1A": "b"}, {"A": 1}, {"hf": "env:HF"},
+    {"hf": "env:"}, {"hf": "projects/p/secrets/s"}, {"h-f": "env:X"}, {"hf": "nope"},
 ]  # fmt: skip
 
 
 def documents() -> list[dict[str, Any]]:
     """FULL, and FULL with each field (and each section) given each of VALUES, plus an
     unknown field in each section."""
-    out = [FULL, {}, {"images": {}}, {"images": {"base": {"dockerfile": "Dockerfile"}}}]
+    out = [FULL, {}, {"images": {}}, {"images": {"base": {"context": "."}}}]
     for section, fields in FULL.items():
         for field, value in itertools.product([*fields, "unknown"], VALUES):
             doc = copy.deepcopy(FULL)
-            doc[section][field] = value
+            doc[section][field] = value  # in [images]: an image named `field`
             out.append(doc)
         for value in VALUES:
             out.append({**copy.deepcopy(FULL), section: value})
+    for field, value in itertools.product([*FULL["images"]["trainer"], "unknown"], VALUES):
+        doc = copy.deepcopy(FULL)
+        doc["images"]["trainer"][field] = value
+        out.append(doc)
+    for name in (v for v in VALUES if isinstance(v, str)):
+        out.append({"images": {name: {"dockerfile": "D"}}})
     return out
 
 
@@ -84,14 +112,13 @@ def test_it_vouches_only_for_fields_the_models_have() -> None:
         annotation = ProjectConfig.model_fields[section].annotation
         assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
         assert set(fields) <= set(annotation.model_fields), section
+    assert set(IMAGE) <= set(ImageSpec.model_fields)
 
 
-def test_the_examples_without_an_image_stack_are_vouched_for() -> None:
+def test_the_examples_are_vouched_for() -> None:
     """The quick path is the one real projects take (else `ps` would quietly be slow)."""
-    for name in ("vertex", "gce"):
+    for name in ("vertex", "gce", "seeds-stack"):
         assert certainly_valid(read_project(EXAMPLES / name / "relaunch.toml")), name
-    # [images.*] is the models' to check.
-    assert not certainly_valid(read_project(EXAMPLES / "seeds-stack" / "relaunch.toml"))
 
 
 @pytest.mark.parametrize(
@@ -100,7 +127,8 @@ def test_the_examples_without_an_image_stack_are_vouched_for() -> None:
         '[store]\nurl = "runs"\n',
         '[store]\nurl = "gs://b/p"\n[agent]\nmax_jobs = 2\n',
         "[project]\nname = 'x'\n",
-        '[images.base]\ndockerfile = "Dockerfile"\n[store]\nurl = "s"\n',  # the models' path
+        '[images.base]\ndockerfile = "Dockerfile"\n[store]\nurl = "s"\n',
+        '[agent]\nmax_jobs = "4"\n[store]\nurl = "s"\n',  # valid, left to the models
         "",
     ],
 )
@@ -132,6 +160,9 @@ def test_the_store_is_the_one_the_workspace_opens(
         "[store]\nurl = 's3://b/x'\n",
         "[store\n",
         "[images.Bad]\ndockerfile = 'D'\n",
+        "[images.base]\ncontext = '.'\n",
+        "[images.base]\ndockerfile = 'D'\nsecrets = {hf = 'HF_TOKEN'}\n",
+        "[images.base]\ndockerfile = 'D'\ntimeout = '25h'\n",
     ],
 )
 def test_a_bad_config_gets_the_models_error(text: str, tmp_path: Path) -> None:
