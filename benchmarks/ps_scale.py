@@ -1,15 +1,21 @@
 """`relaunch ps` over a store with a long history: the live-run index at work.
 
 A store of 10,000 runs that ended days ago, 100 that ended in the last day and 50
-running (heartbeats, live entries), as agents leave it (``runs/live.py``):
+running (heartbeats, live entries), as agents leave them (``runs/live.py``):
 
-- local store: `ps` (default view), `ps --all`, and — the baseline, in the same run —
-  `ps` on the same store without ``index.json`` (how it listed before the index: every
-  record read); `python -c pass` for the interpreter's own start-up. The one-time index
-  build of that store (what the first agent of a new version does) is timed too.
+- local store: `ps` (default view) from a project whose relaunch.toml (an image stack,
+  GCE settings) the quick check vouches for (``spec/vouch.py``: no pydantic), against —
+  the baseline, in the same run — `ps` from a project whose relaunch.toml goes through
+  the config's models, as every `ps` did before; `ps --all`; `ps` on the same store without
+  ``index.json`` (how it listed before the index: every record read); `python -c pass`
+  for the interpreter's own start-up. The one-time index build of that store (what the
+  first agent of a new version does) is timed too.
 - gs:// store on the fake Cloud Storage with 20 ms added to every request: `ps` over
-  the same population, and `ps --all` over 1,000 runs (950 ended, 50 running) against
-  the baseline of reading those 1,000 records one after another (what `ps --all` did).
+  the same population and the requests one `ps` makes; in process, the default view's
+  reads as `ps` makes them (two rounds: listings together, then one pool of 32) against
+  the schedule it had before (index, live/, ended/ one after another, then the records
+  8 at a time, then the heartbeats 8 at a time); `ps --all` over 1,000 runs (950 ended,
+  50 running) against reading those 1,000 records one after another.
 
 Targets: `ps` ≤ 0.3 s local, ≤ 1.5 s on gs:// with 20 ms.
 
@@ -25,8 +31,10 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -41,6 +49,7 @@ from relaunch.store import LocalStore
 from relaunch.store.base import dump_json
 
 DAY = 86400.0
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def population(ended: int, recent: int, running: int) -> dict[str, bytes]:
@@ -80,7 +89,36 @@ def population(ended: int, recent: int, running: int) -> dict[str, bytes]:
     return out
 
 
-def cpu_command(argv: list[str], runs: int, env: dict[str, str]) -> dict[str, float]:
+def project(folder: Path, *, quick: bool) -> Path:
+    """A project folder with the seeds' stack example's relaunch.toml plus the GCE
+    example's sections (its store is overridden by ``RELAUNCH_STORE``). Unless ``quick``,
+    ``max_jobs`` is written ``4.0``: a value the models accept (an integer written as a
+    float) and the quick check leaves to them — `ps`'s start-up as it was for everyone."""
+    folder.mkdir(parents=True)
+    text = (EXAMPLES / "seeds-stack" / "relaunch.toml").read_text() + "\n"
+    text += (EXAMPLES / "gce" / "relaunch.toml").read_text()
+    if not quick:
+        text = text.replace("max_jobs = 4\n", "max_jobs = 4.0\n")
+    (folder / "relaunch.toml").write_text(text)
+    return folder
+
+
+def wall_command(argv: list[str], runs: int, env: dict[str, str], cwd: Path) -> dict[str, float]:
+    """Wall time of a command run in ``cwd`` over ``runs`` runs (after one warm-up)."""
+    import subprocess
+
+    subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
+        samples.append(time.perf_counter() - started)
+    return summary(samples)
+
+
+def cpu_command(
+    argv: list[str], runs: int, env: dict[str, str], cwd: Path | None = None
+) -> dict[str, float]:
     """CPU seconds (user + system) of a command over ``runs`` runs: unlike wall time, it
     does not grow with what else the machine runs."""
     import resource
@@ -89,16 +127,16 @@ def cpu_command(argv: list[str], runs: int, env: dict[str, str]) -> dict[str, fl
     samples = []
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         samples.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return summary(samples)
 
 
-def rows(argv: list[str], env: dict[str, str]) -> int:
+def rows(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> int:
     import subprocess
 
-    out = subprocess.run([*argv, "--json"], env=env, capture_output=True, check=True)
+    out = subprocess.run([*argv, "--json"], env=env, cwd=cwd, capture_output=True, check=True)
     return len(json.loads(out.stdout))
 
 
@@ -114,25 +152,28 @@ def local(args: argparse.Namespace, cli: list[str], tmp: Path) -> dict[str, obje
     live_runs = live.build_index(store, "bench")
     build_s = time.perf_counter() - started
     env = {**os.environ, "RELAUNCH_STORE": store.url, "COLUMNS": "200"}
+    quick, models = project(tmp / "quick", quick=True), project(tmp / "models", quick=False)
     ps, ps_all = [*cli, "ps"], [*cli, "ps", "--all"]
     out: dict[str, object] = {
         "runs": len([k for k in objects if k.endswith("/run.json")]),
         "index_build_s": round(build_s, 3),
         "index_build_indexed_runs": live_runs,
-        "ps_rows": rows(ps, env),
-        "ps_all_rows": rows(ps_all, env),
-        "ps_s": time_command(ps, args.runs, env),
-        "ps_cpu_s": cpu_command(ps, args.runs, env),
-        "ps_all_s": time_command(ps_all, max(3, args.runs // 3), env),
-        "ps_all_cpu_s": cpu_command(ps_all, max(3, args.runs // 3), env),
+        "ps_rows": rows(ps, env, quick),
+        "ps_all_rows": rows(ps_all, env, quick),
+        "ps_s": wall_command(ps, args.runs, env, quick),
+        "ps_cpu_s": cpu_command(ps, args.runs, env, quick),
+        "baseline_ps_config_through_models_s": wall_command(ps, args.runs, env, models),
+        "baseline_ps_config_through_models_cpu_s": cpu_command(ps, args.runs, env, models),
+        "ps_all_s": wall_command(ps_all, max(3, args.runs // 3), env, quick),
+        "ps_all_cpu_s": cpu_command(ps_all, max(3, args.runs // 3), env, quick),
     }
     out["in_process_cpu_s"] = in_process(store)
     out["fresh_agent_adoption_scan"] = fresh_agent(store)
     index = store.root / keys.INDEX_KEY
     index.rename(tmp / "index.json")  # the same store as an older relaunch left it
-    out["baseline_ps_without_index_s"] = time_command(ps, max(3, args.runs // 3), env)
-    out["baseline_ps_without_index_cpu_s"] = cpu_command(ps, max(3, args.runs // 3), env)
-    out["baseline_ps_without_index_rows"] = rows(ps, env)
+    out["baseline_ps_without_index_s"] = wall_command(ps, max(3, args.runs // 3), env, quick)
+    out["baseline_ps_without_index_cpu_s"] = cpu_command(ps, max(3, args.runs // 3), env, quick)
+    out["baseline_ps_without_index_rows"] = rows(ps, env, quick)
     (tmp / "index.json").rename(index)
     return out
 
@@ -140,14 +181,14 @@ def local(args: argparse.Namespace, cli: list[str], tmp: Path) -> dict[str, obje
 def in_process(store: LocalStore) -> dict[str, object]:
     """The listing's own work, without the CLI's start-up: the default view's reads
     (records and heartbeats) from the index, against reading every record."""
-    from relaunch.runs.summary import live_heartbeats, run_summaries
+    from relaunch.runs.summary import run_summaries, run_view
 
     def cpu(fn: Callable[[], object]) -> float:
         started = time.process_time()
         fn()
         return round(time.process_time() - started, 4)
 
-    view = lambda: live_heartbeats(store, run_summaries(store, recent=live.ENDED_FOR))  # noqa: E731
+    view = lambda: run_view(store, recent=live.ENDED_FOR)  # noqa: E731
     every = lambda: run_summaries(store)  # noqa: E731
     return {
         "default_view": summary([cpu(view) for _ in range(5)]),
@@ -210,22 +251,79 @@ def bucket(args: argparse.Namespace, cli: list[str], tmp: Path) -> dict[str, obj
         history = {**env, "RELAUNCH_STORE": "gs://runs/history"}
         small_env = {**env, "RELAUNCH_STORE": "gs://runs/small"}
         ps, ps_all = [*cli, "ps"], [*cli, "ps", "--all"]
-        out: dict[str, object] = {"ps_rows": rows(ps, history)}
+        quick = project(tmp / "gs-project", quick=True)
+        out: dict[str, object] = {"ps_rows": rows(ps, history, quick)}
+        out["ps_requests"] = requests_of(fake, ps, history, quick)
         with_latency(fake, args.latency_ms)
         out["latency_ms"] = args.latency_ms
-        out["ps_s"] = time_command(ps, args.runs, history)
-        out["ps_cpu_s"] = cpu_command(ps, args.runs, history)
-        out["ps_all_1000_runs_s"] = time_command(ps_all, 3, small_env)
+        out["ps_s"] = wall_command(ps, args.runs, history, quick)
+        out["ps_cpu_s"] = cpu_command(ps, args.runs, history, quick)
+        out["in_process_default_view"] = schedules(history, args.runs)
+        out["ps_all_1000_runs_s"] = wall_command(ps_all, 3, small_env, quick)
         out["baseline_serial_reads_1000_records_s"] = serial_reads(fake, small_env)
         with_latency(fake, 0)
         return out
 
 
-def serial_reads(fake: object, env: dict[str, str]) -> dict[str, float]:
-    """Reading the 1,000 records one after another, in process (no CLI start-up)."""
+def requests_of(fake: Any, argv: list[str], env: dict[str, str], cwd: Path) -> dict[str, int]:
+    """The Cloud Storage requests one run of ``argv`` makes, by kind."""
+    import subprocess
+
+    before = len(fake.requests("storage"))
+    subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
+    made = [path for _api, _method, path in fake.requests("storage")[before:]]
+    listings = sum(path.endswith("/o") for path in made)
+    return {"total": len(made), "listings": listings, "object_reads": len(made) - listings}
+
+
+@contextmanager
+def environ(env: dict[str, str]) -> Iterator[None]:
     saved = dict(os.environ)
     os.environ.update(env)
     try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def schedules(env: dict[str, str], runs: int) -> dict[str, object]:
+    """The default view's reads in process (no CLI start-up): as `ps` makes them, and —
+    the baseline — in the order it made them before (see the module's docstring)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from relaunch.runs import summary as listing
+    from relaunch.store.gcs import GCSStore
+
+    def before(store: GCSStore) -> None:
+        if not live.index_ready(store):
+            raise SystemExit("the benchmark's store has no index")
+        ids = sorted(set(live.live_ids(store)) | set(live.ended_ids(store)))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = list(pool.map(lambda run_id: listing._summary(store, run_id), ids))
+            active = [r.run_id for r in found if r is not None and not r.terminal]
+            list(pool.map(lambda run_id: listing._heartbeat(store, run_id), active))
+
+    def now(store: GCSStore) -> None:
+        listing.run_view(store, recent=live.ENDED_FOR)
+
+    out: dict[str, object] = {}
+    with environ(env):
+        store = GCSStore(env["RELAUNCH_STORE"])
+        now(store)  # connections opened, as a CLI's first round opens them
+        for name, view in (("now_s", now), ("baseline_before_s", before)):
+            samples = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                view(store)
+                samples.append(time.perf_counter() - started)
+            out[name] = summary(samples)
+    return out
+
+
+def serial_reads(fake: object, env: dict[str, str]) -> dict[str, float]:
+    """Reading the 1,000 records one after another, in process (no CLI start-up)."""
+    with environ(env):
         from relaunch.store.gcs import GCSStore
 
         store = GCSStore("gs://runs/small")
@@ -235,9 +333,6 @@ def serial_reads(fake: object, env: dict[str, str]) -> dict[str, float]:
         for p in prefixes:
             read(p)
         return summary([time.perf_counter() - started])
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def main() -> None:
@@ -255,6 +350,8 @@ def main() -> None:
             "benchmark": "ps_scale",
             "command": cli,
             "baseline_python_pass_s": time_command([sys.executable, "-c", "pass"], args.runs),
+            # set: relaunch's own modules are compiled at every start (no .pyc written)
+            "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
             "local": local(args, cli, Path(tmp)),
         }
         if not args.skip_gcs:

@@ -60,6 +60,16 @@ def open_workspace(project: Path | None, store: str | None, start: Path | None =
     return Workspace.open(project=project, store=store, start=start)
 
 
+def open_store_of(project: Path | None, store: str | None) -> ObjectStore:
+    """The store ``open_workspace`` would open, for a command that only reads the store
+    (`ps`): relaunch.toml is validated as it validates it, without building its models
+    when a quick check vouches for it (their imports are most of `ps`'s start-up)."""
+    from relaunch.spec.projectfile import store_location
+    from relaunch.store import open_store
+
+    return open_store(store_location(project, store))
+
+
 _RUN_PLACEHOLDER = re.compile(r"(relaunch [a-z]+ )RUN\b")
 
 
@@ -127,7 +137,7 @@ def since(t: float | None) -> str:
 
 
 def parse_since(value: str) -> float:
-    from relaunch.spec.common import parse_duration
+    from relaunch.spec.durations import parse_duration
 
     try:
         return time.time() - parse_duration(value)

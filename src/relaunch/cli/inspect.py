@@ -16,6 +16,7 @@ from relaunch.cli.common import (
     console,
     echo_json,
     note_text,
+    open_store_of,
     open_workspace,
     parse_since,
     plain,
@@ -91,21 +92,20 @@ def ps(
 
 def _ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) -> None:
     from relaunch.cli.table import render_table
-    from relaunch.runs.summary import live_heartbeats
+    from relaunch.runs.summary import run_view
 
-    ws = open_workspace(project, store)
+    where = open_store_of(project, store)
     now = time.time()
     rows = []
     served: dict[str, bool] = {}  # queue → a live agent serves it
-    runs = ws.summaries(recent=None if show_all else RECENT)
+    runs, heartbeats = run_view(where, recent=None if show_all else RECENT)
     runs = [r for r in runs if show_all or not r.terminal or now - (r.ended_at or 0) <= RECENT]
-    heartbeats = live_heartbeats(ws.store, runs)
     for run in runs:
         hb = heartbeats.get(run.run_id)
         row = _row(run, hb, now)
         if run.state == "QUEUED" and not run.note:
             if run.queue not in served:
-                served[run.queue] = queue_served(ws.store, run.queue)
+                served[run.queue] = queue_served(where, run.queue)
             if not served[run.queue]:
                 row["note"] = unserved_note(run.queue)
         rows.append(row)
@@ -114,7 +114,7 @@ def _ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) 
         return
     if not rows:
         recent = "" if show_all else " in the last day (--all for older)"
-        click.echo(f"no runs{recent} in {ws.store.url}")
+        click.echo(f"no runs{recent} in {where.url}")
         return
     headers = ("RUN", "NAME", "BACKEND", "WHERE", "STATE", "ATT/REC", "PROGRESS", "HB", "NOTE")
     cells = [

@@ -164,15 +164,17 @@ def index_ready(store: ObjectStore) -> bool:
     return store.stat(keys.INDEX_KEY) is not None
 
 
-def read_many(store: ObjectStore, items: Iterable[A], read: Callable[[A], T]) -> list[T]:
-    """``read(item)`` for each item, in order: concurrently (``READERS`` at a time) on a
+def read_many(
+    store: ObjectStore, items: Iterable[A], read: Callable[[A], T], *, readers: int = READERS
+) -> list[T]:
+    """``read(item)`` for each item, in order: concurrently (``readers`` at a time) on a
     bucket, where each read is a round trip; one after another on a local store."""
     items = list(items)
     if not store.url.startswith("gs://") or len(items) < 2:
         return [read(n) for n in items]
     from concurrent.futures import ThreadPoolExecutor  # lazy: `ps` on a folder skips it
 
-    with ThreadPoolExecutor(max_workers=min(READERS, len(items))) as pool:
+    with ThreadPoolExecutor(max_workers=min(readers, len(items))) as pool:
         return list(pool.map(read, items))
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from relaunch.errors import ObjectNotFound
 from relaunch.runs import keys, live
@@ -62,6 +64,13 @@ class RunSummary:
         )
 
 
+#: Reads at once for a listing on a bucket (each one a round trip): as many as the
+#: store's HTTP pool keeps connections for.
+VIEW_READERS = 32
+
+Beat = dict[str, Any]
+
+
 def run_summaries(store: ObjectStore, *, recent: float | None = None) -> list[RunSummary]:
     """Runs in the store, newest first; one whose record is damaged (or was set aside as
     damaged by an agent) is listed as DAMAGED with why, never hidden.
@@ -69,15 +78,76 @@ def run_summaries(store: ObjectStore, *, recent: float | None = None) -> list[Ru
     Every run, or with ``recent`` the runs not over and those that ended in the last
     ``recent`` seconds: from the live index (``runs/live.py``) when the store has one, so
     the view does not grow with history. Records are read concurrently on a bucket."""
-    if recent is not None and live.index_ready(store):
-        ids = sorted(set(live.live_ids(store)) | set(live.ended_ids(store, within=recent)))
+    return _view(store, recent, with_heartbeats=False)[0]
+
+
+def run_view(
+    store: ObjectStore, *, recent: float | None = None
+) -> tuple[list[RunSummary], dict[str, Beat]]:
+    """``run_summaries``, and the current heartbeat of each of those runs not over (one
+    that belongs to its current attempt), by run id: what `relaunch ps` shows.
+
+    On a bucket it takes two rounds of requests: the listings (the index's marker,
+    ``live/`` — which says which runs have a heartbeat —, ``ended/`` or ``runs/``) go
+    out together, then one pool reads every record and heartbeat. (A store without the
+    index, written by an older relaunch, then costs a listing of ``runs/`` more.)"""
+    return _view(store, recent, with_heartbeats=True)
+
+
+def _view(
+    store: ObjectStore, recent: float | None, with_heartbeats: bool
+) -> tuple[list[RunSummary], dict[str, Beat]]:
+    ids, beating = _listed(store, recent, with_heartbeats)
+    tasks = [(run_id, False) for run_id in ids] + [(run_id, True) for run_id in beating]
+
+    def read(task: tuple[str, bool]) -> RunSummary | Beat | None:
+        run_id, heartbeat = task
+        return _heartbeat(store, run_id) if heartbeat else _summary(store, run_id)
+
+    found = live.read_many(store, tasks, read, readers=VIEW_READERS)
+    runs = {s.run_id: s for s in found if isinstance(s, RunSummary)}
+    beats: dict[str, Beat] = {}
+    for (run_id, heartbeat), hb in zip(tasks, found, strict=True):
+        run = runs.get(run_id)
+        if heartbeat and isinstance(hb, dict) and run is not None and _current(run, hb):
+            beats[run_id] = hb
+    return sorted(runs.values(), key=lambda r: r.created_at, reverse=True), beats
+
+
+def _current(run: RunSummary, hb: Beat) -> bool:
+    """Whether ``hb`` is the heartbeat of the run's current attempt, and it is not over."""
+    return not run.terminal and hb.get("attempt") == run.attempt
+
+
+def _listed(
+    store: ObjectStore, recent: float | None, with_heartbeats: bool
+) -> tuple[list[str], list[str]]:
+    """The run ids a view reads, and those of them with a heartbeat (when wanted)."""
+    jobs: dict[str, Callable[[], object]] = {}
+    if recent is not None:
+        jobs["index"] = lambda: live.index_ready(store)
+        jobs["ended"] = lambda: live.ended_ids(store, within=recent)
     else:
-        prefixes = store.list("runs/", delimiter="/").prefixes
-        ids = [p[len("runs/") : -1] for p in prefixes]
-        ids = [i for i in ids if keys.RUN_ID_RE.match(i)]
-    found = live.read_many(store, ids, lambda run_id: _summary(store, run_id))
-    out = [s for s in found if s is not None]
-    return sorted(out, key=lambda r: r.created_at, reverse=True)
+        jobs["runs"] = lambda: _every_run(store)
+    if recent is not None or with_heartbeats:
+        jobs["live"] = lambda: live.scan(store)
+    done = dict(
+        zip(jobs, live.read_many(store, list(jobs.values()), lambda job: job()), strict=True)
+    )
+    scanned = cast("dict[str, live.LiveRun]", done.get("live", {}))
+    if recent is not None and done["index"]:
+        ids = sorted(set(scanned) | set(cast("list[str]", done["ended"])))
+    else:
+        ids = cast("list[str]", done["runs"]) if "runs" in done else _every_run(store)
+    listed = set(ids)
+    beating = [i for i, run in scanned.items() if run.heartbeat is not None and i in listed]
+    return ids, sorted(beating) if with_heartbeats else []
+
+
+def _every_run(store: ObjectStore) -> list[str]:
+    prefixes = store.list("runs/", delimiter="/").prefixes
+    ids = [p[len("runs/") : -1] for p in prefixes]
+    return [i for i in ids if keys.RUN_ID_RE.match(i)]
 
 
 def _summary(store: ObjectStore, run_id: str) -> RunSummary | None:
@@ -136,21 +206,13 @@ def _damaged(store: ObjectStore, run_id: str, why: str, known: RunSummary | None
     )
 
 
-def live_heartbeats(
-    store: ObjectStore, runs: list[RunSummary]
-) -> dict[str, dict[str, float | int | None]]:
-    """The current heartbeat of each run not over, by run id (read concurrently on a
-    bucket)."""
-    active = [r for r in runs if not r.terminal]
-    found = live.read_many(store, active, lambda run: live_heartbeat(store, run))
-    return {run.run_id: hb for run, hb in zip(active, found, strict=True) if hb is not None}
-
-
-def live_heartbeat(store: ObjectStore, run: RunSummary) -> dict[str, float | int | None] | None:
-    """The run's heartbeat if it belongs to its current attempt."""
+def _heartbeat(store: ObjectStore, run_id: str) -> Beat | None:
+    """The run's heartbeat as the runtime wrote it (None when absent or unreadable: a
+    damaged heartbeat shows as none, it does not stop the listing)."""
     try:
-        data, _ = store.get(keys.heartbeat_key(run.run_id))
-    except ObjectNotFound:
+        data, _ = store.get(keys.heartbeat_key(run_id))
+        hb = json.loads(data)
+    except (ObjectNotFound, ValueError):
         return None
-    hb = json.loads(data)
-    return hb if hb.get("attempt") == run.attempt else None
+    ok = isinstance(hb, dict) and isinstance(hb.get("time"), (int, float))
+    return hb if ok else None

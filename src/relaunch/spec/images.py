@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
 from relaunch.spec.common import Duration, Strict
+from relaunch.spec.imagerules import (
+    BUILD_TIMEOUT_MAX,
+    BUILDER_NAMES,
+    check_arg_name,
+    check_arg_names,
+    check_image_name,
+    check_inputs,
+    check_secret_refs,
+)
 
-# A Docker repository path component: lowercase, digits, separated by . _ __ or -.
-_IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ENV_REF = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
-_SECRET_REF = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
-BUILDER_NAMES = ("auto", "docker", "cloudbuild")
-
-
-def check_image_name(name: str) -> str:
-    if not _IMAGE_NAME.match(name) or len(name) > 128:
-        raise ValueError(
-            f"{name!r} is not a valid image name (lowercase letters, digits, '.', '_', '-')"
-        )
-    return name
+__all__ = ["BUILDER_NAMES", "ImageName", "ImageSpec", "ImageStackSection", "check_image_name"]
 
 
 ImageName = Annotated[str, AfterValidator(check_image_name)]
@@ -50,7 +45,9 @@ class ImageSpec(Strict):
         None, description="default: <dockerfile>.dockerignore, else <context>/.dockerignore"
     )
     platform: str = Field("linux/amd64", description="target platform of the build")
-    timeout: Duration = Field(4 * 3600.0, gt=0, le=24 * 3600, description="Cloud Build timeout")
+    timeout: Duration = Field(
+        4 * 3600.0, gt=0, le=BUILD_TIMEOUT_MAX, description="Cloud Build timeout"
+    )
     machine_type: str | None = Field(None, description="Cloud Build machine, e.g. E2_HIGHCPU_32")
     include_git: bool = Field(False, description="send .git/ in the context (e.g. setuptools-scm)")
     secrets: dict[str, str] = Field(
@@ -63,37 +60,22 @@ class ImageSpec(Strict):
     @field_validator("secrets")
     @classmethod
     def _secret_refs(cls, v: dict[str, str]) -> dict[str, str]:
-        for k, ref in v.items():
-            if not _ARG_NAME.match(k):
-                raise ValueError(f"{k!r} is not a secret id (letters, digits, _)")
-            if not (_ENV_REF.match(ref) or _SECRET_REF.match(ref)):
-                raise ValueError(
-                    f"secret {k!r}: {ref!r} is neither env:VAR nor "
-                    "projects/P/secrets/S[/versions/V]"
-                )
-        return v
+        return check_secret_refs(v)
 
     @field_validator("parent_arg")
     @classmethod
     def _arg_name(cls, v: str) -> str:
-        if not _ARG_NAME.match(v):
-            raise ValueError(f"{v!r} is not a build arg name")
-        return v
+        return check_arg_name(v)
 
     @field_validator("args")
     @classmethod
     def _arg_names(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
-            if not _ARG_NAME.match(k):
-                raise ValueError(f"{k!r} is not a build arg name")
-        return v
+        return check_arg_names(v)
 
     @field_validator("inputs")
     @classmethod
     def _non_empty(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None and not [g for g in v if g.strip()]:
-            raise ValueError("inputs is empty; remove it to hash the whole context")
-        return v
+        return check_inputs(v)
 
 
 class ImageStackSection(Strict):

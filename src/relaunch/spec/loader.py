@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
-import os
-import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from relaunch.errors import NotFoundError, SpecError
+from relaunch.errors import SpecError
 from relaunch.spec.common import spec_error
 from relaunch.spec.project import ProjectConfig
+from relaunch.spec.projectfile import (
+    MAX_SPEC_BYTES,
+    PROJECT_FILE,
+    default_root,
+    find_project_file,
+    find_repository_top,
+    project_file,
+    read_project,
+    read_spec_file,
+    resolve_store_url,
+)
 
 if TYPE_CHECKING:
     from relaunch.spec.job import JobSpec
 
-PROJECT_FILE = "relaunch.toml"
-MAX_SPEC_BYTES = 1 << 20  # a job file or relaunch.toml is a few KiB; /dev/zero is not
+__all__ = [
+    "MAX_SPEC_BYTES",
+    "PROJECT_FILE",
+    "LoadedJob",
+    "find_project_file",
+    "find_repository_top",
+    "load_job",
+    "load_project",
+    "parse_job",
+    "store_url",
+    "validate_project",
+]
+
 MAX_SPEC_NODES = 100_000  # values after YAML aliases are expanded ("billion laughs")
 
 
@@ -28,39 +47,6 @@ class LoadedJob:
     spec: JobSpec
     source: Path  # the job.yaml
     base_dir: Path  # what relative paths in it are relative to
-
-
-def _read(path: Path, what: str) -> str:
-    """The text of a spec file: a regular file of at most MAX_SPEC_BYTES of UTF-8 (a
-    device, a FIFO or a huge file would hang the command or eat its memory)."""
-    try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if stat.S_ISDIR(mode):
-                raise IsADirectoryError
-            if not stat.S_ISREG(mode):
-                raise SpecError(
-                    f"{what} {path} is not a regular file (a device, pipe or socket)",
-                    hint="name the file itself",
-                )
-            data = f.read(MAX_SPEC_BYTES + 1)
-    except FileNotFoundError:
-        raise NotFoundError(f"{what} not found: {path}", hint="check the path") from None
-    except IsADirectoryError:
-        raise NotFoundError(f"{what} {path} is a folder", hint="name the file itself") from None
-    except OSError as e:
-        raise SpecError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(
-            f"{what} {path} is larger than {MAX_SPEC_BYTES >> 20} MiB",
-            hint="a spec file holds settings, not data; check the path",
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise SpecError(
-            f"{what} {path} is not UTF-8 text (byte {e.start})", hint="check the path"
-        ) from None
 
 
 def _check_size(doc: Any, source: str) -> None:
@@ -102,50 +88,21 @@ def _check_size(doc: Any, source: str) -> None:
     size(doc)
 
 
-def find_project_file(start: Path) -> Path | None:
-    for folder in [start, *start.parents]:
-        candidate = folder / PROJECT_FILE
-        if candidate.exists():  # a folder or a device there is an error to report
-            return candidate
-    return None
-
-
-def find_repository_top(start: Path) -> Path | None:
-    """The top of the git repository holding ``start`` (``.git`` is a folder, or a file
-    in a worktree or submodule), or None outside one."""
-    for folder in [start, *start.parents]:
-        if (folder / ".git").exists():
-            return folder
-    return None
-
-
 def load_project(path: Path | None = None, *, start: Path | None = None) -> ProjectConfig:
     """relaunch.toml at ``path``, or the nearest one above ``start`` (a job file's
     folder) or above the working directory; without one, the defaults rooted at the top
     of the git repository you stand in (else the working directory) — so a command run
     from any folder of a project finds the same store, the way git finds its own."""
-    cwd = Path.cwd().resolve()
-    if path is None:
-        env = os.environ.get("RELAUNCH_PROJECT")
-        path = (
-            Path(env)
-            if env
-            else ((start and find_project_file(start.resolve())) or find_project_file(cwd))
-        )
-    if path is None:
+    found = project_file(path, start=start)
+    if found is None:
         config = ProjectConfig()
-        config._root = find_repository_top(cwd) or cwd
+        config._root = default_root()
         return config
-    path = path.resolve()
-    text = _read(path, PROJECT_FILE)
-    if sys.version_info >= (3, 11):  # imported here: most jobs run without a relaunch.toml
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(f"{path}: malformed TOML: {e}", hint="fix the syntax") from None
+    return validate_project(found, read_project(found))
+
+
+def validate_project(path: Path, data: dict[str, Any]) -> ProjectConfig:
+    """relaunch.toml's document (read from ``path``) as the validated config."""
     try:
         config = ProjectConfig.model_validate(data)
     except ValidationError as e:
@@ -156,14 +113,7 @@ def load_project(path: Path | None = None, *, start: Path | None = None) -> Proj
 
 def store_url(config: ProjectConfig, override: str | None = None) -> str:
     """The store URL: --store, then $RELAUNCH_STORE, then relaunch.toml (relative to it)."""
-    from relaunch.store import check_store_scheme, check_store_url
-
-    url = override if override is not None else os.environ.get("RELAUNCH_STORE") or ""
-    url = url if override is not None or url else config.store.url
-    check_store_scheme(url)
-    if url.startswith("gs://") or url.startswith("file://"):
-        return url
-    return check_store_url(str((config.root / Path(url).expanduser()).resolve()))
+    return resolve_store_url(config.store.url, config.root, override)
 
 
 def parse_job(text: str, source: str, values: dict[str, str] | None = None) -> JobSpec:
@@ -207,5 +157,5 @@ def parse_job(text: str, source: str, values: dict[str, str] | None = None) -> J
 
 def load_job(path: Path, values: dict[str, str] | None = None) -> LoadedJob:
     path = Path(path)
-    spec = parse_job(_read(path, "job file"), str(path), values)
+    spec = parse_job(read_spec_file(path, "job file"), str(path), values)
     return LoadedJob(spec=spec, source=path.resolve(), base_dir=path.resolve().parent)

@@ -9,6 +9,7 @@ from pydantic import Field, PrivateAttr, field_validator
 from relaunch.gcp.endpoints import GCP_APIS
 from relaunch.spec.common import Duration, Strict
 from relaunch.spec.images import ImageName, ImageSpec, ImageStackSection
+from relaunch.spec.projectfile import DEFAULT_STORE
 
 
 class ProjectSection(Strict):
@@ -17,7 +18,7 @@ class ProjectSection(Strict):
 
 
 class StoreSection(Strict):
-    url: str = Field(".relaunch", description="a folder (relative to relaunch.toml) or gs://b/p")
+    url: str = Field(DEFAULT_STORE, description="a folder (relative to relaunch.toml) or gs://b/p")
 
     @field_validator("url")
     @classmethod
