@@ -6,7 +6,8 @@ Reached as ``GCE_METADATA_HOST=127.0.0.1:PORT`` (the variable google-auth honour
 ``/computeMetadata/v1/instance/{preempted,name,id,zone,attributes/KEY}``,
 ``project/project-id``, the service account (``service-accounts/{default,EMAIL}/`` with
 ``?recursive=true``, ``.../email``, ``.../token``: :attr:`token` for the machine's
-service account, counted in :attr:`tokens_issued`), requires ``Metadata-Flavor: Google``
+service account, valid :attr:`lifetime` seconds, counted in :attr:`tokens_issued`, or
+refused with status :attr:`refuse`), requires ``Metadata-Flavor: Google``
 like the real one, and supports ``?wait_for_change=true`` (bounded by ``timeout_sec``,
 at most 30 s).
 """
@@ -32,6 +33,8 @@ class MetadataServer:
         self.project = project
         self.preempted = False
         self.token = token  # the access token it hands out for the machine's service account
+        self.lifetime = 3599  # its expires_in, seconds
+        self.refuse: int | None = None  # answer token requests with this status instead
         self.tokens_issued = 0
         self._changed = threading.Condition()
         router = Router()
@@ -72,8 +75,8 @@ class MetadataServer:
             if account["what"] == "email":
                 return self.email
             if account["what"] == "token":
-                token = {"access_token": self.token, "expires_in": 3599, "token_type": "Bearer"}
-                return json.dumps(token)
+                token = {"access_token": self.token, "expires_in": self.lifetime}
+                return json.dumps({**token, "token_type": "Bearer"})
             scopes = ["https://www.googleapis.com/auth/cloud-platform"]
             return json.dumps({"aliases": ["default"], "email": self.email, "scopes": scopes})
         if path.startswith("instance/attributes/"):
@@ -97,6 +100,8 @@ class MetadataServer:
     def get(self, req: Request, path: str) -> Response:
         if req.headers.get("metadata-flavor") != "Google":
             raise FakeError(403, "Missing Metadata-Flavor:Google header.")
+        if path.endswith("/token") and self.refuse:
+            raise FakeError(self.refuse, "The service account lacks the requested scopes.")
         value = self._value(path)
         if path.endswith("/token"):
             with self._changed:

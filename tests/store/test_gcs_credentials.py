@@ -12,19 +12,20 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from relaunch.errors import CredentialsError
+from relaunch.errors import CredentialsError, StoreError
 from relaunch.store.gcs import GCSStore
 from tests.fakegcp.fake import FakeGCP
 from tests.fakegcp.metadata import MetadataServer
 from tests.fakegcp.server import Request, Response
 
-# google-auth's GCE module and what it pulls in: ~10 MB in every runtime
-HEAVY = ("google.auth.compute_engine", "requests", "cryptography")
+# google-auth, its GCE module and what that pulls in: 13 MB in every runtime
+HEAVY = ("google.auth", "google.auth.compute_engine", "requests", "cryptography")
 CODE = (
     "import json, sys, relaunch.gcp.endpoints as e;"
     "e.is_local_emulator = lambda url: False;"  # the fake stands in for Google here
@@ -113,7 +114,7 @@ def test_a_cloud_job_signs_with_its_machines_service_account(
     fake_gcp: FakeGCP, machine: MetadataServer, tmp_path: Path, said: dict[str, str]
 ) -> None:
     """On Vertex AI and GCE the store reads the service account's token from the
-    metadata server itself — once for many requests — without google-auth's GCE module."""
+    metadata server itself — once for many requests — without loading google-auth."""
     seen, heavy = signed_with(fake_gcp, tmp_path, GCE_METADATA_HOST=machine.host, **said)
     assert seen == {"Bearer machine-token-7f3a"}
     assert machine.tokens_issued == 1
@@ -164,3 +165,48 @@ def test_an_unknown_credential_source_is_a_one_line_error(
     assert "RELAUNCH_CREDENTIALS='workload-identity'" in str(e.value)
     assert "\n" not in str(e.value) and e.value.hint
     assert fake_gcp.requests("storage") == []  # refused before anything was sent
+
+
+@pytest.fixture
+def in_a_job(
+    fake_gcp: FakeGCP, machine: MetadataServer, monkeypatch: pytest.MonkeyPatch
+) -> GCSStore:
+    """A store in this process, in a job whose backend named the metadata server."""
+    monkeypatch.setenv("RELAUNCH_CREDENTIALS", "metadata-server")
+    monkeypatch.setenv("GCE_METADATA_HOST", machine.host)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(fake_gcp.root / "no-gcloud"))
+    monkeypatch.setattr("relaunch.gcp.endpoints.is_local_emulator", lambda url: False)
+    return GCSStore("gs://b/job", retry_initial=0.01, retry_timeout=2.0)
+
+
+def test_a_token_is_fetched_again_before_it_expires(
+    in_a_job: GCSStore, machine: MetadataServer
+) -> None:
+    machine.lifetime = 2  # used for half its life: a fresh one after a second
+    gen = in_a_job.put("k", b"v")
+    deadline = time.monotonic() + 60
+    while machine.tokens_issued < 2:
+        assert in_a_job.get("k") == (b"v", gen)
+        assert time.monotonic() < deadline, "the token was never renewed"
+    assert machine.tokens_issued == 2  # renewed once, not on every request
+
+
+def test_a_refused_token_is_an_error_that_says_what_to_check(
+    fake_gcp: FakeGCP, in_a_job: GCSStore, machine: MetadataServer
+) -> None:
+    machine.refuse = 403
+    with pytest.raises(StoreError) as e:
+        in_a_job.get("k")
+    assert "refused a token: 403" in str(e.value) and "service account" in (e.value.hint or "")
+    assert "\n" not in str(e.value)
+    assert fake_gcp.requests("storage") == []  # nothing unsigned went out
+
+
+def test_a_metadata_server_that_does_not_answer_is_retried(
+    fake_gcp: FakeGCP, in_a_job: GCSStore, machine: MetadataServer
+) -> None:
+    machine.stop()  # its host restarts: connection refused
+    with pytest.raises(StoreError) as e:
+        in_a_job.get("k")
+    assert "did not answer" in str(e.value) and "MetadataUnreachable" in str(e.value)
