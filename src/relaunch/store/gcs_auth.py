@@ -1,4 +1,4 @@
-"""Credentials for GCSStore's requests, from google-auth.
+"""Credentials for GCSStore's requests.
 
 Which source signs the requests is the job's to say, never probed at start-up:
 
@@ -11,7 +11,7 @@ Which source signs the requests is the job's to say, never probed at start-up:
   read from the metadata server by :class:`MetadataServerToken`, which imports nothing
   from google-auth. ADC would pick that server there anyway, after a ping, through
   google-auth's GCE module, which imports requests and cryptography to do the same GET
-  (a wrapper 28 MB PSS instead of 15: benchmarks/runtime_cost.py).
+  (a Vertex wrapper 25-33 MB PSS instead of 15: benchmarks/runtime_cost.py).
 - Anywhere else (the local backend, a laptop, an agent): Application Default
   Credentials (``google.auth.default()``), refreshed by google-auth through its urllib3
   transport on the store's own connection pool.
