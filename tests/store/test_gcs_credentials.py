@@ -210,3 +210,16 @@ def test_a_metadata_server_that_does_not_answer_is_retried(
     with pytest.raises(StoreError) as e:
         in_a_job.get("k")
     assert "did not answer" in str(e.value) and "MetadataUnreachable" in str(e.value)
+
+
+def test_gclouds_file_in_the_home_folder_counts_as_the_users(tmp_path: Path) -> None:
+    """Where google-auth looks without ``CLOUDSDK_CONFIG``: ``~/.config/gcloud``."""
+    from relaunch.store.gcs_auth import use_metadata_server
+
+    env = {"RELAUNCH_CREDENTIALS": "metadata-server", "HOME": str(tmp_path)}
+    assert use_metadata_server(env)
+    adc = tmp_path / ".config" / "gcloud" / "application_default_credentials.json"
+    adc.parent.mkdir(parents=True)
+    adc.write_text("{}")
+    assert not use_metadata_server(env)
+    assert not use_metadata_server({"HOME": str(tmp_path / "elsewhere")})  # nobody said so
