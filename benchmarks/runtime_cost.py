@@ -7,6 +7,11 @@
 - CPU: % of one core each wrapper used (all its threads, ``/proc/PID/task/*/schedstat``)
   over ``--seconds`` once its first heartbeat is written, default settings (heartbeat
   every 10 s, log upload when the log grew, checkpoint scans every 30 s).
+- On Vertex AI (unless ``--no-vertex``): the same on a gs:// store whose requests are
+  signed, in the environment the Vertex backend gives a job's container (_vertex_job.py):
+  ``vertex`` takes the token from the job VM's metadata server as the backend says
+  (``RELAUNCH_CREDENTIALS``); ``vertex_google_auth`` is the baseline, the path the
+  runtime took before — ``google.auth.default()`` finding that server by itself.
 - Baseline in the same run: a bare ``python -c "import time; time.sleep(…)"`` process.
 - Store client: CPU per request in a separate process (so the fake server's CPU is not
   counted) for ``get`` of a small object, ``put`` (create), and ``get`` of a missing
@@ -37,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(Path(__file__).parent)]
 
 from _common import emit  # noqa: E402
+from _vertex_job import KINDS, LAUNCH, job_env, metadata_server  # noqa: E402
 
 TARGET_PSS_MB = 15.0
 TARGET_CPU_PERCENT = 0.1
@@ -84,21 +90,35 @@ def heartbeat_phase(store: Any, run_id: str) -> str | None:
 
 
 def start_wrappers(
-    store_url: str, store: Any, n: int, tag: str, scratch: Path, sleep: float, src: str | None
+    store_url: str,
+    store: Any,
+    n: int,
+    tag: str,
+    scratch: Path,
+    sleep: float,
+    src: str | None,
+    vertex: tuple[str, Any, str] | None = None,
 ) -> list[subprocess.Popen[bytes]]:
+    """``n`` wrappers around a sleeping trainer, each with its own run. ``vertex``:
+    ``(kind, fake, metadata host)`` — started as in a Vertex job (_vertex_job.py)."""
     procs = []
     for i in range(n):
         run_id = f"{tag}-{i}"
         prepare_run(store, run_id)
-        env = dict(os.environ)
-        env.update(
-            RELAUNCH_RUN_ID=run_id,
-            RELAUNCH_ATTEMPT="1",
-            RELAUNCH_STORE=store_url,
-            RELAUNCH_SCRATCH=str(scratch / run_id),
-            PYTHONPATH=src or str(ROOT / "src"),
-        )
         argv = [sys.executable, "-m", "relaunch.runtime", "--"]
+        if vertex is None:
+            env = dict(os.environ)
+            env.update(
+                RELAUNCH_RUN_ID=run_id,
+                RELAUNCH_ATTEMPT="1",
+                RELAUNCH_STORE=store_url,
+                RELAUNCH_SCRATCH=str(scratch / run_id),
+            )
+        else:
+            kind, fake, host = vertex
+            env = job_env(kind, store, run_id, fake, host, scratch)
+            argv = [sys.executable, "-c", LAUNCH, "--"]
+        env["PYTHONPATH"] = src or str(ROOT / "src")
         argv += [sys.executable, "-c", f"import time; time.sleep({sleep})"]
         procs.append(
             subprocess.Popen(
@@ -144,8 +164,11 @@ def mean(rows: list[dict[str, float]], key: str) -> float:
     return round(sum(r[key] for r in rows) / len(rows), 3)
 
 
-def phase(fake: Any, root: Path, n: int, seconds: float, src: str | None) -> dict[str, Any]:
-    """``n`` wrappers on each store plus one bare sleeper, measured over the same window."""
+def phase(
+    fake: Any, root: Path, n: int, seconds: float, src: str | None, vertex: bool
+) -> dict[str, Any]:
+    """``n`` wrappers on each store (and, with ``vertex``, ``n`` in a Vertex job's
+    environment each way) plus one bare sleeper, measured over the same window."""
     from relaunch.store import open_store
 
     sleep = seconds + 600
@@ -153,11 +176,16 @@ def phase(fake: Any, root: Path, n: int, seconds: float, src: str | None) -> dic
         [sys.executable, "-c", f"import time; time.sleep({sleep})"], start_new_session=True
     )
     stores = {"local": str(root / f"store-{n}"), "gs": f"gs://bench/n{n}"}
+    if vertex:
+        stores.update({kind: f"gs://bench/{kind}-n{n}" for kind in KINDS})
     procs: dict[str, list[subprocess.Popen[bytes]]] = {}
+    server = metadata_server(fake) if vertex else None
     try:
         for kind, url in stores.items():
             store = open_store(url)
-            procs[kind] = start_wrappers(url, store, n, f"{kind}-{n}", root, sleep, src)
+            job = (kind, fake, server.host) if kind in KINDS and server else None
+            tag = f"{kind}-{n}".replace("_", "-")
+            procs[kind] = start_wrappers(url, store, n, tag, root, sleep, src, job)
         time.sleep(2)  # past start-up: restore, first heartbeat, first log upload
         pids = [bare.pid] + [p.pid for kind in stores for p in procs[kind]]
         rows = dict(zip(pids, measure(pids, seconds), strict=False))
@@ -165,11 +193,22 @@ def phase(fake: Any, root: Path, n: int, seconds: float, src: str | None) -> dic
         for group in procs.values():
             stop(group)
         stop([bare])
+        if server is not None:
+            server.stop()
     out: dict[str, Any] = {"wrappers_per_store": n, "bare_python_sleep": rows[bare.pid]}
     for kind in stores:
         mine = [rows[p.pid] for p in procs[kind]]
         out[kind] = {k: mean(mine, k) for k in ("rss", "pss", "uss", "cpu_percent")}
         out[kind]["cpu_percent_max"] = max(r["cpu_percent"] for r in mine)
+    if server is not None:
+        # one token per wrapper: the backend's word makes the store fetch it itself
+        out["metadata_token_requests"] = server.tokens_issued
+        ours, theirs = out["vertex"], out["vertex_google_auth"]
+        out["vertex_vs_google_auth"] = {
+            "pss_mb_saved": round(theirs["pss"] - ours["pss"], 2),
+            "pss_ratio": round(theirs["pss"] / ours["pss"], 2),
+            "cpu_percent_saved": round(theirs["cpu_percent"] - ours["cpu_percent"], 4),
+        }
     return out
 
 
@@ -244,6 +283,11 @@ def main() -> None:
     parser.add_argument("--many", type=int, default=10)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--src", help="run the wrappers from this source tree instead")
+    parser.add_argument(
+        "--no-vertex",
+        action="store_true",
+        help="skip the wrappers in a Vertex job's environment (and their google-auth baseline)",
+    )
     args = parser.parse_args()
 
     from tests.fakegcp.fake import FakeGCP
@@ -256,10 +300,12 @@ def main() -> None:
         with fake:
             fake.gcs.create_bucket("bench")
             clients = client_cost(fake, args.requests)
-            one = phase(fake, root, 1, args.seconds, args.src)
-            many = phase(fake, root, args.many, args.seconds, args.src)
-    worst_pss = max(p[k]["pss"] for p in (one, many) for k in ("local", "gs"))
-    worst_cpu = max(p[k]["cpu_percent_max"] for p in (one, many) for k in ("local", "gs"))
+            one = phase(fake, root, 1, args.seconds, args.src, not args.no_vertex)
+            many = phase(fake, root, args.many, args.seconds, args.src, not args.no_vertex)
+    # the targets hold for every way the wrapper runs; the google-auth path is the baseline
+    kinds = ("local", "gs") if args.no_vertex else ("local", "gs", "vertex")
+    worst_pss = max(p[k]["pss"] for p in (one, many) for k in kinds)
+    worst_cpu = max(p[k]["cpu_percent_max"] for p in (one, many) for k in kinds)
     emit(
         {
             "benchmark": "runtime_cost",

@@ -40,6 +40,8 @@ def test_a_job_sees_its_own_env_not_the_agents_shell(
     assert seen["MODE"] == "fast" and seen["API_TOKEN"] == SECRET  # declared env, secrets
     assert seen["RELAUNCH_RUN_ID"] == rid and seen["WANDB_RUN_ID"] == rid  # the contract
     assert seen["LANG"] == "C.UTF-8" and seen["PATH"]  # the small allow-list
+    # nothing names a metadata server: the store's credentials are the agent machine's ADC
+    assert "RELAUNCH_CREDENTIALS" not in seen
 
 
 TRAINER = """

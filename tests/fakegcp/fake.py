@@ -11,6 +11,7 @@ from typing import Any
 from tests.fakegcp.executor import Executor
 from tests.fakegcp.faults import Faults
 from tests.fakegcp.gcs import GcsService
+from tests.fakegcp.oauth import OAuthService
 from tests.fakegcp.server import HttpServer, Router
 
 APIS = ("aiplatform", "compute", "storage", "cloudbuild", "run", "logging", "secretmanager")
@@ -50,6 +51,8 @@ class FakeGCP:
         self._add_services()
         self.http = HttpServer(self.router)
         self.url = self.http.url
+        self.oauth = OAuthService(self.url)
+        self.oauth.register(self.router)
         self._endpoints: list[HttpServer] = []
         if latency_ms is None:
             latency_api, latency_ms = latency_from_env(os.environ.get("FAKEGCP_LATENCY_MS", ""))
@@ -95,6 +98,7 @@ class FakeGCP:
         self._clock.join(timeout=5)
         self.executor.stop_all()
         self.compute.stop_all()
+        self.vertex.stop_all()
         self.http.stop()
         for server in self._endpoints:
             server.stop()

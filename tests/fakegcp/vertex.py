@@ -20,6 +20,12 @@ the fake's endpoints). A job without a command stays RUNNING until the test call
 - a FLEX_START job in a region with a stockout fault waits in PENDING, and EXPIRES
   after its ``maxWaitDuration``.
 - :meth:`set_state` puts a job in any state (PAUSED, UPDATING, PARTIALLY_SUCCEEDED…).
+
+Credentials: a running job's worker reaches the metadata server of its VM, which hands
+out tokens for the job's service account (``jobSpec.serviceAccount``, else the
+project's Vertex AI Custom Code Service Agent), as Google's does; here that server is
+the job's own :class:`MetadataServer` (``Job.metadata``), passed to the command as
+``GCE_METADATA_HOST`` and stopped when the job ends.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from tests.fakegcp.common import container_env, matcher, new_id, now, page
 from tests.fakegcp.executor import Workload, base_env
+from tests.fakegcp.metadata import MetadataServer
 from tests.fakegcp.schemas import validate
 from tests.fakegcp.server import FakeError, Request, Router
 
@@ -39,6 +46,9 @@ if TYPE_CHECKING:
 
 _PARENT = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/customJobs"
 _TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"}
+_ENDED = _TERMINAL | {"JOB_STATE_EXPIRED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
+#: the project's Vertex AI Custom Code Service Agent: a job without a service account
+CUSTOM_CODE_AGENT = "service-123456789@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
 
 
 def _seconds(duration: str | None) -> float | None:
@@ -57,6 +67,7 @@ class Job:
     restarts: int = 0
     ending: tuple[str, int, str] | None = None  # state, error code, message once the process ends
     started: float | None = None
+    metadata: MetadataServer | None = None  # its worker VM's (stopped once the job ended)
 
     @property
     def state(self) -> str:
@@ -184,7 +195,7 @@ class VertexService:
         with self.lock:
             job = self.jobs[name]
             job.fail(state, code, message)
-            if state in _TERMINAL | {"JOB_STATE_EXPIRED", "JOB_STATE_PARTIALLY_SUCCEEDED"}:
+            if state in _ENDED:
                 job.resource.setdefault("endTime", now())
                 if job.workload is not None:
                     job.workload.terminate(self.fake.notice)
@@ -204,6 +215,20 @@ class VertexService:
         with self.lock:
             for job in list(self.jobs.values()):
                 self._advance(job)
+                server, workload = job.metadata, job.workload
+                if (
+                    server is not None
+                    and not server.stopped
+                    and job.state in _ENDED
+                    and (workload is None or not workload.group_alive())
+                ):
+                    server.stop()
+
+    def stop_all(self) -> None:
+        with self.lock:
+            for job in self.jobs.values():
+                if job.metadata is not None:
+                    job.metadata.stop()
 
     def _advance(self, job: Job) -> None:
         state, faults = job.state, self.fake.faults
@@ -245,8 +270,19 @@ class VertexService:
         argv = [*(spec.get("command") or []), *(spec.get("args") or [])]
         if not argv or not self.fake.execute:
             return
+        job_id = job.resource["name"].rsplit("/", 1)[-1]
+        if job.metadata is None:
+            account = job.resource["jobSpec"].get("serviceAccount") or CUSTOM_CODE_AGENT
+            vm = {"name": f"workerpool0-0-{job_id}", "id": job_id, "zone": f"{job.region}-a"}
+            job.metadata = MetadataServer(
+                {**vm, "serviceAccounts": [{"email": account}]},
+                job.resource["name"].split("/")[1],
+                token=f"fake-vertex-token-{new_id()}",
+            )
+            job.metadata.start()
         env = {**base_env(), **self.fake.env(), **container_env(spec.get("env"))}
-        env["CLOUD_ML_JOB_ID"] = job.resource["name"].rsplit("/", 1)[-1]
+        env["GCE_METADATA_HOST"] = job.metadata.host
+        env["CLOUD_ML_JOB_ID"] = job_id
         out_dir = (job.resource["jobSpec"].get("baseOutputDirectory") or {}).get("outputUriPrefix")
         if out_dir:
             env["AIP_MODEL_DIR"] = f"{out_dir}/model/"

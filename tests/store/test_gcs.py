@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
@@ -244,39 +242,3 @@ def test_an_outage_ends_a_call_within_its_timeout(fake_gcp: FakeGCP, gcs: GCSSto
     with pytest.raises(StoreError):
         store.put("runs/a/lease.json", b"x", if_generation_match=0)
     assert time.monotonic() - started < 10  # the library's default would retry for 120 s
-
-
-def test_in_a_gce_vm_the_token_comes_from_the_metadata_server(fake_gcp: FakeGCP) -> None:
-    """Inside a relaunch VM the store signs its requests with the VM's service account,
-    read from the metadata server once, without google-auth's GCE module (which loads
-    requests and cryptography into every runtime)."""
-    import subprocess
-    import sys
-
-    from tests.fakegcp.metadata import MetadataServer
-
-    fake_gcp.gcs.create_bucket("b")
-    metadata = MetadataServer({"name": "vm", "id": 1, "zone": "zones/z"}, fake_gcp.project)
-    metadata.start()
-    code = (
-        "import json, sys, relaunch.gcp.endpoints as e;"
-        "e.is_local_emulator = lambda url: False;"  # the fake stands in for Google here
-        "from relaunch.store.gcs import GCSStore;"
-        "s = GCSStore('gs://b/vm'); g = s.put('k', b'v'); assert s.get('k') == (b'v', g);"
-        "token = s._wire._credentials.token;"
-        "heavy = [m for m in ('google.auth.compute_engine', 'requests', 'cryptography')"
-        " if m in sys.modules];"
-        "print(json.dumps([token, heavy]))"
-    )
-    env = {**os.environ, "RELAUNCH_ON_GCE": "1", "GCE_METADATA_HOST": metadata.host}
-    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-        )
-    finally:
-        metadata.stop()
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == ["fake-vm-token", []]
-    tokens = [r for r in metadata.http._server.router.log if r[2].endswith("/token")]
-    assert len(tokens) == 1  # two requests, one token

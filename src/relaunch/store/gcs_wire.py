@@ -1,8 +1,9 @@
 """The wire under GCSStore: Cloud Storage's JSON API over one urllib3 connection pool.
 
 One :class:`Wire` per store. It knows where the API is (``RELAUNCH_STORAGE_ENDPOINT``,
-``STORAGE_EMULATOR_HOST`` or Google), signs requests with google-auth credentials
-(``gcs_auth.py``; none for a plain-http loopback emulator), retries 429/5xx and
+``STORAGE_EMULATOR_HOST`` or Google), signs requests with the credentials
+``gcs_auth.py`` picks (google-auth's, or the metadata server's token in a cloud job;
+none for a plain-http loopback emulator), retries 429/5xx and
 connection errors with exponential backoff within ``retry_timeout``, and turns every
 other answer into relaunch's store errors.
 
@@ -117,16 +118,16 @@ class Wire:
         with ``force``); a token that cannot be had is a StoreError with the fix."""
         if self._anonymous:
             return
-        from google.auth import exceptions as gauth
+        from relaunch.store.gcs_auth import refused
 
         with self._lock:  # one refresh at a time; a valid token costs a comparison
             try:
                 if force:
                     self._credentials.refresh(self._auth_request)
                 self._credentials.before_request(self._auth_request, method, url, headers)
-            except gauth.TransportError:
-                raise
-            except gauth.GoogleAuthError as e:
+            except Exception as e:
+                if self.is_transient(e) or not refused(e):
+                    raise
                 raise StoreError(
                     f"Cloud Storage credentials could not be refreshed for {self.url}: {e}",
                     hint="check the machine's service account or run "

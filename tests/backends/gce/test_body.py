@@ -80,6 +80,7 @@ def test_a_spot_gpu_vm_on_cos(tmp_path: Path) -> None:
     env = dict(w.split("=", 1) for w in words(md["relaunch-env"]))
     assert env["RELAUNCH_RUN_ID"] == "r-1" and env["RELAUNCH_ATTEMPT"] == "2"
     assert env["RELAUNCH_ON_GCE"] == "1" and env["RELAUNCH_STORE"] == "gs://bucket/pre fix"
+    assert env["RELAUNCH_CREDENTIALS"] == "metadata-server"
     assert md["relaunch-registry"] == "us-central1-docker.pkg.dev"
     assert md["relaunch-store-upload"].endswith(
         "/upload/storage/v1/b/bucket/o?uploadType=media&name=pre%20fix%2Fruns%2Fr-1%2F"

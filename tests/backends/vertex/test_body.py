@@ -69,6 +69,9 @@ def test_resources_make_a_spot_job_running_the_runtime(tmp_path: Path) -> None:
     env = env_of(pool)
     assert env["LR"] == "0.1" and env["RELAUNCH_RUN_ID"] == "r-1"
     assert env["RELAUNCH_ATTEMPT"] == "2" and env["RELAUNCH_STORE"].endswith("/s")
+    # the runtime signs with the job's service account, from its VM's metadata server
+    assert env["RELAUNCH_CREDENTIALS"] == "metadata-server"
+    assert "RELAUNCH_ON_GCE" not in env  # no instance/preempted watch: Vertex sends SIGTERM
     assert b["jobSpec"]["scheduling"] == {"strategy": "SPOT"}
     assert b["jobSpec"]["baseOutputDirectory"] == {
         "outputUriPrefix": "gs://stage/relaunch/r-1/attempt-2"

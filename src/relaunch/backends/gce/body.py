@@ -19,6 +19,7 @@ from relaunch.backends.gce.script import nul_joined, startup_script
 from relaunch.errors import SpecError
 from relaunch.gcp.endpoints import resolve_endpoint
 from relaunch.runs.records import RunRecord
+from relaunch.store.gcs_auth import METADATA_SERVER, SOURCE_VAR
 
 RUN_LABEL = "relaunch-run-id"
 ATTEMPT_LABEL = "relaunch-attempt"
@@ -98,7 +99,8 @@ class InstanceBuilder:
             url = resolve_endpoint(api, self.endpoints)
             if url:
                 env[f"RELAUNCH_{api.upper()}_ENDPOINT"] = url
-        env["RELAUNCH_ON_GCE"] = "1"
+        env["RELAUNCH_ON_GCE"] = "1"  # the runtime watches instance/preempted
+        env[SOURCE_VAR] = METADATA_SERVER  # and signs with the VM's service account
         return {
             **env,
             **job_environment(self.run, self.n, self.ctx.store.url, token=self.ctx.token),

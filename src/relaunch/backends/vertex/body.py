@@ -22,6 +22,7 @@ from relaunch.runs.records import RunRecord
 from relaunch.spec.job import Resources
 from relaunch.spec.templates import resolve_macros
 from relaunch.spec.vertex import DiskSpec, EnvVar, MachineSpec, WorkerPoolSpec
+from relaunch.store.gcs_auth import METADATA_SERVER, SOURCE_VAR
 
 RUN_LABEL = "relaunch-run-id"
 ATTEMPT_LABEL = "relaunch-attempt"
@@ -162,6 +163,9 @@ class BodyBuilder:
             **self.ctx.env,
             **{v.name: self.m(v.value) for v in c.env if v.value is not None},
             **self.endpoints(),
+            # The container reaches its VM's metadata server, which hands out tokens for
+            # the job's service account: the runtime reads them there (store/gcs_auth.py).
+            SOURCE_VAR: METADATA_SERVER,
             **job_environment(self.run, self.n, self.ctx.store.url, secrets, token=self.ctx.token),
         }
         machine = pool.machine_spec

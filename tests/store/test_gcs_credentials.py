@@ -1,0 +1,225 @@
+"""Which credentials sign the store's requests: the one the job's backend names, a
+user's own credential file before it, Application Default Credentials elsewhere.
+
+Each case runs the store in a fresh interpreter with the environment a job would have,
+against the fake Cloud Storage standing in for Google (so the store signs its requests),
+and reads the ``Authorization`` header that reached the fake: what Google would see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relaunch.errors import CredentialsError, StoreError
+from relaunch.store.gcs import GCSStore
+from tests.fakegcp.fake import FakeGCP
+from tests.fakegcp.metadata import MetadataServer
+from tests.fakegcp.server import Request, Response
+
+# google-auth, its GCE module and what that pulls in: 13 MB in every runtime
+HEAVY = ("google.auth", "google.auth.compute_engine", "requests", "cryptography")
+CODE = (
+    "import json, sys, relaunch.gcp.endpoints as e;"
+    "e.is_local_emulator = lambda url: False;"  # the fake stands in for Google here
+    "from relaunch.store.gcs import GCSStore;"
+    "s = GCSStore('gs://b/job'); g = s.put('k', b'v'); assert s.get('k') == (b'v', g);"
+    f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+)
+ACCOUNT = "trainer@fake-project.iam.gserviceaccount.com"
+USER_ACCOUNT = "users-key@fake-project.iam.gserviceaccount.com"
+
+
+@pytest.fixture
+def machine(fake_gcp: FakeGCP) -> Iterator[MetadataServer]:
+    """The metadata server of the machine a job runs on, for the job's service account."""
+    fake_gcp.gcs.create_bucket("b")
+    server = MetadataServer(
+        {"name": "vm", "id": 1, "zone": "zones/z", "serviceAccounts": [{"email": ACCOUNT}]},
+        fake_gcp.project,
+        token="machine-token-7f3a",
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def signed_with(fake: FakeGCP, tmp_path: Path, **env: str) -> tuple[set[str], list[str]]:
+    """The ``Authorization`` headers the store's requests carried, and which of HEAVY
+    the store imported, in a job whose environment adds ``env`` to this one's."""
+    seen: set[str] = set()
+
+    def after(api: str, req: Request, res: Response) -> None:
+        if api == "storage":
+            seen.add(req.headers.get("authorization", ""))
+
+    fake.router.after = after
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GCE_METADATA", "GOOGLE_A"))}
+    clean.pop("RELAUNCH_CREDENTIALS", None)
+    clean.pop("RELAUNCH_ON_GCE", None)
+    clean["CLOUDSDK_CONFIG"] = str(tmp_path / "no-gcloud")  # no ADC file of this machine's
+    out = subprocess.run(
+        [sys.executable, "-c", CODE],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return seen, json.loads(out.stdout)
+
+
+def user_key_file(fake: FakeGCP, path: Path) -> Path:
+    """A service-account key file (``gcloud iam service-accounts keys create``), its
+    tokens from the fake's token endpoint."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": fake.project,
+                "private_key_id": "k1",
+                "private_key": pem.decode(),
+                "client_email": USER_ACCOUNT,
+                "client_id": "1",
+                "token_uri": fake.oauth.token_uri,
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "said",
+    [{"RELAUNCH_CREDENTIALS": "metadata-server"}, {"RELAUNCH_ON_GCE": "1"}],
+    ids=["backend-says-metadata-server", "gce-vm-of-an-older-agent"],
+)
+def test_a_cloud_job_signs_with_its_machines_service_account(
+    fake_gcp: FakeGCP, machine: MetadataServer, tmp_path: Path, said: dict[str, str]
+) -> None:
+    """On Vertex AI and GCE the store reads the service account's token from the
+    metadata server itself — once for many requests — without loading google-auth."""
+    seen, heavy = signed_with(fake_gcp, tmp_path, GCE_METADATA_HOST=machine.host, **said)
+    assert seen == {"Bearer machine-token-7f3a"}
+    assert machine.tokens_issued == 1
+    assert heavy == []
+
+
+@pytest.mark.parametrize("where", ["GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG"])
+def test_a_users_credential_file_wins_over_the_metadata_server(
+    fake_gcp: FakeGCP, machine: MetadataServer, tmp_path: Path, where: str
+) -> None:
+    """A key the user put in the job (or gcloud's application-default file in the image)
+    is what signs, even where the backend named the metadata server."""
+    folder = tmp_path / "gcloud"
+    path = user_key_file(fake_gcp, folder / "application_default_credentials.json")
+    value = str(path) if where == "GOOGLE_APPLICATION_CREDENTIALS" else str(folder)
+    seen, _ = signed_with(
+        fake_gcp,
+        tmp_path,
+        RELAUNCH_CREDENTIALS="metadata-server",
+        GCE_METADATA_HOST=machine.host,
+        **{where: value},
+    )
+    assert seen == {f"Bearer {fake_gcp.oauth.token_for(USER_ACCOUNT)}"}
+    assert fake_gcp.oauth.issued == 1
+    assert machine.tokens_issued == 0
+
+
+def test_without_the_backends_word_application_default_credentials_sign(
+    fake_gcp: FakeGCP, machine: MetadataServer, tmp_path: Path
+) -> None:
+    """The local backend says nothing: the store asks google-auth, as it always did —
+    here on a machine whose metadata server google-auth finds by its own ping."""
+    seen, heavy = signed_with(
+        fake_gcp, tmp_path, GCE_METADATA_HOST=machine.host, GCE_METADATA_IP=machine.host
+    )
+    assert seen == {"Bearer machine-token-7f3a"}
+    assert "google.auth.compute_engine" in heavy  # google-auth's own path, not the store's
+
+
+def test_an_unknown_credential_source_is_a_one_line_error(
+    fake_gcp: FakeGCP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAUNCH_CREDENTIALS", "workload-identity")
+    monkeypatch.setattr("relaunch.gcp.endpoints.is_local_emulator", lambda url: False)
+    fake_gcp.gcs.create_bucket("b")
+    with pytest.raises(CredentialsError) as e:
+        GCSStore("gs://b/job").get("k")
+    assert "RELAUNCH_CREDENTIALS='workload-identity'" in str(e.value)
+    assert "\n" not in str(e.value) and e.value.hint
+    assert fake_gcp.requests("storage") == []  # refused before anything was sent
+
+
+@pytest.fixture
+def in_a_job(
+    fake_gcp: FakeGCP, machine: MetadataServer, monkeypatch: pytest.MonkeyPatch
+) -> GCSStore:
+    """A store in this process, in a job whose backend named the metadata server."""
+    monkeypatch.setenv("RELAUNCH_CREDENTIALS", "metadata-server")
+    monkeypatch.setenv("GCE_METADATA_HOST", machine.host)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(fake_gcp.root / "no-gcloud"))
+    monkeypatch.setattr("relaunch.gcp.endpoints.is_local_emulator", lambda url: False)
+    return GCSStore("gs://b/job", retry_initial=0.01, retry_timeout=2.0)
+
+
+def test_a_token_is_fetched_again_before_it_expires(
+    in_a_job: GCSStore, machine: MetadataServer
+) -> None:
+    machine.lifetime = 2  # used for half its life: a fresh one after a second
+    gen = in_a_job.put("k", b"v")
+    deadline = time.monotonic() + 60
+    while machine.tokens_issued < 2:
+        assert in_a_job.get("k") == (b"v", gen)
+        assert time.monotonic() < deadline, "the token was never renewed"
+    assert machine.tokens_issued == 2  # renewed once, not on every request
+
+
+def test_a_refused_token_is_an_error_that_says_what_to_check(
+    fake_gcp: FakeGCP, in_a_job: GCSStore, machine: MetadataServer
+) -> None:
+    machine.refuse = 403
+    with pytest.raises(StoreError) as e:
+        in_a_job.get("k")
+    assert "refused a token: 403" in str(e.value) and "service account" in (e.value.hint or "")
+    assert "\n" not in str(e.value)
+    assert fake_gcp.requests("storage") == []  # nothing unsigned went out
+
+
+def test_a_metadata_server_that_does_not_answer_is_retried(
+    fake_gcp: FakeGCP, in_a_job: GCSStore, machine: MetadataServer
+) -> None:
+    machine.stop()  # its host restarts: connection refused
+    with pytest.raises(StoreError) as e:
+        in_a_job.get("k")
+    assert "did not answer" in str(e.value) and "MetadataUnreachable" in str(e.value)
+
+
+def test_gclouds_file_in_the_home_folder_counts_as_the_users(tmp_path: Path) -> None:
+    """Where google-auth looks without ``CLOUDSDK_CONFIG``: ``~/.config/gcloud``."""
+    from relaunch.store.gcs_auth import use_metadata_server
+
+    env = {"RELAUNCH_CREDENTIALS": "metadata-server", "HOME": str(tmp_path)}
+    assert use_metadata_server(env)
+    adc = tmp_path / ".config" / "gcloud" / "application_default_credentials.json"
+    adc.parent.mkdir(parents=True)
+    adc.write_text("{}")
+    assert not use_metadata_server(env)
+    assert not use_metadata_server({"HOME": str(tmp_path / "elsewhere")})  # nobody said so
