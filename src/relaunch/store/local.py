@@ -234,7 +234,7 @@ class LocalStore:
                 if delimiter:
                     prefixes.append(key + "/")
                 else:
-                    objects.extend(self._walk(Path(entry.path), key))
+                    _walk(entry.path, key, objects)
             elif entry.is_file(follow_symlinks=False):
                 try:
                     st = entry.stat()
@@ -244,22 +244,6 @@ class LocalStore:
         objects.sort(key=lambda m: m.key)
         prefixes.sort()
         return Listing(objects, prefixes)
-
-    def _walk(self, directory: Path, key_prefix: str) -> Iterator[ObjectMeta]:
-        try:
-            entries = list(os.scandir(directory))
-        except FileNotFoundError:
-            return
-        for entry in entries:
-            key = f"{key_prefix}/{entry.name}"
-            if entry.is_dir(follow_symlinks=False):
-                yield from self._walk(Path(entry.path), key)
-            elif entry.is_file(follow_symlinks=False):
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue
-                yield ObjectMeta(key, st.st_mtime_ns, st.st_size, st.st_mtime_ns)
 
     def download_file(self, key: str, path: Path) -> int:
         src_path = self._path(key)
@@ -284,6 +268,29 @@ class LocalStore:
             return open(self._file(key), "rb")
         except FileNotFoundError:
             raise ObjectNotFound(f"no object {key!r} in {self.url}") from None
+
+
+def _walk(directory: str, key_prefix: str, out: list[ObjectMeta]) -> None:
+    """Every object under ``directory`` into ``out``: folder by folder, with string
+    paths (an agent lists ``live/`` — thousands of folders — every few seconds)."""
+    folders = [(directory, key_prefix)]
+    while folders:
+        path, prefix = folders.pop()
+        try:
+            with os.scandir(path) as found:
+                entries = list(found)
+        except (FileNotFoundError, NotADirectoryError):  # deleted while listing
+            continue
+        for entry in entries:
+            key = f"{prefix}/{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                folders.append((entry.path, key))
+            elif entry.is_file(follow_symlinks=False):
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                out.append(ObjectMeta(key, st.st_mtime_ns, st.st_size, st.st_mtime_ns))
 
 
 def _read_all(fd: int, size: int) -> bytes:
