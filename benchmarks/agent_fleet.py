@@ -5,6 +5,8 @@ attempt is noticed, how several agents split the runs, and what Cloud Storage bi
     python benchmarks/agent_fleet.py --store local --runs 1000 --ticks 40
     python benchmarks/agent_fleet.py --store gs --runs 2000 --latency-ms 20
     python benchmarks/agent_fleet.py --store gs --runs 2000 --agents 3 --latency-ms 20
+    python benchmarks/agent_fleet.py --store gs --runs 0 --idle 720 --idle-warmup 30
+    python benchmarks/agent_fleet.py --store local --runs 1000 --ticks 60 --profile 30
 
 Attempts are simulated (``tests/simfleet``: thousands of real runtimes do not fit on a
 small machine); the agents are real ``Agent`` objects — in this process when there is
@@ -16,6 +18,10 @@ benchmark ends an attempt. The gs:// store is the fake cloud's, in its own proce
 (``_fleet_gcs.py``), which counts every request by client and Cloud Storage class. Runs
 are queued and claimed the real way with no added latency (``--ramp-latency-ms``); the
 latency is on for the measured window.
+
+``--runs 0``: the idle agents alone (an agent's cost per hour with no run, by kind of
+request, after ``--idle-warmup`` seconds of start-up). ``--profile N`` (local): after the
+timed ticks, N ticks sampled (where the wall time goes) and N under cProfile (calls).
 
 Baselines in the same run: reading what a tick needs of every run with plain ``open()``
 (local); the issue's figures for today's cost, and its targets, for the rest.
@@ -119,10 +125,11 @@ def local_case(args: argparse.Namespace, tmp: Path, rids: list[str]) -> dict[str
             time.sleep(0.25)
         timed.recording = False
         profiled = {"profile": timed.profile(args.profile)} if args.profile else {}
-        floor = [plain_read(tmp / "store", rids) for _ in range(5)]
     finally:
         timed.stop()
         stop(sim)
+    # The floor once the agent is stopped: read beside its ticks, it measured them.
+    floor = [plain_read(tmp / "store", rids) for _ in range(5)]
     cpu_per_run = summary(timed.cpus)["p50"] / args.runs
     walls = summary(timed.walls)
     return {
@@ -334,6 +341,8 @@ def main() -> int:
     args.max_jobs = args.max_jobs or args.runs or 4  # 4: an agent's default
     if args.store == "local" and args.agents != 1:
         p.error("--store local measures one in-process agent (--agents 1)")
+    if args.store == "local" and args.runs < 1:
+        p.error("--store local measures an agent's ticks over runs (--runs 1 or more)")
     register()
     rids = [f"f{i:05d}" for i in range(args.runs)]
     with tempfile.TemporaryDirectory(prefix="relaunch-fleet-") as name:
