@@ -5,7 +5,8 @@ are not the measured agent's), counting what it serves.
 
 Prints one JSON line, ``{"main": url, "agent0": url, …}``: one port per kind of client
 (tests/fakegcp ``add_endpoint``), so every request is counted for whoever made it, by
-Cloud Storage operation class (A: writes, lists; B: reads, metadata; deletes free).
+Cloud Storage operation class (A: writes, lists; B: reads, metadata; deletes free) and by
+kind (operation and key family, ``_gcs_ops.py``).
 A *check* of a run is an agent receiving the run's heartbeat object from the store —
 read by itself, or as an item of a listing — which is how an agent learns that the run
 is alive, whatever way it asks. Control routes (benchmark only):
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import signal
 import sys
 import tempfile
@@ -31,23 +31,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _gcs_ops import key_kind, request_op
 from tests.fakegcp.fake import FakeGCP
 from tests.fakegcp.server import Request, Response
 
-_LIST = re.compile(r"^/storage/v1/b/[^/]+/o$")
-_OBJECT = re.compile(r"^/(?:download/)?storage/v1/b/[^/]+/o/(?P<name>.+)$")
-
-
-def op_class(req: Request) -> str:
-    """The Cloud Storage class of one JSON API request."""
-    if req.method == "DELETE":
-        return "free"
-    if req.method == "GET" and _LIST.match(req.path):
-        return "A"  # objects.list is class A
-    if req.method in ("GET", "HEAD"):
-        return "B"  # objects.get (metadata or media), buckets.get
-    return "A"  # inserts, uploads, patches
+#: The store's root in the benchmark's bucket (``gs://<bucket>/store``).
+ROOT = "store/"
 
 
 class Counts:
@@ -61,21 +52,26 @@ class Counts:
         with self.lock:
             self.since = time.time()
             self.ops: Counter[str] = Counter()  # "via:class"
+            self.kinds: Counter[str] = Counter()  # "via:class op kind"
             self.checks: dict[str, list[float]] = defaultdict(list)
 
     def after(self, api: str, req: Request, resp: Response) -> None:
         if api != "storage" or req.via == "main":
             return
         now = time.time()
+        body = resp.body if isinstance(resp.body, dict) else {}
+        named = body.get("name") if isinstance(body.get("name"), str) else None
+        cls, op, name = request_op(req.method, req.path, req.query, named)
+        kind = key_kind(name.removeprefix(ROOT)) if name is not None else "-"
         seen: list[str] = []
-        if req.via in self.agents and resp.status in (200, 206, 404):
-            match = _OBJECT.match(req.path)
-            if match and req.method == "GET":
-                seen.append(match.group("name"))
-            elif _LIST.match(req.path) and isinstance(resp.body, dict):
-                seen += [item["name"] for item in resp.body.get("items", [])]
+        if req.via in self.agents and resp.status in (200, 206, 404) and req.method == "GET":
+            if op in ("get", "stat") and name is not None:
+                seen.append(name)
+            elif op == "list":
+                seen += [item["name"] for item in body.get("items", [])]
         with self.lock:
-            self.ops[f"{req.via}:{op_class(req)}"] += 1
+            self.ops[f"{req.via}:{cls}"] += 1
+            self.kinds[f"{req.via}:{cls} {op} {kind}"] += 1
             for name in seen:
                 rid = self.names.get(name)
                 if rid is not None:
@@ -87,6 +83,7 @@ class Counts:
                 "since": self.since,
                 "until": time.time(),
                 "ops": dict(self.ops),
+                "kinds": dict(self.kinds),
                 "checks": {k: list(v) for k, v in self.checks.items()},
             }
 

@@ -8,9 +8,8 @@ import math
 from typing import Any
 
 from _common import summary
+from _gcs_ops import PRICE, usd
 
-# Cloud Storage, Standard class, per 10,000 operations (Google's published prices).
-PRICE = {"A": 0.05, "B": 0.004}
 # Issue 14's figures for the code before this round, and its target: at most half.
 TODAY_USD_PER_RUN_HOUR = 0.0071  # 4,320 class B + 1,080 class A
 TODAY_USD_PER_AGENT_HOUR = 0.0063
@@ -57,8 +56,29 @@ def _ops(counts: dict[str, int], who: str) -> dict[str, int]:
     return out
 
 
-def _usd(ops: dict[str, float]) -> float:
-    return sum(ops[c] / 10_000 * PRICE[c] for c in PRICE)
+def idle_costs(idle: dict[str, Any], agents: int) -> dict[str, Any]:
+    """Operations and dollars per agent-hour of agents idle on an empty store, by class
+    and by kind (operation and key family), most costly kind first."""
+    idle_s = idle["until"] - idle["since"]
+    per_agent = {c: n / agents / idle_s * 3600 for c, n in _ops(idle["ops"], "agent").items()}
+    kinds: dict[str, float] = {}
+    for key, n in idle.get("kinds", {}).items():
+        via, _, kind = key.partition(":")
+        if via.startswith("agent"):
+            kinds[kind] = kinds.get(kind, 0.0) + n / agents / idle_s * 3600
+    priced = sorted(kinds.items(), key=lambda kv: -usd({kv[0].split(" ")[0]: kv[1]}))
+    return {
+        "idle_window_s": round(idle_s, 1),
+        "ops_per_agent_hour": {c: round(v) for c, v in per_agent.items()},
+        "ops_per_agent_hour_by_kind": {
+            k: {"ops": round(v), "usd": round(usd({k.split(" ")[0]: v}), 5)} for k, v in priced
+        },
+        "usd_per_agent_hour": {
+            "value": round(usd(per_agent), 5),
+            "today": TODAY_USD_PER_AGENT_HOUR,
+            "met": usd(per_agent) <= TODAY_USD_PER_AGENT_HOUR / 2,
+        },
+    }
 
 
 def costs(stats: dict[str, Any], idle: dict[str, Any], agents: int, runs: int) -> dict[str, Any]:
@@ -74,22 +94,17 @@ def costs(stats: dict[str, Any], idle: dict[str, Any], agents: int, runs: int) -
     runtime = {c: n / runs / window_s * 3600 for c, n in _ops(stats["ops"], "runtime").items()}
     total = {c: agent[c] + runtime[c] for c in PRICE}
     return {
-        "ops_per_agent_hour": {c: round(v) for c, v in per_agent.items()},
-        "usd_per_agent_hour": {
-            "value": round(_usd(per_agent), 5),
-            "today": TODAY_USD_PER_AGENT_HOUR,
-            "met": _usd(per_agent) <= TODAY_USD_PER_AGENT_HOUR / 2,
-        },
+        **idle_costs(idle, agents),
         "ops_per_run_hour": {
             "agent": {c: round(v) for c, v in agent.items()},
             "runtime": {c: round(v) for c, v in runtime.items()},
             "total": {c: round(v) for c, v in total.items()},
         },
         "usd_per_run_hour": {
-            "agent": round(_usd(agent), 5),
-            "runtime": round(_usd(runtime), 5),
-            "total": round(_usd(total), 5),
+            "agent": round(usd(agent), 5),
+            "runtime": round(usd(runtime), 5),
+            "total": round(usd(total), 5),
             "today": TODAY_USD_PER_RUN_HOUR,
-            "met": _usd(total) <= TODAY_USD_PER_RUN_HOUR / 2,
+            "met": usd(total) <= TODAY_USD_PER_RUN_HOUR / 2,
         },
     }

@@ -5,6 +5,8 @@ attempt is noticed, how several agents split the runs, and what Cloud Storage bi
     python benchmarks/agent_fleet.py --store local --runs 1000 --ticks 40
     python benchmarks/agent_fleet.py --store gs --runs 2000 --latency-ms 20
     python benchmarks/agent_fleet.py --store gs --runs 2000 --agents 3 --latency-ms 20
+    python benchmarks/agent_fleet.py --store gs --runs 0 --idle 720 --idle-warmup 30
+    python benchmarks/agent_fleet.py --store local --runs 1000 --ticks 60 --profile 30
 
 Attempts are simulated (``tests/simfleet``: thousands of real runtimes do not fit on a
 small machine); the agents are real ``Agent`` objects — in this process when there is
@@ -16,6 +18,10 @@ benchmark ends an attempt. The gs:// store is the fake cloud's, in its own proce
 (``_fleet_gcs.py``), which counts every request by client and Cloud Storage class. Runs
 are queued and claimed the real way with no added latency (``--ramp-latency-ms``); the
 latency is on for the measured window.
+
+``--runs 0``: the idle agents alone (an agent's cost per hour with no run, by kind of
+request, after ``--idle-warmup`` seconds of start-up). ``--profile N`` (local): after the
+timed ticks, N ticks sampled (where the wall time goes) and N under cProfile (calls).
 
 Baselines in the same run: reading what a tick needs of every run with plain ``open()``
 (local); the issue's figures for today's cost, and its targets, for the rest.
@@ -31,7 +37,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -41,7 +46,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from _common import emit, summary
-from _fleet_report import check_gaps, costs, detection
+from _fleet_report import check_gaps, costs, detection, idle_costs
+from _gcs_ops import plain_read
+from _timed import Timed
 from tests.simfleet.backend import register, seed
 from tests.simfleet.rawgcs import RawGCS
 
@@ -54,34 +61,6 @@ from relaunch.store.base import ObjectStore
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 BUCKET = "fleet"
-
-
-class Timed:
-    """Runs an in-process agent's loop in a thread, timing each tick (wall, thread CPU)."""
-
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-        self.walls: list[float] = []
-        self.cpus: list[float] = []
-        self.recording = False
-        tick = agent.tick
-
-        def timed() -> None:
-            wall, cpu = time.perf_counter(), time.thread_time()
-            tick()
-            if self.recording:
-                self.walls.append(time.perf_counter() - wall)
-                self.cpus.append(time.thread_time() - cpu)
-
-        agent.tick = timed  # type: ignore[method-assign]
-        self.thread = threading.Thread(target=agent.run, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self, wait: float = 30.0) -> None:
-        self.agent.stopping.set()
-        self.thread.join(timeout=wait)
 
 
 def running(store: ObjectStore, run_ids: list[str]) -> int:
@@ -128,18 +107,6 @@ def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
         proc.wait()
 
 
-def plain_read(root: Path, run_ids: list[str]) -> float:
-    """Seconds to read what a tick needs of every run with plain open()."""
-    started = time.perf_counter()
-    for rid in run_ids:
-        for key in (keys.run_key(rid), keys.attempt_key(rid, 1), keys.heartbeat_key(rid)):
-            try:
-                (root / key).read_bytes()
-            except FileNotFoundError:
-                pass
-    return time.perf_counter() - started
-
-
 # -- local store: one agent, ticks timed -----------------------------------------------
 
 
@@ -157,10 +124,12 @@ def local_case(args: argparse.Namespace, tmp: Path, rids: list[str]) -> dict[str
         while len(timed.walls) < args.ticks and timed.thread.is_alive():
             time.sleep(0.25)
         timed.recording = False
-        floor = [plain_read(tmp / "store", rids) for _ in range(5)]
+        profiled = {"profile": timed.profile(args.profile)} if args.profile else {}
     finally:
         timed.stop()
         stop(sim)
+    # The floor once the agent is stopped: read beside its ticks, it measured them.
+    floor = [plain_read(tmp / "store", rids) for _ in range(5)]
     cpu_per_run = summary(timed.cpus)["p50"] / args.runs
     walls = summary(timed.walls)
     return {
@@ -176,6 +145,7 @@ def local_case(args: argparse.Namespace, tmp: Path, rids: list[str]) -> dict[str
             "tick_p95_le_0.25s": walls["p95"] <= 0.25,
             "cpu_le_1ms_per_run_tick": cpu_per_run <= 0.001,
         },
+        **profiled,
     }
 
 
@@ -240,9 +210,14 @@ def gs_case(args: argparse.Namespace, tmp: Path, rids: list[str]) -> dict[str, A
         while len(bench.list("agents/").objects) < args.agents:  # each one is up
             assert time.monotonic() < deadline, "the agents did not start"
             time.sleep(0.5)
+        time.sleep(args.idle_warmup)  # start-up (the first listings) is not idling
         cloud.call("POST", "/bench/window")
         time.sleep(args.idle)
         idle = cloud.call("GET", "/bench/stats")
+        if not rids:  # --runs 0: the idle agents alone
+            priced = idle_costs(idle, args.agents)
+            met = {"usd_per_agent_hour_le_half_today": priced["usd_per_agent_hour"]["met"]}
+            return {"latency_ms": args.latency_ms, **priced, "met": met}
         # 2. Queue the runs, start their simulated runtimes, let the agents claim them.
         cloud.latency(args.ramp_latency_ms)
         names = {f"store/{keys.heartbeat_key(rid)}": rid for rid in rids}
@@ -342,13 +317,19 @@ def ended_attempts(
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", choices=["local", "gs"], default="local")
-    p.add_argument("--runs", type=int, default=1000)
+    p.add_argument("--runs", type=int, default=1000, help="gs: 0 measures idle agents only")
     p.add_argument("--agents", type=int, default=1)
     p.add_argument("--latency-ms", type=float, default=20.0, help="gs: added to each request")
     p.add_argument("--ramp-latency-ms", type=float, default=0.0, help="gs: while claiming")
     p.add_argument("--ticks", type=int, default=40, help="local: ticks timed")
+    p.add_argument(
+        "--profile", type=int, default=0, help="local: then N ticks sampled and N under cProfile"
+    )
     p.add_argument("--window", type=float, default=180.0, help="gs: seconds measured")
     p.add_argument("--idle", type=float, default=40.0, help="gs: seconds of idle agents")
+    p.add_argument(
+        "--idle-warmup", type=float, default=15.0, help="gs: seconds after start not counted"
+    )
     p.add_argument("--tail", type=float, default=120.0, help="gs: wait for late detections")
     p.add_argument("--ends", type=int, help="gs: attempts ended in the window (runs/20)")
     p.add_argument("--max-jobs", type=int, help="per agent (default: --runs)")
@@ -357,9 +338,11 @@ def main() -> int:
     p.add_argument("--ramp-timeout", type=float, default=600.0)
     args = p.parse_args()
     args.ends = args.runs // 20 if args.ends is None else args.ends
-    args.max_jobs = args.max_jobs or args.runs
+    args.max_jobs = args.max_jobs or args.runs or 4  # 4: an agent's default
     if args.store == "local" and args.agents != 1:
         p.error("--store local measures one in-process agent (--agents 1)")
+    if args.store == "local" and args.runs < 1:
+        p.error("--store local measures an agent's ticks over runs (--runs 1 or more)")
     register()
     rids = [f"f{i:05d}" for i in range(args.runs)]
     with tempfile.TemporaryDirectory(prefix="relaunch-fleet-") as name:

@@ -19,74 +19,16 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import IO
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _agent import Bench
 from _common import emit, summary
+from _gcs_ops import CountingStore, plain_read, usd
 
 from relaunch.agent.loop import Agent, AgentOptions
-from relaunch.runs import keys
-from relaunch.store.base import Listing, ObjectMeta, ObjectStore
 
-# Cloud Storage, Standard class, per 10,000 operations (Google's published prices).
-PRICE_CLASS_A = 0.05  # writes, lists
-PRICE_CLASS_B = 0.004  # reads, metadata
 GS_TICK = 5.0  # an agent's default tick on a gs:// store (seconds)
-
-
-class Counting:
-    """Counts store calls by Cloud Storage operation class."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-        self.url = inner.url
-        self.ops: Counter[str] = Counter()
-
-    def get(self, key: str) -> tuple[bytes, int]:
-        self.ops["B"] += 1
-        return self.inner.get(key)
-
-    def stat(self, key: str) -> ObjectMeta | None:
-        self.ops["B"] += 1
-        return self.inner.stat(key)
-
-    def put(self, key: str, data: bytes, *, if_generation_match: int | None = None) -> int:
-        self.ops["A"] += 1
-        return self.inner.put(key, data, if_generation_match=if_generation_match)
-
-    def delete(self, key: str, *, if_generation_match: int | None = None) -> None:
-        self.ops["free"] += 1  # deletes are free on Cloud Storage
-        self.inner.delete(key, if_generation_match=if_generation_match)
-
-    def list(self, prefix: str, *, delimiter: str | None = None) -> Listing:
-        self.ops["A"] += 1
-        return self.inner.list(prefix, delimiter=delimiter)
-
-    def upload_file(self, key: str, path: Path, *, if_generation_match: int | None = None) -> int:
-        self.ops["A"] += 1
-        return self.inner.upload_file(key, path, if_generation_match=if_generation_match)
-
-    def download_file(self, key: str, path: Path) -> int:
-        self.ops["B"] += 1
-        return self.inner.download_file(key, path)
-
-    def open_read(self, key: str) -> IO[bytes]:
-        self.ops["B"] += 1
-        return self.inner.open_read(key)
-
-
-def plain_read(root: Path, run_ids: list[str]) -> float:
-    """Seconds to read what a tick needs of every run with plain open()."""
-    started = time.perf_counter()
-    for rid in run_ids:
-        for key in (keys.run_key(rid), keys.attempt_key(rid, 1), keys.heartbeat_key(rid)):
-            try:
-                (root / key).read_bytes()
-            except FileNotFoundError:
-                pass
-    return time.perf_counter() - started
 
 
 def main() -> int:
@@ -98,9 +40,9 @@ def main() -> int:
         bench = Bench(Path(tmp))
         job = bench.job(steps=100_000, step_time=1.0, heartbeat_interval=10)
         rids = [bench.ws.submit(job) for _ in range(args.runs)]
-        store = Counting(bench.ws.store)
+        store = CountingStore(bench.ws.store)
         agent = Agent(
-            store,  # type: ignore[arg-type]
+            store,
             AgentOptions(max_jobs=args.runs, poll=0.25, lease_ttl=30),
             log=lambda _m: None,
         )
@@ -114,7 +56,7 @@ def main() -> int:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"only {running}/{args.runs} runs started")
                 time.sleep(0.25)
-            store.ops.clear()
+            store.clear()
             window = time.monotonic()
             walls, cpus = [], []
             for _ in range(args.ticks):
@@ -124,6 +66,7 @@ def main() -> int:
                 cpus.append(time.thread_time() - cpu)
                 time.sleep(max(0.0, 0.25 - walls[-1]))
             ops = Counter(store.ops)
+            kinds = Counter(store.kinds)
             window = time.monotonic() - window
             floor = [plain_read(Path(tmp) / "store", rids) for _ in range(5)]
         finally:
@@ -137,9 +80,7 @@ def main() -> int:
         "B": per_tick.get("B", 0) / args.runs * 3600 / GS_TICK,
         "A": ops.get("A", 0) / args.runs / window * 3600,
     }
-    price = (
-        hourly.get("A", 0) / 10_000 * PRICE_CLASS_A + hourly.get("B", 0) / 10_000 * PRICE_CLASS_B
-    )
+    price = usd(hourly)
     cpu_per_run = summary(cpus)["p50"] / args.runs
     floor_p50 = summary(floor)["p50"]
     emit(
@@ -152,6 +93,9 @@ def main() -> int:
             "baseline_plain_read_s": floor_p50,
             "tick_cpu_vs_plain_read": round(summary(cpus)["p50"] / floor_p50, 2),
             "store_ops_per_tick": per_tick,
+            "store_ops_per_tick_by_kind": {
+                k: round(v / args.ticks, 2) for k, v in sorted(kinds.items())
+            },
             "agent_ops_per_run_hour_on_gs": {k: round(v) for k, v in hourly.items()},
             "agent_usd_per_run_hour_on_gs": round(price, 5),
             "met": {

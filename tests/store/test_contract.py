@@ -26,6 +26,21 @@ def test_missing_object(any_store: ObjectStore) -> None:
     assert any_store.stat("nope/x.json") is None
 
 
+def test_a_folder_or_a_path_through_an_object_is_no_object(any_store: ObjectStore) -> None:
+    any_store.put("runs/a/run.json", b"{}")
+    for key in ("runs/a", "runs/a/run.json/x", "runs"):
+        with pytest.raises(ObjectNotFound):
+            any_store.get(key)
+        assert any_store.stat(key) is None
+
+
+def test_get_returns_every_byte_of_objects_of_any_size(any_store: ObjectStore) -> None:
+    for size in (0, 1, 65_535, 65_536, 65_537, 3 * 1024 * 1024 + 7):
+        payload = bytes(range(251)) * (size // 251) + bytes(range(size % 251))
+        gen = any_store.put(f"blobs/{size}", payload)
+        assert any_store.get(f"blobs/{size}") == (payload, gen)
+
+
 def test_create_only(any_store: ObjectStore) -> None:
     any_store.put("k", b"1", if_generation_match=0)
     with pytest.raises(PreconditionFailed):

@@ -68,8 +68,14 @@ def scan(store: ObjectStore) -> dict[str, LiveRun]:
     for meta in store.list(keys.LIVE).objects:
         run_id, _, name = meta.key[len(keys.LIVE) :].partition("/")
         field = _PARTS.get(name)
-        if field is not None and keys.RUN_ID_RE.match(run_id):
-            parts.setdefault(run_id, {})[field] = meta
+        if field is None:
+            continue
+        found = parts.get(run_id)
+        if found is None:  # a run's first object: its id is checked once
+            if not keys.RUN_ID_RE.match(run_id):
+                continue
+            found = parts[run_id] = {}
+        found[field] = meta
     return {run_id: LiveRun(run_id, **found) for run_id, found in parts.items()}
 
 
