@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from relaunch.agent.reconcile import POLL_SLACK
 from relaunch.agent.workers import Workers
-from relaunch.backends.base import AttemptStatus, SimulatesPreemption
+from relaunch.backends.base import AttemptStatus, simulates_preemption
 from relaunch.backends.registry import get_backend
 from relaunch.errors import BackendError, ObjectNotFound, RelaunchError
 from relaunch.runs import keys, live
@@ -213,6 +213,6 @@ def _stat(store: Any, key: str) -> tuple[bytes, int] | Exception | None:
 
 def _simulates_preemption(backend: str) -> bool:
     try:
-        return isinstance(get_backend(backend), SimulatesPreemption)
+        return simulates_preemption(get_backend(backend))
     except RelaunchError:
         return False

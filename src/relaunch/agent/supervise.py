@@ -14,7 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from relaunch.backends.base import AttemptStatus, Backend, SimulatesPreemption
+from relaunch.backends.base import (
+    AttemptStatus,
+    Backend,
+    SimulatesPreemption,
+    simulates_preemption,
+)
 from relaunch.errors import RelaunchError
 from relaunch.runs import keys
 from relaunch.runs.records import AttemptRecord, Heartbeat, PreemptionSim, RunRecord
@@ -87,7 +92,7 @@ class Supervisor:
         elif attempt.cancel_requested_at and now > attempt.cancel_requested_at + spec.grace_period:
             confirm()
             self._kill(backend, attempt)
-        if isinstance(backend, SimulatesPreemption):
+        if simulates_preemption(backend):
             self._simulate_preemption(run, attempt, backend, heartbeat, now, confirm)
 
     @staticmethod
@@ -100,7 +105,7 @@ class Supervisor:
 
     def _kill(self, backend: Backend, attempt: AttemptRecord) -> None:
         assert attempt.handle is not None
-        if isinstance(backend, SimulatesPreemption):
+        if simulates_preemption(backend):
             backend.kill(attempt.handle)
         else:
             backend.cancel(attempt.handle, 0)

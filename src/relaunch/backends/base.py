@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.states import AttemptState, Reason
@@ -132,3 +132,17 @@ class SimulatesPreemption(Protocol):
     def send_preemption_notice(self, handle: Handle) -> None: ...
 
     def kill(self, handle: Handle) -> None: ...
+
+
+_simulates: dict[type, bool] = {}
+
+
+def simulates_preemption(backend: object) -> TypeGuard[SimulatesPreemption]:
+    """``isinstance(backend, SimulatesPreemption)``, once per class: a runtime-checkable
+    protocol's check costs tens of microseconds, and an agent asks it for every run on
+    every tick."""
+    cls = type(backend)
+    known = _simulates.get(cls)
+    if known is None:
+        known = _simulates[cls] = isinstance(backend, SimulatesPreemption)
+    return known
