@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from relaunch.states import RunState
-from tests.e2e.vertex_env import VertexEnv
+from tests.e2e.vertex_env import VertexEnv, vertex_cloud
 from tests.fakegcp.fake import FakeGCP
 from tests.fakegcp.server import Request, Response
 from tests.store.test_gcs_credentials import USER_ACCOUNT, user_key_file
@@ -35,13 +35,7 @@ LAUNCH = (
 def cloud(
     fake_gcp: FakeGCP, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[VertexEnv]:
-    monkeypatch.setenv("RELAUNCH_VERTEX_POLL_INTERVAL", "0.2")
-    monkeypatch.delenv("RELAUNCH_STORE", raising=False)
-    from relaunch.backends import registry
-
-    registry._instances.pop("vertex", None)  # read the poll interval above
-    yield VertexEnv(tmp_path, fake_gcp)
-    registry._instances.pop("vertex", None)
+    yield from vertex_cloud(fake_gcp, tmp_path, monkeypatch)
 
 
 def signatures(fake: FakeGCP) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from relaunch.states import Reason, RunState
-from tests.e2e.vertex_env import IMAGE, STORE, VertexEnv
+from tests.e2e.vertex_env import IMAGE, STORE, VertexEnv, vertex_cloud
 from tests.fakegcp.fake import FakeGCP
 
 pytest_plugins = ["tests.fakegcp.fixtures"]
@@ -25,14 +25,8 @@ pytest_plugins = ["tests.fakegcp.fixtures"]
 def cloud(
     fake_gcp: FakeGCP, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[VertexEnv]:
-    monkeypatch.setenv("RELAUNCH_VERTEX_POLL_INTERVAL", "0.2")
-    monkeypatch.delenv("RELAUNCH_STORE", raising=False)
     fake_gcp.notice = 1.0
-    from relaunch.backends import registry
-
-    registry._instances.pop("vertex", None)  # read the poll interval above
-    yield VertexEnv(tmp_path, fake_gcp)
-    registry._instances.pop("vertex", None)
+    yield from vertex_cloud(fake_gcp, tmp_path, monkeypatch)
 
 
 def test_spot_job_preempted_twice_finishes_every_step(cloud: VertexEnv) -> None:

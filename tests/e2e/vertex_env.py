@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,15 @@ class VertexEnv(Env):
             for r in self.fake.requests("aiplatform")
             if r[1] == "POST" and r[2].endswith("/customJobs")
         ]
+
+
+def vertex_cloud(fake: FakeGCP, tmp_path: Path, monkeypatch: Any) -> Iterator[VertexEnv]:
+    """The body of a test module's ``cloud`` fixture: Vertex polled every 0.2 s, no
+    store from the environment, the backend built afresh before and after."""
+    monkeypatch.setenv("RELAUNCH_VERTEX_POLL_INTERVAL", "0.2")
+    monkeypatch.delenv("RELAUNCH_STORE", raising=False)
+    from relaunch.backends import registry
+
+    registry._instances.pop("vertex", None)  # read the poll interval above
+    yield VertexEnv(tmp_path, fake)
+    registry._instances.pop("vertex", None)
