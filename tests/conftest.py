@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import os
+
+# Every test checks that no caller changes a record an agent's repo caches (runs/repo.py):
+# set before relaunch is imported, and inherited by the agents and CLIs tests spawn.
+os.environ.setdefault("RELAUNCH_CHECK_CACHE", "1")
+
 from collections.abc import Callable, Iterator
 from pathlib import Path
 

@@ -32,6 +32,10 @@ def seed(store: GCSStore) -> None:
     for i, state in enumerate(["SUCCEEDED", "SUCCEEDED", "STOPPED", "FAILED", "FAILED"]):
         put(store, f"recent-{i}", state, reason="quota", ended_at=now - 60, attempt=1)
         live.ended(store, f"recent-{i}", ended_at=now - 60, entry_generation=0)
+    # A readable run set aside as damaged ends FAILED and says so (agent/damaged.py).
+    put(store, "set-aside", "FAILED", detail="set aside: attempt 1 is damaged", ended_at=now)
+    store.put(keys.damaged_key("set-aside"), json.dumps({"why": "attempt 1 is damaged"}).encode())
+    live.ended(store, "set-aside", ended_at=now, entry_generation=0)
     for i in range(4):  # running; the last one's heartbeat is its previous attempt's
         run_id = f"running-{i}"
         live.add(store, run_id, queue="q", backend="local", created_at=now)
@@ -63,8 +67,11 @@ def test_ps_reads_only_the_runs_it_shows(
     requests = [(method, path) for _, method, path in fake_gcp.requests("storage")[before:]]
 
     shown = {*(f"recent-{i}" for i in range(5)), *(f"running-{i}" for i in range(4))}
-    assert set(rows) == {*shown, "waiting", "broken"}
+    assert set(rows) == {*shown, "waiting", "broken", "set-aside"}
     assert rows["broken"]["state"] == "DAMAGED" and rows["broken"]["note"] == "cut short"
+    assert rows["set-aside"]["state"] == "DAMAGED"
+    assert rows["set-aside"]["note"] == "attempt 1 is damaged"
+    assert rows["recent-3"]["state"] == "FAILED"
     assert [rows[f"running-{i}"]["progress"] for i in range(4)] == ["7/10 70%"] * 3 + ["5/10 50%"]
     assert rows["running-3"]["heartbeat_age"] is None  # a previous attempt's heartbeat
     assert "no agent serves queue 'q'" in rows["waiting"]["note"]
@@ -76,9 +83,9 @@ def test_ps_reads_only_the_runs_it_shows(
     assert len(listings) == 3  # live/ and ended/ (together), agents/ (for "waiting")
     expected = (
         ["index.json"]
-        + [keys.run_key(r) for r in [*shown, "waiting", "broken"]]
+        + [keys.run_key(r) for r in [*shown, "waiting", "broken", "set-aside"]]
         + [keys.heartbeat_key(f"running-{i}") for i in range(4)]  # the 4 that exist
-        + [keys.damaged_key(r) for r in ("recent-3", "recent-4")]  # FAILED: set aside?
-        + [keys.damaged_key("broken")] * 2  # why, then when
+        # why, then when; a FAILED run not set aside (recent-3, recent-4) costs nothing
+        + [keys.damaged_key(r) for r in ("broken", "set-aside")] * 2
     )
     assert sorted(reads) == sorted(expected)

@@ -17,6 +17,7 @@ from relaunch.errors import DamagedRecord, RelaunchError
 from relaunch.runs import keys
 from relaunch.runs.records import RunRecord
 from relaunch.runs.repo import RunRepo
+from relaunch.runs.summary import SET_ASIDE
 from relaunch.states import RunState
 
 
@@ -39,7 +40,7 @@ def _fail_readable_record(repo: RunRepo, run_id: str, e: DamagedRecord) -> None:
     def fail(r: RunRecord) -> bool:
         if r.state.terminal:
             return False
-        r.state, r.ended_at, r.detail = RunState.FAILED, time.time(), f"set aside: {e}"
+        r.state, r.ended_at, r.detail = RunState.FAILED, time.time(), f"{SET_ASIDE}{e}"
         return True
 
     try:

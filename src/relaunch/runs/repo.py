@@ -20,6 +20,61 @@ from relaunch.store.base import ObjectStore
 
 M = TypeVar("M", bound=BaseModel)
 
+# Set in the test suite: every hand-out of a cached record first checks that nobody
+# changed the shared model in place (what a caller changes must be its own copy).
+_CHECK_CACHE = bool(os.environ.get("RELAUNCH_CHECK_CACHE"))
+
+
+class _Entry:
+    """One cached record: its bytes and generation, when it was read, and — made on
+    first use — its parsed JSON and its validated model. The parsed JSON is handed
+    out as is (callers only read it); the model as a copy whose top-level lists and
+    dicts are the caller's own, so a tick of an agent over 1,000 runs does not parse
+    and validate every record again (about a third of that tick's CPU)."""
+
+    __slots__ = ("_fields", "_model", "_snapshot", "at", "data", "gen")
+
+    def __init__(self, data: bytes, gen: int, at: float) -> None:
+        self.data, self.gen, self.at = data, gen, at
+        self._fields: dict[str, Any] | None = None
+        self._model: BaseModel | None = None
+        self._snapshot = ""
+
+    def fields(self) -> dict[str, Any] | None:
+        if self._fields is None:
+            try:
+                value = json.loads(self.data)
+            except ValueError:
+                return None
+            if not isinstance(value, dict):
+                return None
+            self._fields = value
+        return self._fields
+
+    def handout(self, model: type[M], key: str) -> M:
+        held = self._model
+        if held is None or type(held) is not model:
+            held = _validate(model, self.data, key)
+            self._model = held
+            if _CHECK_CACHE:
+                self._snapshot = held.model_dump_json()
+        elif _CHECK_CACHE and held.model_dump_json() != self._snapshot:
+            raise AssertionError(f"a cached record was changed in place: {key}")
+        copy = held.model_copy()
+        for name, value in copy.__dict__.items():
+            if isinstance(value, list):
+                copy.__dict__[name] = list(value)
+            elif isinstance(value, dict):
+                copy.__dict__[name] = dict(value)
+        return copy
+
+
+def _validate(model: type[M], data: bytes, key: str) -> M:
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as e:
+        raise DamagedRecord(key, _first_error(e, data)) from None
+
 
 class RunRepo:
     """Typed access to ``runs/…`` in one store.
@@ -34,7 +89,7 @@ class RunRepo:
     def __init__(self, store: ObjectStore, *, cache_ttl: float = 0.0) -> None:
         self.store = store
         self.cache_ttl = cache_ttl
-        self._cache: dict[str, tuple[bytes, int, float]] = {}
+        self._cache: dict[str, _Entry] = {}
         # Objects read ahead for one agent tick (None: known absent): see agent/prefetch.py.
         self._ahead: dict[str, tuple[bytes, int] | None] = {}
         self._tick_at: float | None = None
@@ -46,12 +101,12 @@ class RunRepo:
 
     def remember(self, key: str, data: bytes, gen: int) -> None:
         """Keep a record read for the caller's cache (``cached=True`` reads)."""
-        self._cache[key] = (data, gen, self._read_at())
+        self._cache[key] = _Entry(data, gen, self._read_at())
 
     def fresh(self, key: str) -> bool:
         """Whether ``key`` is cached and young enough for a ``cached=True`` read."""
         hit = self._cache.get(key)
-        return hit is not None and self._clock() - hit[2] < self.cache_ttl
+        return hit is not None and self._clock() - hit.at < self.cache_ttl
 
     def begin_tick(self) -> None:
         """From now until ``end_tick``, cached records are judged fresh or not by the
@@ -75,13 +130,7 @@ class RunRepo:
         """The cached record at ``key`` as plain JSON (no validation: a hint of what to
         read ahead, never a basis for a decision), or None."""
         hit = self._cache.get(key)
-        if hit is None:
-            return None
-        try:
-            value = json.loads(hit[0])
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
+        return None if hit is None else hit.fields()
 
     def peek(self, key: str) -> bytes | None:
         """The bytes at ``key`` (read ahead for this tick, or from the store), or None."""
@@ -98,9 +147,9 @@ class RunRepo:
     def _get(self, key: str, model: type[M], cached: bool = False) -> tuple[M, int] | None:
         """The object at ``key`` as ``model``; DamagedRecord when it cannot be read as one."""
         hit = self._cache.get(key) if cached else None
-        if hit is not None and self._clock() - hit[2] < self.cache_ttl:
-            data, gen = hit[0], hit[1]
-        elif key in self._ahead:
+        if hit is not None and self._clock() - hit.at < self.cache_ttl:
+            return hit.handout(model, key), hit.gen
+        if key in self._ahead:
             ahead = self._ahead[key]
             if ahead is None:
                 return None
@@ -112,11 +161,10 @@ class RunRepo:
                 self._cache.pop(key, None)
                 return None
             if self.cache_ttl and cached:
-                self._cache[key] = (data, gen, self._read_at())
-        try:
-            return model.model_validate_json(data), gen
-        except ValidationError as e:
-            raise DamagedRecord(key, _first_error(e, data)) from None
+                entry = _Entry(data, gen, self._read_at())
+                self._cache[key] = entry
+                return entry.handout(model, key), gen
+        return _validate(model, data, key), gen
 
     def _put(self, key: str, value: BaseModel, if_generation_match: int | None = None) -> int:
         data = value.model_dump_json(exclude_none=True).encode()
@@ -127,7 +175,7 @@ class RunRepo:
             self._cache.pop(key, None)  # unknown now: read it again
             raise
         if key in self._cache:
-            self._cache[key] = (data, gen, self._read_at())
+            self._cache[key] = _Entry(data, gen, self._read_at())
         return gen
 
     def forget(self, run_id: str) -> None:

@@ -18,6 +18,9 @@ from relaunch.runs import keys, live
 from relaunch.store.base import ObjectStore
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED", "DAMAGED"})
+#: how the detail of a readable run record that was set aside as damaged begins (it
+#: ends FAILED: agent/damaged.py); only such a run has a ``damaged.json`` worth reading
+SET_ASIDE = "set aside: "
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class RunSummary:
     note: str | None
     created_at: float
     ended_at: float | None
+    set_aside: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -61,6 +65,7 @@ class RunSummary:
             note=d.get("note"),
             created_at=d.get("created_at", 0.0),
             ended_at=d.get("ended_at"),
+            set_aside=str(d.get("detail") or "").startswith(SET_ASIDE),
         )
 
 
@@ -163,9 +168,9 @@ def _summary(store: ObjectStore, run_id: str) -> RunSummary | None:
             raise ValueError(f"it names another run, {summary.run_id!r}")
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         summary, why = None, f"run.json is damaged ({type(e).__name__}: {e})"[:200]
-    # A run set aside as damaged is FAILED when its record is readable: a live run, or
-    # one that succeeded or was stopped, needs no second read.
-    if summary is None or summary.state == "FAILED":
+    # A run set aside as damaged is FAILED, and says so, when its record is readable:
+    # any other run needs no second read.
+    if summary is None or (summary.state == "FAILED" and summary.set_aside):
         why = _damaged_why(store, run_id) or why
     if summary is None and why is None:
         return None  # a run being created (an entry without a record yet), or deleted

@@ -214,9 +214,11 @@ class LocalBackend(Backend):
             f"RELAUNCH_ATTEMPT={attempt.n}".encode(),
         }
         # A process still inside execve shows an empty environ for a moment (the new
-        # image's environment is mapped after the old one is dropped): read those again.
+        # image's environment is mapped after the old one is dropped): read those again,
+        # for a few seconds from the end of the first pass (a loaded machine is slow at
+        # both the pass and the exec; only a process caught mid-exec costs any wait).
         pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
-        deadline = time.monotonic() + 1.0
+        deadline: float | None = None
         while pids:
             execing = []
             for pid in pids:
@@ -225,6 +227,7 @@ class LocalBackend(Backend):
                     execing.append(pid)
                 elif environ is not None and wanted <= environ:
                     return self._found(pid)
+            deadline = deadline or time.monotonic() + 5.0
             if time.monotonic() > deadline:
                 break
             pids = execing
