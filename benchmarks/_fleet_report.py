@@ -19,17 +19,18 @@ def _summary(samples: list[float]) -> dict[str, float]:
     return summary(samples) if samples else {"n": 0, "p50": math.nan, "p95": math.nan}
 
 
-def check_gaps(stats: dict[str, Any], run_ids: list[str]) -> dict[str, Any]:
+def check_gaps(stats: dict[str, Any], run_ids: list[str], checks: str = "checks") -> dict[str, Any]:
     """Seconds between two checks of a run, over every run (pooled), and each run's
     longest unchecked stretch in the window (edges included). A run checked fewer than
     twice counts the whole window as its interval: ``censored`` (a lower bound). Pass
-    only runs that stay live through the window (an ended run is checked no more)."""
+    only runs that stay live through the window (an ended run is checked no more).
+    ``checks``: ``"checks"``, by the run's owner; ``"checks_any"``, by any agent."""
     since, until = stats["since"], stats["until"]
     gaps: list[float] = []
     worst: list[float] = []
     censored = 0
     for rid in run_ids:
-        times = sorted(stats["checks"].get(rid, []))
+        times = sorted(stats[checks].get(rid, []))
         if len(times) < 2:
             censored += 1
             gaps.append(until - since)
@@ -39,6 +40,27 @@ def check_gaps(stats: dict[str, Any], run_ids: list[str]) -> dict[str, Any]:
         gaps += closed
         worst.append(max([times[0] - since, until - times[-1], *closed]))
     return {**_summary(gaps), "censored": censored, "worst_per_run_s": _summary(worst)}
+
+
+def per_agent(
+    stats: dict[str, Any], run_ids: list[str], ticks: dict[str, list[tuple[float, float]]]
+) -> dict[str, Any]:
+    """Each agent's share, by its endpoint: the runs it owns at the window's end, its
+    ticks in the window (``(wall, cpu)`` seconds) and its runs' check intervals (of
+    ``run_ids``, the runs live through the window)."""
+    owners: dict[str, str | None] = stats.get("owners", {})
+    out: dict[str, Any] = {}
+    for via in sorted(set(ticks) | {v for v in owners.values() if v is not None}):
+        mine = [rid for rid in run_ids if owners.get(rid) == via]
+        timed = ticks.get(via, [])
+        out[via] = {
+            "runs_owned": sum(1 for v in owners.values() if v == via),
+            "tick_wall_s": _summary([w for w, _ in timed]),
+            "tick_cpu_s": _summary([c for _, c in timed]),
+            "check_interval_s": check_gaps(stats, mine),
+        }
+    out["none"] = {"runs_owned": sum(1 for v in owners.values() if v is None)}
+    return out
 
 
 def detection(found: list[tuple[float, float | None]]) -> dict[str, Any]:

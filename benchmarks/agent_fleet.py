@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from _common import emit, summary
-from _fleet_report import check_gaps, costs, detection, idle_costs
+from _fleet_report import check_gaps, costs, detection, idle_costs, per_agent
 from _gcs_ops import plain_read
 from _timed import Timed
 from tests.simfleet.backend import register, seed
@@ -182,6 +182,24 @@ def agent_env(cloud: Cloud, i: int) -> dict[str, str]:
     }
 
 
+def agent_ticks(
+    tmp: Path, agents: int, timed: Timed | None, since: float, until: float
+) -> dict[str, list[tuple[float, float]]]:
+    """Each agent's ticks in the window by endpoint, ``(wall, cpu)`` in seconds: the
+    in-process agent's (recorded in the window only), or the ticks each agent process
+    wrote (``RELAUNCH_SIM_TICKS``) that started in the window."""
+    if timed is not None:
+        return {"agent0": list(zip(timed.walls, timed.cpus, strict=True))}
+    out: dict[str, list[tuple[float, float]]] = {}
+    for i in range(agents):
+        path = tmp / f"agent{i}.ticks"
+        rows = [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+        out[f"agent{i}"] = [
+            (float(wall), float(cpu)) for t, wall, cpu in rows if since <= float(t) <= until
+        ]
+    return out
+
+
 def gs_case(args: argparse.Namespace, tmp: Path, rids: list[str]) -> dict[str, Any]:
     os.environ["RELAUNCH_SIM_POLL_INTERVAL"] = "10"  # as the Vertex and GCE backends poll
     url = f"gs://{BUCKET}/store"
@@ -204,7 +222,7 @@ def gs_case(args: argparse.Namespace, tmp: Path, rids: list[str]) -> dict[str, A
                 argv = [sys.executable, "-m", "tests.simfleet.agent", "agent", "--store", url]
                 log = open(tmp / f"agent{i}.log", "wb")  # noqa: SIM115
                 argv += ["--max-jobs", str(args.max_jobs)]
-                env = agent_env(cloud, i)
+                env = {**agent_env(cloud, i), "RELAUNCH_SIM_TICKS": str(tmp / f"agent{i}.ticks")}
                 procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stderr=log))
         deadline = time.monotonic() + 120
         while len(bench.list("agents/").objects) < args.agents:  # each one is up
@@ -257,11 +275,17 @@ def gs_case(args: argparse.Namespace, tmp: Path, rids: list[str]) -> dict[str, A
         "window_s": round(stats["until"] - stats["since"], 1),
         "runs_per_agent": split,
     }
-    if timed is not None:
-        out["tick_wall_s"] = summary(timed.walls or [float("nan")])
-    gaps = check_gaps(stats, sorted(set(rids) - set(ended)))
+    ticks = agent_ticks(tmp, args.agents, timed, stats["since"], stats["until"])
+    live = sorted(set(rids) - set(ended))
+    walls = [wall for each in ticks.values() for wall, _ in each]  # every agent's, pooled
+    out["tick_wall_s"] = summary(walls or [float("nan")])
+    gaps = check_gaps(stats, live)
     detected = detection(found)
     out["check_interval_s"] = gaps
+    # Receipts of a run's heartbeat by any agent (each agent's listing carries all):
+    # the same as the owner's with one agent; with several, not the owner's cadence.
+    out["check_interval_any_agent_s"] = check_gaps(stats, live, "checks_any")
+    out["per_agent"] = per_agent(stats, live, ticks)
     out["detection_s"] = detected
     out.update(costs(stats, idle, args.agents, len(rids)))
     out["simulator"] = json.loads((tmp / "sim-stats.json").read_text())
