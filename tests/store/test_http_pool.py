@@ -2,7 +2,8 @@
 library, reused only when their answer was read to the end, and the failures worth
 trying again told apart from our own bugs.
 
-A small HTTP/1.1 server here counts connections and can misbehave on purpose.
+A small HTTP/1.1 server here counts connections and can misbehave on purpose; the
+store-level cases run on the fake Cloud Storage with its ``drop`` fault.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from relaunch.store.gcs import GCSStore
+from relaunch.store.gcs_wire import Wire
 from relaunch.store.http_pool import HttpPool, is_transient
+from tests.fakegcp.fake import FakeGCP
 
 BIG = bytes(range(256)) * 4096  # 1 MiB
 
@@ -246,7 +251,7 @@ def test_many_threads_at_once_each_get_their_own_answer(server: _Server) -> None
     ids=lambda e: type(e).__name__,
 )
 def test_connection_failures_are_transient(error: BaseException) -> None:
-    assert is_transient(error)
+    assert is_transient(error) and Wire.is_transient(error)
 
 
 @pytest.mark.parametrize(
@@ -267,4 +272,78 @@ def test_connection_failures_are_transient(error: BaseException) -> None:
     ids=lambda e: type(e).__name__,
 )
 def test_bugs_and_refusals_are_not_transient(error: BaseException) -> None:
-    assert not is_transient(error)
+    assert not is_transient(error) and not Wire.is_transient(error)
+
+
+# -- the store on the fake Cloud Storage -----------------------------------------------
+
+
+@pytest.fixture
+def gcs(fake_gcp: FakeGCP) -> GCSStore:
+    fake_gcp.gcs.create_bucket("b")
+    return GCSStore("gs://b/root", retry_initial=0.01)
+
+
+def test_a_connection_dropped_mid_answer_is_retried_on_a_fresh_one(
+    fake_gcp: FakeGCP, gcs: GCSStore
+) -> None:
+    gen = gcs.put("k", b"v" * 1000)
+    gcs.get("k")
+    pool = gcs._wire._pool
+    (conns,) = pool._idle.values()
+    (before,) = conns
+    fault = fake_gcp.faults.drop("storage", method="GET", times=1)
+    assert gcs.get("k") == (b"v" * 1000, gen)
+    assert fault.hits == 1
+    (conns,) = pool._idle.values()
+    assert conns != [before] and before.sock is None  # the broken one was closed
+    assert [m for _, m, p in fake_gcp.requests("storage")[-2:]] == ["GET", "GET"]
+
+
+def test_a_write_whose_answer_was_cut_off_is_still_ours(fake_gcp: FakeGCP, gcs: GCSStore) -> None:
+    """The create lands, its answer breaks off: the retry meets 412, and the write id
+    says the object is ours (as with an answer lost to a 503)."""
+    fake_gcp.faults.drop("storage", method="POST", times=1)
+    gen = gcs.put("lease", b"me", if_generation_match=0)
+    assert gcs.get("lease") == (b"me", gen)
+
+
+def test_a_download_cut_off_resumes_where_it_stopped(
+    fake_gcp: FakeGCP, gcs: GCSStore, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * (12 * 1024)  # 3 MiB
+    gen = gcs.put("ckpt", data)
+    fake_gcp.faults.drop("storage", method="GET", path="ckpt", times=2)
+    out = tmp_path / "ckpt"
+    assert gcs.download_file("ckpt", out) == gen
+    assert out.read_bytes() == data
+    reads = [p for _, m, p in fake_gcp.requests("storage") if m == "GET" and p.endswith("ckpt")]
+    assert len(reads) == 3  # cut off, its resumption cut off too, the rest
+
+
+def test_32_threads_on_one_store_each_get_their_own_objects(gcs: GCSStore) -> None:
+    errors: list[BaseException] = []
+    wrong: list[str] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(8):
+                key = f"t{n}/{i}"
+                data = f"{n}-{i}-".encode() * (1 + 37 * n)
+                gen = gcs.put(key, data)
+                if gcs.get(key) != (data, gen):
+                    wrong.append(key)
+                if (meta := gcs.stat(key)) is None or meta.size != len(data):
+                    wrong.append(key)
+            if len(gcs.list(f"t{n}/").objects) != 8:
+                wrong.append(f"t{n}/")
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert errors == [] and wrong == []
+    assert gcs._wire._pool.idle() <= 32
