@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -239,27 +240,35 @@ class _Server(ThreadingHTTPServer):
     # ends do not.
     request_queue_size = 128
 
-    def __init__(self, router: Router, name: str) -> None:
+    def __init__(self, router: Router, name: str, tls: ssl.SSLContext | None = None) -> None:
         self.router = router
         self.name = name
         super().__init__(("127.0.0.1", 0), _Handler)
+        if tls is not None:  # each connection's handshake in its own thread, on first read
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
 
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a killed workload's socket
+        # a killed workload's socket, or a client that refused the TLS certificate
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
             super().handle_error(request, client_address)
 
 
 class HttpServer:
     """Serves ``router`` on an OS-chosen port of 127.0.0.1 from a background thread;
-    requests carry ``name`` as ``Request.via``."""
+    requests carry ``name`` as ``Request.via``. With ``tls`` (a server context,
+    tests/fakegcp/tls.py) over https."""
 
-    def __init__(self, router: Router, name: str = "main") -> None:
+    def __init__(
+        self, router: Router, name: str = "main", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.name = name
-        self._server = _Server(router, name)
+        self._server = _Server(router, name, tls)
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
