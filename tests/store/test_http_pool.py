@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from relaunch.errors import StoreError
 from relaunch.store.gcs import GCSStore
 from relaunch.store.gcs_wire import Wire
 from relaunch.store.http_pool import HttpPool, is_transient
@@ -347,3 +348,72 @@ def test_32_threads_on_one_store_each_get_their_own_objects(gcs: GCSStore) -> No
         t.join(timeout=240)
     assert errors == [] and wrong == []
     assert gcs._wire._pool.idle() <= 32
+
+
+# -- TLS: the system's CAs, looked up one by one ----------------------------------------
+
+
+@pytest.fixture
+def tls_endpoint(fake_gcp: FakeGCP, tmp_path: Path) -> tuple[str, Path, Path]:
+    """``(https URL of the fake, CA file, hashed CA folder)``, both with the system's
+    CAs and the fake's throwaway certificate."""
+    from tests.fakegcp.tls import self_signed
+
+    context, cafile, cadir = self_signed(tmp_path / "tls")
+    fake_gcp.gcs.create_bucket("b")
+    return fake_gcp.add_endpoint("tls", tls=context), cafile, cadir
+
+
+def test_https_looks_up_only_the_cas_a_chain_needs(
+    tls_endpoint: tuple[str, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _, cadir = tls_endpoint
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(cadir))
+    pool = HttpPool()
+    answer = pool.request("GET", f"{url}/storage/v1/b/b/o", timeout=10)
+    assert answer.status == 200 and pool._tls_lazy
+    assert pool._tls.cert_store_stats()["x509_ca"] == 1  # not the bundle's ~140
+    assert pool.request("GET", f"{url}/storage/v1/b/b/o", timeout=10).status == 200
+    assert pool.idle() == 1  # kept alive over TLS too
+
+
+def test_a_ca_the_folder_lacks_is_found_among_all_the_systems(
+    tls_endpoint: tuple[str, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CA appended to the bundle by hand and never hashed into the folder: the
+    default context (every CA of the bundle) verifies the chain, as it always would."""
+    from relaunch.store import http_pool
+
+    url, cafile, _ = tls_endpoint
+    empty = tmp_path / "other-cas"
+    empty.mkdir()
+    (empty / "00000000.0").write_text("")  # hashed, and without the fake's CA
+    monkeypatch.setenv("SSL_CERT_DIR", str(empty))
+    monkeypatch.setenv("SSL_CERT_FILE", str(cafile))  # what the default context loads
+    lazy = http_pool.tls_context
+    monkeypatch.setattr(http_pool, "tls_context", lambda: lazy(env={}))
+    pool = HttpPool()
+    assert pool.request("GET", f"{url}/storage/v1/b/b/o", timeout=10).status == 200
+    assert not pool._tls_lazy
+
+
+def test_a_certificate_that_does_not_verify_is_a_store_error_at_once(
+    tls_endpoint: tuple[str, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a connection to try again for two minutes: the error names the endpoint and
+    what to install."""
+    import time
+
+    url, _, _ = tls_endpoint
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)  # the system's CAs: not the fake's
+    monkeypatch.setenv("RELAUNCH_STORAGE_ENDPOINT", url)
+    monkeypatch.setattr("relaunch.gcp.endpoints.is_local_emulator", lambda url: True)
+    store = GCSStore("gs://b/root", retry_initial=0.01, retry_timeout=60)
+    started = time.monotonic()
+    with pytest.raises(StoreError) as info:
+        store.get("k")
+    assert time.monotonic() - started < 10
+    assert f"TLS certificate of {url} did not verify" in str(info.value)
+    assert "ca-certificates" in (info.value.hint or "")

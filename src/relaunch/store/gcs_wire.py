@@ -187,7 +187,10 @@ class Wire:
                 raise
             except Exception as e:  # connection refused/reset, a timeout, a token fetch
                 if not self.is_transient(e):
-                    raise
+                    error = self._untransient(e)
+                    if error is e:
+                        raise
+                    raise error from None
                 problem: str | int = f"{type(e).__name__}: {e}"
             else:
                 if answer.status in ok:
@@ -231,6 +234,20 @@ class Wire:
         if stream and raw.status in (200, 206):
             return Answer(raw.status, raw.headers, b"", raw)
         return Answer(raw.status, raw.headers, raw.read(), None)
+
+    def _untransient(self, e: Exception) -> Exception:
+        """What a failure not worth retrying is raised as: a certificate that did not
+        verify as a StoreError that says so (no bug of ours), anything else as it is."""
+        from relaunch.store.http_pool import unverified
+
+        if not unverified(e):
+            return e
+        why = getattr(e, "verify_message", "") or e
+        return StoreError(
+            f"the TLS certificate of {self.endpoint} did not verify: {why}",
+            hint="install the system's CA certificates (ca-certificates) where relaunch "
+            "runs, or set SSL_CERT_FILE to a bundle with the endpoint's CA",
+        )
 
     @staticmethod
     def is_transient(e: BaseException) -> bool:

@@ -14,9 +14,17 @@ thread never waits for another's connection. Each request has a timeout (connect
 each wait for bytes). No retries (the caller's, :class:`relaunch.store.gcs_wire.Wire`),
 no redirects, no proxies, no compression.
 
-Why not urllib3: in a runtime wrapper it cost ~5 MB PSS (urllib3 2.x imports
-``importlib.metadata`` too, ~2 MB of it) where ``http.client`` costs ~1 MB more than the
-wrapper already loads; ``ssl`` is imported only for an https endpoint.
+TLS (an https endpoint: Google's) verifies the server's certificate and name with the
+system's CAs, as ``ssl.create_default_context()`` does, but reads them from the hashed
+CA folder (``/etc/ssl/certs`` on Debian and Ubuntu, or ``SSL_CERT_DIR``) one at a time,
+when a chain needs one, instead of parsing the whole bundle into every process (~1.2 MB
+each). Where that folder has no hashed names, or ``SSL_CERT_FILE`` names the CAs, the
+default context loads them as usual; and a certificate the folder cannot verify is
+tried once more with the default context (a CA appended to the bundle by hand): what
+verifies is what the default context would verify.
+
+Why not urllib3: in a runtime wrapper it cost ~5 MB PSS (urllib3 2.x also imports
+``importlib.metadata``, ~2 MB of it) on top of ``http.client``, which it uses anyway.
 
 :func:`is_transient` says which exceptions from here are a connection failing (worth
 trying again) rather than a bug of ours.
@@ -26,6 +34,8 @@ from __future__ import annotations
 
 import errno
 import http.client
+import os
+import re
 import select
 import socket
 import sys
@@ -52,6 +62,8 @@ _CONNECTION_ERRNOS = frozenset(
     )
     if hasattr(errno, name)
 )
+#: a CA certificate's name in a folder OpenSSL looks CAs up in by subject hash
+_HASHED = re.compile(r"[0-9a-f]{8}\.\d+$")
 
 
 def is_transient(e: BaseException) -> bool:
@@ -144,6 +156,7 @@ class HttpPool:
         self._lock = threading.Lock()
         self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
         self._tls: Any = None  # ssl.SSLContext, made for the first https connection
+        self._tls_lazy = False  # its CAs are looked up in the hashed folder, one by one
 
     def request(
         self,
@@ -171,9 +184,16 @@ class HttpPool:
             if stream:
                 return Response(answer.status, answer.headers, b"", answer, conn, self, key)
             data = answer.read()
-        except BaseException:
+        except BaseException as e:
             conn.close()  # whatever happened to it, nobody reads the rest of this answer
-            raise
+            if not (self._tls_lazy and unverified(e)):
+                raise
+            # the hashed folder lacks the chain's CA: all the system's CAs, then again
+            # (nothing was sent: the handshake comes first)
+            self._tls_full()
+            return self.request(
+                method, url, body=body, headers=headers, timeout=timeout, stream=stream
+            )
         self._give_back(key, conn, answer)
         return Response(answer.status, answer.headers, data)
 
@@ -213,10 +233,16 @@ class HttpPool:
             return http.client.HTTPConnection(host, port, timeout=timeout)
         with self._lock:
             if self._tls is None:
-                import ssl
-
-                self._tls = ssl.create_default_context()
+                self._tls, self._tls_lazy = tls_context()
         return http.client.HTTPSConnection(host, port, timeout=timeout, context=self._tls)
+
+    def _tls_full(self) -> None:
+        """From now on, TLS with every CA of the system loaded (the default context)."""
+        import ssl
+
+        with self._lock:
+            if self._tls_lazy:
+                self._tls, self._tls_lazy = ssl.create_default_context(), False
 
     def _give_back(
         self, key: _Key, conn: http.client.HTTPConnection, answer: http.client.HTTPResponse
@@ -232,6 +258,33 @@ class HttpPool:
                 conns.append(conn)
                 return
         conn.close()
+
+
+def tls_context(env: Mapping[str, str] = os.environ) -> tuple[Any, bool]:
+    """``(context, lazy)``: a client context that verifies certificates and host names
+    against the system's CAs, looked up one by one in the hashed CA folder when there is
+    one (``lazy``), else the default context (every CA of the bundle loaded)."""
+    import ssl
+
+    if not env.get("SSL_CERT_FILE"):
+        folder = ssl.get_default_verify_paths().capath  # SSL_CERT_DIR, or OpenSSL's own
+        if folder and _hashed(folder):
+            return ssl.create_default_context(capath=folder), True
+    return ssl.create_default_context(), False
+
+
+def _hashed(folder: str) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return any(_HASHED.match(entry.name) for entry in entries)
+    except OSError:
+        return False
+
+
+def unverified(e: BaseException) -> bool:
+    """Whether ``e`` is a server's TLS certificate that did not verify."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(e, ssl.SSLCertVerificationError)
 
 
 def _readable(sock: socket.socket) -> bool:
