@@ -53,9 +53,17 @@ def container_env(store: Any, run_id: str) -> dict[str, str]:
 
 
 def job_env(
-    kind: str, store: Any, run_id: str, fake: Any, metadata_host: str, scratch: Path
+    kind: str,
+    store: Any,
+    run_id: str,
+    fake: Any,
+    metadata_host: str,
+    scratch: Path,
+    tls: tuple[str, Path] | None = None,
 ) -> dict[str, str]:
-    """What the wrapper of ``run_id`` sees in a Vertex job (``kind``: one of KINDS)."""
+    """What the wrapper of ``run_id`` sees in a Vertex job (``kind``: one of KINDS).
+    ``tls``: ``(https URL, hashed CA folder)`` of the fake's storage endpoint over TLS
+    (tests/fakegcp/tls.py), which the store then reaches as it reaches Google's."""
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env = {**base, **fake.env(), **container_env(store, run_id)}
     env.update(
@@ -64,6 +72,12 @@ def job_env(
         CLOUDSDK_CONFIG=str(scratch / "no-gcloud"),
         RELAUNCH_SCRATCH=str(scratch / run_id),
     )
+    if tls is not None:
+        url, cadir = tls
+        env.update(RELAUNCH_STORAGE_ENDPOINT=url, STORAGE_EMULATOR_HOST=url)
+        # the system's CAs and the fake's certificate, where OpenSSL looks CAs up by
+        # hash: /etc/ssl/certs of the image, for every client, in a real job
+        env["SSL_CERT_DIR"] = str(cadir)
     if kind == "vertex_google_auth":
         del env["RELAUNCH_CREDENTIALS"]
     return env

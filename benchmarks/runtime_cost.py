@@ -12,13 +12,17 @@
   ``vertex`` takes the token from the job VM's metadata server as the backend says
   (``RELAUNCH_CREDENTIALS``); ``vertex_google_auth`` is the baseline, the path the
   runtime took before — ``google.auth.default()`` finding that server by itself.
+  With ``--tls`` those wrappers reach the fake's storage over https (a throwaway
+  certificate for 127.0.0.1, found through ``SSL_CERT_DIR``: a copy of the system's
+  hashed CA folder with it added), so they pay for TLS as on Google's machines;
+  without it over plain http, like the unsigned ``gs`` wrappers.
 - Baseline in the same run: a bare ``python -c "import time; time.sleep(…)"`` process.
 - Store client: CPU per request in a separate process (so the fake server's CPU is not
   counted) for ``get`` of a small object, ``put`` (create), and ``get`` of a missing
   object, with the store's own client and with google-cloud-storage (which, for a
   missing object, also starts a bucket GET in the background).
 
-    python benchmarks/runtime_cost.py [--seconds 60] [--many 10] [--requests 300]
+    python benchmarks/runtime_cost.py [--seconds 60] [--many 10] [--requests 300] [--tls]
     python benchmarks/runtime_cost.py --src /path/to/other/checkout/src   # compare
 
 ``--src`` runs the wrappers from another source tree (e.g. ``git archive`` of an earlier
@@ -97,10 +101,10 @@ def start_wrappers(
     scratch: Path,
     sleep: float,
     src: str | None,
-    vertex: tuple[str, Any, str] | None = None,
+    vertex: tuple[str, Any, str, Any] | None = None,
 ) -> list[subprocess.Popen[bytes]]:
     """``n`` wrappers around a sleeping trainer, each with its own run. ``vertex``:
-    ``(kind, fake, metadata host)`` — started as in a Vertex job (_vertex_job.py)."""
+    ``(kind, fake, metadata host, tls)`` — started as in a Vertex job (_vertex_job.py)."""
     procs = []
     for i in range(n):
         run_id = f"{tag}-{i}"
@@ -115,8 +119,8 @@ def start_wrappers(
                 RELAUNCH_SCRATCH=str(scratch / run_id),
             )
         else:
-            kind, fake, host = vertex
-            env = job_env(kind, store, run_id, fake, host, scratch)
+            kind, fake, host, tls = vertex
+            env = job_env(kind, store, run_id, fake, host, scratch, tls)
             argv = [sys.executable, "-c", LAUNCH, "--"]
         env["PYTHONPATH"] = src or str(ROOT / "src")
         argv += [sys.executable, "-c", f"import time; time.sleep({sleep})"]
@@ -165,7 +169,13 @@ def mean(rows: list[dict[str, float]], key: str) -> float:
 
 
 def phase(
-    fake: Any, root: Path, n: int, seconds: float, src: str | None, vertex: bool
+    fake: Any,
+    root: Path,
+    n: int,
+    seconds: float,
+    src: str | None,
+    vertex: bool,
+    tls: tuple[str, Path] | None = None,
 ) -> dict[str, Any]:
     """``n`` wrappers on each store (and, with ``vertex``, ``n`` in a Vertex job's
     environment each way) plus one bare sleeper, measured over the same window."""
@@ -183,7 +193,7 @@ def phase(
     try:
         for kind, url in stores.items():
             store = open_store(url)
-            job = (kind, fake, server.host) if kind in KINDS and server else None
+            job = (kind, fake, server.host, tls) if kind in KINDS and server else None
             tag = f"{kind}-{n}".replace("_", "-")
             procs[kind] = start_wrappers(url, store, n, tag, root, sleep, src, job)
         time.sleep(2)  # past start-up: restore, first heartbeat, first log upload
@@ -288,6 +298,11 @@ def main() -> None:
         action="store_true",
         help="skip the wrappers in a Vertex job's environment (and their google-auth baseline)",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="the wrappers in a Vertex job's environment reach storage over https",
+    )
     args = parser.parse_args()
 
     from tests.fakegcp.fake import FakeGCP
@@ -300,8 +315,15 @@ def main() -> None:
         with fake:
             fake.gcs.create_bucket("bench")
             clients = client_cost(fake, args.requests)
-            one = phase(fake, root, 1, args.seconds, args.src, not args.no_vertex)
-            many = phase(fake, root, args.many, args.seconds, args.src, not args.no_vertex)
+            tls = None
+            if args.tls:
+                from tests.fakegcp.tls import self_signed
+
+                context, _, cadir = self_signed(root / "tls")
+                tls = (fake.add_endpoint("tls", tls=context), cadir)
+            vertex = not args.no_vertex
+            one = phase(fake, root, 1, args.seconds, args.src, vertex, tls)
+            many = phase(fake, root, args.many, args.seconds, args.src, vertex, tls)
     # the targets hold for every way the wrapper runs; the google-auth path is the baseline
     kinds = ("local", "gs") if args.no_vertex else ("local", "gs", "vertex")
     worst_pss = max(p[k]["pss"] for p in (one, many) for k in kinds)
@@ -310,6 +332,7 @@ def main() -> None:
         {
             "benchmark": "runtime_cost",
             "seconds": args.seconds,
+            "vertex_storage_over_tls": bool(args.tls),
             "src": args.src or str(ROOT / "src"),
             "one_run": one,
             "many_runs": many,

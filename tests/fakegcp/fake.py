@@ -110,10 +110,11 @@ class FakeGCP:
             raise ValueError("latency must be >= 0 ms")
         self.router.latency[api or "*"] = ms / 1000.0
 
-    def add_endpoint(self, name: str) -> str:
+    def add_endpoint(self, name: str, tls: Any = None) -> str:
         """Serve the same cloud on one more port; its requests carry ``via == name``
-        (a benchmark gives each kind of client its own endpoint). Returns its URL."""
-        server = HttpServer(self.router, name)
+        (a benchmark gives each kind of client its own endpoint). Returns its URL. With
+        ``tls`` (an ``ssl.SSLContext``, tests/fakegcp/tls.py) over https."""
+        server = HttpServer(self.router, name, tls)
         server.start()
         self._endpoints.append(server)
         return server.url

@@ -8,6 +8,8 @@ Google's front end rejects a call):
 - ``fail(..., after=True)``: the call takes effect, then its answer is lost (a 503),
   the case that makes retried conditional writes ambiguous.
 - ``deny(api, permission)``: 403 ``PERMISSION_DENIED`` naming the permission (until cleared).
+- ``drop(api, times=N)``: the call takes effect, and its connection breaks half way
+  through the answer (status and headers sent, half the body, then the socket closed).
 
 Cloud faults are consulted by the services where Google reports them:
 
@@ -32,7 +34,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakegcp.server import FakeError, Request
+from tests.fakegcp.server import Drop, FakeError, Request
 
 
 @dataclass
@@ -121,9 +123,16 @@ class Faults:
         fault.extra.update(reason="forbidden", permission=permission)
         return self._add(fault)
 
-    def intercept(self, api: str, req: Request) -> FakeError | None:
+    def drop(
+        self, api: str, *, times: int | None = 1, method: str | None = None, path: str | None = None
+    ) -> Fault:
+        return self._add(Fault("drop", api, times, method, path))
+
+    def intercept(self, api: str, req: Request) -> FakeError | Drop | None:
         """Raise the error of the first matching request fault (the router's hook), or
         return it when it is to be sent after the call took effect."""
+        if self._take("drop", lambda f: f.matches_request(api, req)) is not None:
+            return Drop()
         fault = self._take("http", lambda f: f.matches_request(api, req))
         if fault is None:
             return None

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -75,6 +77,13 @@ class Response:
     status: int = 200
     body: bytes | dict[str, Any] | list[Any] = b""
     headers: dict[str, str] = field(default_factory=dict)
+    #: send the status, the headers and half the body, then close the connection
+    drop: bool = False
+
+
+class Drop:
+    """What ``Router.before`` returns to have the answer cut off half way (the call
+    took effect; the connection broke while its answer was on the wire)."""
 
 
 @dataclass
@@ -111,8 +120,9 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
         # Called before a route runs; may raise (a fault) or return a FakeError to send
-        # *after* the route ran (the call took effect but its answer was lost).
-        self.before: Callable[[str, Request], FakeError | None] | None = None
+        # *after* the route ran (the call took effect but its answer was lost), or a
+        # Drop to cut the route's answer off half way.
+        self.before: Callable[[str, Request], FakeError | Drop | None] | None = None
         # Called after a route answered (benchmarks count operations with it).
         self.after: Callable[[str, Request, Response], None] | None = None
         self.log: list[tuple[str, str, str]] = []  # (api, method, path) of every request
@@ -156,9 +166,11 @@ class Router:
             late = self.before(route.api, req) if self.before else None
             groups = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
             out = route.handler(req, **groups)
-            if late is not None:
+            if isinstance(late, FakeError):
                 raise late
             resp = out if isinstance(out, Response) else Response(200, out)
+            if isinstance(late, Drop):
+                resp.drop = True
         except FakeError as e:
             resp = Response(e.code, e.body())
         if self.after is not None:
@@ -208,6 +220,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if resp.drop:  # half the answer, then the connection breaks
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if self.command != "HEAD":
             self.wfile.write(body)
 
@@ -222,27 +240,35 @@ class _Server(ThreadingHTTPServer):
     # ends do not.
     request_queue_size = 128
 
-    def __init__(self, router: Router, name: str) -> None:
+    def __init__(self, router: Router, name: str, tls: ssl.SSLContext | None = None) -> None:
         self.router = router
         self.name = name
         super().__init__(("127.0.0.1", 0), _Handler)
+        if tls is not None:  # each connection's handshake in its own thread, on first read
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
 
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a killed workload's socket
+        # a killed workload's socket, or a client that refused the TLS certificate
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
             super().handle_error(request, client_address)
 
 
 class HttpServer:
     """Serves ``router`` on an OS-chosen port of 127.0.0.1 from a background thread;
-    requests carry ``name`` as ``Request.via``."""
+    requests carry ``name`` as ``Request.via``. With ``tls`` (a server context,
+    tests/fakegcp/tls.py) over https."""
 
-    def __init__(self, router: Router, name: str = "main") -> None:
+    def __init__(
+        self, router: Router, name: str = "main", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.name = name
-        self._server = _Server(router, name)
+        self._server = _Server(router, name, tls)
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

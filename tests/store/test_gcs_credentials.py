@@ -24,8 +24,9 @@ from tests.fakegcp.fake import FakeGCP
 from tests.fakegcp.metadata import MetadataServer
 from tests.fakegcp.server import Request, Response
 
-# google-auth, its GCE module and what that pulls in: 13 MB in every runtime
-HEAVY = ("google.auth", "google.auth.compute_engine", "requests", "cryptography")
+# google-auth, its GCE module and what that pulls in: 13 MB in every runtime; urllib3,
+# which google-auth's transport wants: 5 MB
+HEAVY = ("google.auth", "google.auth.compute_engine", "requests", "cryptography", "urllib3")
 CODE = (
     "import json, sys, relaunch.gcp.endpoints as e;"
     "e.is_local_emulator = lambda url: False;"  # the fake stands in for Google here
@@ -192,6 +193,20 @@ def test_a_token_is_fetched_again_before_it_expires(
     assert machine.tokens_issued == 2  # renewed once, not on every request
 
 
+def test_the_token_comes_over_the_stores_own_connections(
+    in_a_job: GCSStore, machine: MetadataServer
+) -> None:
+    """No second HTTP stack for the token: the metadata server is asked over the store's
+    pool of standard-library connections, kept alive there like the store's own."""
+    from relaunch.store.http_pool import HttpPool
+
+    in_a_job.put("k", b"v")
+    wire = in_a_job._wire
+    assert isinstance(wire._pool, HttpPool) and wire._credentials._pool is wire._pool
+    assert ("http", "127.0.0.1", machine.http.port) in wire._pool._idle
+    assert machine.tokens_issued == 1
+
+
 def test_a_refused_token_is_an_error_that_says_what_to_check(
     fake_gcp: FakeGCP, in_a_job: GCSStore, machine: MetadataServer
 ) -> None:
@@ -210,6 +225,68 @@ def test_a_metadata_server_that_does_not_answer_is_retried(
     with pytest.raises(StoreError) as e:
         in_a_job.get("k")
     assert "did not answer" in str(e.value) and "MetadataUnreachable" in str(e.value)
+
+
+WRAPPER = (
+    "import json, sys, relaunch.gcp.endpoints as e;"
+    "e.is_local_emulator = e.is_local_emulator if sys.argv[1] == 'emulator' else lambda url: False;"
+    "from relaunch.runtime.wrapper import main;"
+    "code = main(['--', sys.executable, '-c', 'print(1)']);"
+    "heavy = ('urllib3', 'requests', 'google.auth', 'google.cloud.', 'cryptography');"
+    "loaded = sorted(m for m in sys.modules if m.startswith(heavy));"
+    "open(sys.argv[2], 'w').write(json.dumps({'code': code, 'loaded': loaded}))"
+)
+
+
+@pytest.mark.parametrize("path", ["emulator", "metadata-server"])
+def test_a_wrapper_loads_neither_urllib3_nor_google_auth(
+    fake_gcp: FakeGCP, machine: MetadataServer, tmp_path: Path, path: str
+) -> None:
+    """The runtime wrapper of a run, from its start to its command's end, on a loopback
+    emulator (anonymous) and in a job whose backend named the metadata server (signed,
+    its token fetched over the same standard-library connections as its requests)."""
+    from relaunch.runs import keys
+    from relaunch.store.base import put_json
+
+    put_json(GCSStore("gs://b/job"), keys.run_key("r1"), {"attempt": 1})
+    seen = signatures_seen(fake_gcp)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GCE_METADATA", "GOOGLE_A"))}
+    env.pop("RELAUNCH_CREDENTIALS", None)
+    env.update(
+        RELAUNCH_RUN_ID="r1",
+        RELAUNCH_ATTEMPT="1",
+        RELAUNCH_STORE="gs://b/job",
+        RELAUNCH_SCRATCH=str(tmp_path / "scratch"),
+        CLOUDSDK_CONFIG=str(tmp_path / "no-gcloud"),
+    )
+    if path == "metadata-server":
+        env.update(RELAUNCH_CREDENTIALS="metadata-server", GCE_METADATA_HOST=machine.host)
+    report = tmp_path / "modules.json"
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER, path, str(report)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(report.read_text()) == {"code": 0, "loaded": []}
+    if path == "metadata-server":
+        assert seen == {"Bearer machine-token-7f3a"} and machine.tokens_issued == 1
+    else:
+        assert seen == {""} and machine.tokens_issued == 0
+
+
+def signatures_seen(fake: FakeGCP) -> set[str]:
+    """The ``Authorization`` headers of Cloud Storage requests from now on."""
+    seen: set[str] = set()
+
+    def after(api: str, req: Request, res: Response) -> None:
+        if api == "storage":
+            seen.add(req.headers.get("authorization", ""))
+
+    fake.router.after = after
+    return seen
 
 
 def test_gclouds_file_in_the_home_folder_counts_as_the_users(tmp_path: Path) -> None:

@@ -12,10 +12,12 @@
 - One request per call: a ``get`` is one ``alt=media`` GET whose headers carry the
   generation of the bytes it returns; a missing object costs its 404 and nothing else.
 
-It speaks Cloud Storage's JSON API itself (``gcs_wire.py``: urllib3, google-auth for
-credentials), imported on the first request, never at module import. A GCSStore may be
-called from several threads at once (see :class:`relaunch.store.gcs_wire.Wire`): calls
-share nothing but the connection pool and the credentials.
+It speaks Cloud Storage's JSON API itself (``gcs_wire.py``, over the standard library's
+http.client: ``http_pool.py``; credentials from ``gcs_auth.py``: the metadata server's
+token or google-auth's), imported on the first request, never at module import. A
+GCSStore may be called from several threads at once (see
+:class:`relaunch.store.gcs_wire.Wire`): calls share nothing but the connection pool and
+the credentials.
 """
 
 from __future__ import annotations

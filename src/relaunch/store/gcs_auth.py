@@ -13,8 +13,10 @@ Which source signs the requests is the job's to say, never probed at start-up:
   google-auth's GCE module, which imports requests and cryptography to do the same GET
   (a Vertex wrapper 25-33 MB PSS instead of 15: benchmarks/runtime_cost.py).
 - Anywhere else (the local backend, a laptop, an agent): Application Default
-  Credentials (``google.auth.default()``), refreshed by google-auth through its urllib3
-  transport on the store's own connection pool.
+  Credentials (``google.auth.default()``), refreshed by google-auth through its own
+  urllib3 transport, on a small pool of their own: urllib3 is imported there only, where
+  google-auth is too. The store's requests go over the standard library's http.client
+  (``http_pool.py``) whatever signs them.
 
 A token lives in the credentials object only: never in a message, a record or a log.
 """
@@ -73,12 +75,13 @@ def use_metadata_server(env: Mapping[str, str] = os.environ) -> bool:
 
 def credentials(pool: Any) -> tuple[Any, Any]:
     """``(credentials, request)``: credentials with google-auth's ``refresh`` and
-    ``before_request``, and the transport request they are refreshed with (``pool``:
-    the store's urllib3 PoolManager)."""
+    ``before_request``, and the transport request they are refreshed with. ``pool``: the
+    store's :class:`~relaunch.store.http_pool.HttpPool`, which the metadata server's
+    token is fetched over; google-auth's credentials refresh through google-auth's own
+    urllib3 transport, on a small pool of their own."""
     if use_metadata_server():
         return MetadataServerToken(pool), None
     import google.auth
-    from google.auth.transport.urllib3 import Request
 
     try:
         found, _ = google.auth.default(scopes=[SCOPE])
@@ -87,7 +90,11 @@ def credentials(pool: Any) -> tuple[Any, Any]:
         if err is None:
             raise
         raise err from None
-    return found, Request(pool)
+    import urllib3
+    from google.auth.transport.urllib3 import Request
+
+    # a token an hour, refreshed under the store's lock: two connections are plenty
+    return found, Request(urllib3.PoolManager(maxsize=2, retries=False))
 
 
 class MetadataUnreachable(ConnectionError):
@@ -110,7 +117,8 @@ def refused(e: BaseException) -> bool:
 class MetadataServerToken:
     """The machine's service account (on Vertex AI, the job's) and its access token,
     read from the metadata server (``GCE_METADATA_HOST``, the variable google-auth
-    honours, or Google's address) over the store's own connection pool.
+    honours, or Google's address) over the store's own connection pool
+    (:class:`~relaunch.store.http_pool.HttpPool`, the standard library's http.client).
 
     The part of google-auth's ``Credentials`` the store uses — ``refresh``,
     ``before_request``, ``token`` — without google-auth itself. The token is sent in
@@ -128,12 +136,15 @@ class MetadataServerToken:
         return self.token is not None and time.monotonic() < self._renew_at
 
     def refresh(self, request: Any = None) -> None:
+        from relaunch.store.http_pool import is_transient
+
         try:
             answer = self._pool.request(
-                "GET", self._url, headers={"Metadata-Flavor": "Google"}, timeout=10.0,
-                retries=False,
-            )  # fmt: skip
+                "GET", self._url, headers={"Metadata-Flavor": "Google"}, timeout=10.0
+            )
         except Exception as e:
+            if not is_transient(e):
+                raise  # a bug of ours, not the server
             raise MetadataUnreachable(f"metadata server: {type(e).__name__}: {e}") from None
         if answer.status != 200:
             raise TokenRefused(

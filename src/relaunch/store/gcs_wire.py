@@ -1,22 +1,29 @@
-"""The wire under GCSStore: Cloud Storage's JSON API over one urllib3 connection pool.
+"""The wire under GCSStore: Cloud Storage's JSON API over a small pool of the standard
+library's HTTP connections (``http_pool.py``).
 
 One :class:`Wire` per store. It knows where the API is (``RELAUNCH_STORAGE_ENDPOINT``,
 ``STORAGE_EMULATOR_HOST`` or Google), signs requests with the credentials
 ``gcs_auth.py`` picks (google-auth's, or the metadata server's token in a cloud job;
-none for a plain-http loopback emulator), retries 429/5xx and
+none for a plain-http loopback emulator), retries 408/429/5xx and
 connection errors with exponential backoff within ``retry_timeout``, and turns every
 other answer into relaunch's store errors.
 
-Why not google-cloud-storage: in every runtime it cost ~45 MB of memory and 2.6 to 3 ms of
-CPU per request (this: ~0.6 ms; ``benchmarks/runtime_cost.py``), and a GET of a missing
-object starts a bucket GET behind the caller's back. urllib3 comes with google-auth's
-own transports and costs ~2 MB less than requests.
+Why not google-cloud-storage: in every runtime it cost ~45 MB of memory and 4 to 9 times
+this wire's CPU per request (this: 0.1-0.25 ms; ``benchmarks/runtime_cost.py``), and a GET
+of a missing object starts a bucket GET behind the caller's back. Why not urllib3 (which it used
+before): imported into a runtime wrapper it cost 4.0 MB of private memory (http.client
+and ssl, which it builds on, and ``importlib.metadata``, which urllib3 2.x imports,
+included); ``http_pool.py`` costs 1.6 MB for the same keep-alive requests, and a wrapper
+on a gs:// store went from 14.5 to 12.2 MB PSS. google-auth, where it signs (agents, laptops:
+Application Default Credentials), refreshes its tokens on its own urllib3 transport;
+the store's requests go over ``http_pool.py`` whatever signs them, so every process
+runs the same request path.
 
-Thread safety: a Wire may be used from any number of threads at once. urllib3's
-PoolManager is thread-safe; the pool and the credentials are built once under a lock,
-and a token is checked and refreshed under that lock too; each request keeps its own
-state on its own stack. Nothing from google.* or urllib3 is imported before the first
-request.
+Thread safety: a Wire may be used from any number of threads at once. The pool is
+thread-safe (a connection belongs to one request at a time); the pool and the
+credentials are built once under a lock, and a token is checked and refreshed under
+that lock too; each request keeps its own state on its own stack. Nothing from
+google.*, urllib3 or http.client is imported before the first request.
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ class Answer:
         self.status = status
         self.headers = headers
         self.body = body
-        self.raw = raw  # the urllib3 response, for streamed reads
+        self.raw = raw  # an http_pool.Response whose body is still to read (stream=True)
 
     def json(self) -> Any:
         return json.loads(self.body or b"{}")
@@ -95,15 +102,14 @@ class Wire:
         with self._lock:
             if self._pool is not None:
                 return
-            import urllib3
-
             from relaunch.gcp.endpoints import is_local_emulator
+            from relaunch.store.http_pool import HttpPool
 
             if self.endpoint is None:
                 self.endpoint = storage_endpoint()
             # maxsize: connections kept per host for threads that call at once (an
             # agent reads ahead with up to 32: agent/prefetch.py).
-            pool = urllib3.PoolManager(maxsize=32, block=False, retries=False)
+            pool = HttpPool(maxsize=32)
             self._anonymous = is_local_emulator(self.endpoint)
             if not self._anonymous:
                 from relaunch.store.gcs_auth import credentials
@@ -183,7 +189,10 @@ class Wire:
                 raise
             except Exception as e:  # connection refused/reset, a timeout, a token fetch
                 if not self.is_transient(e):
-                    raise
+                    error = self._untransient(e)
+                    if error is e:
+                        raise
+                    raise error from None
                 problem: str | int = f"{type(e).__name__}: {e}"
             else:
                 if answer.status in ok:
@@ -222,30 +231,36 @@ class Wire:
         sent = dict(headers or {})
         self._authorize(method, url, sent)
         raw = self._pool.request(
-            method,
-            url,
-            body=body,
-            headers=sent,
-            timeout=self.timeout,
-            preload_content=not stream,
-            redirect=False,
+            method, url, body=body, headers=sent, timeout=self.timeout, stream=stream
         )
         if stream and raw.status in (200, 206):
             return Answer(raw.status, raw.headers, b"", raw)
-        data = raw.read() if stream else raw.data
-        if stream:
-            raw.release_conn()
-        return Answer(raw.status, raw.headers, data or b"", None)
+        return Answer(raw.status, raw.headers, raw.read(), None)
+
+    def _untransient(self, e: Exception) -> Exception:
+        """What a failure not worth retrying is raised as: a certificate that did not
+        verify as a StoreError that says so (no bug of ours), anything else as it is."""
+        from relaunch.store.http_pool import unverified
+
+        if not unverified(e):
+            return e
+        why = getattr(e, "verify_message", "") or e
+        return StoreError(
+            f"the TLS certificate of {self.endpoint} did not verify: {why}",
+            hint="install the system's CA certificates (ca-certificates) where relaunch "
+            "runs, or set SSL_CERT_FILE to a bundle with the endpoint's CA",
+        )
 
     @staticmethod
     def is_transient(e: BaseException) -> bool:
-        """A connection-level failure worth trying again (never a bug of ours)."""
-        module = type(e).__module__
-        if module.startswith("urllib3"):
+        """A connection-level failure worth trying again (never a bug of ours): the
+        transport's (http_pool.is_transient: reset, refused, dropped mid-answer, timed
+        out...), the metadata server not answering, or google-auth's TransportError."""
+        from relaunch.store.http_pool import is_transient
+
+        if is_transient(e):
             return True
-        if module.startswith("google.auth") and type(e).__name__ == "TransportError":
-            return True
-        return isinstance(e, (ConnectionError, TimeoutError))
+        return type(e).__module__.startswith("google.auth") and type(e).__name__ == "TransportError"
 
     # -- errors -----------------------------------------------------------------
 

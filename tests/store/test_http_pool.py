@@ -1,0 +1,419 @@
+"""The store's transport (store/http_pool.py): keep-alive connections from the standard
+library, reused only when their answer was read to the end, and the failures worth
+trying again told apart from our own bugs.
+
+A small HTTP/1.1 server here counts connections and can misbehave on purpose; the
+store-level cases run on the fake Cloud Storage with its ``drop`` fault.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relaunch.errors import StoreError
+from relaunch.store.gcs import GCSStore
+from relaunch.store.gcs_wire import Wire
+from relaunch.store.http_pool import HttpPool, is_transient
+from tests.fakegcp.fake import FakeGCP
+
+BIG = bytes(range(256)) * 4096  # 1 MiB
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
+
+    def do_GET(self) -> None:
+        path = self.path
+        if path == "/big":
+            body = BIG
+        elif path == "/drop-once" and not self.server.dropped:
+            self.server.dropped = True
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)  # 10 of 1000 bytes, then the connection breaks
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        elif path == "/then-close":  # kept alive, then closed while idle (a server's timeout)
+            body = b"later"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        elif path == "/close":  # an answer after which the server closes: not reusable
+            body = b"bye"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+            return
+        else:
+            body = f"answer to {path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[::-1])
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.dropped = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server()
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_connections_are_kept_alive_and_reused(server: _Server) -> None:
+    pool = HttpPool()
+    for i in range(20):
+        answer = pool.request("GET", f"{server.url}/k{i}", timeout=10)
+        assert (answer.status, answer.data) == (200, f"answer to /k{i}".encode())
+    answer = pool.request("POST", f"{server.url}/echo", body=b"abc", timeout=10)
+    assert answer.data == b"cba"
+    assert server.connections == 1 and pool.idle() == 1
+
+
+def test_an_answer_the_server_closes_after_is_not_kept(server: _Server) -> None:
+    pool = HttpPool()
+    assert pool.request("GET", f"{server.url}/close", timeout=10).data == b"bye"
+    assert pool.idle() == 0
+    assert pool.request("GET", f"{server.url}/a", timeout=10).data == b"answer to /a"
+    assert server.connections == 2
+
+
+def test_a_half_read_streamed_answer_does_not_poison_the_pool(server: _Server) -> None:
+    """A download given up half way leaves the rest of its body on its connection: that
+    connection is closed, and the next request gets its own answer on a fresh one."""
+    pool = HttpPool()
+    answer = pool.request("GET", f"{server.url}/big", timeout=10, stream=True)
+    first = next(answer.stream(4096))
+    assert first == BIG[:4096]
+    answer.release_conn()
+    assert pool.idle() == 0  # closed, not given back
+    for i in range(3):
+        again = pool.request("GET", f"{server.url}/k{i}", timeout=10)
+        assert again.data == f"answer to /k{i}".encode()
+    assert server.connections == 2  # the half-read one, then one fresh one kept alive
+
+
+def test_a_streamed_answer_read_to_the_end_gives_its_connection_back(server: _Server) -> None:
+    pool = HttpPool()
+    answer = pool.request("GET", f"{server.url}/big", timeout=10, stream=True)
+    assert b"".join(answer.stream(1 << 16)) == BIG
+    answer.release_conn()
+    answer.release_conn()  # idempotent
+    assert pool.idle() == 1
+    assert pool.request("GET", f"{server.url}/a", timeout=10).data == b"answer to /a"
+    assert server.connections == 1
+
+
+def test_an_answer_cut_off_is_an_error_worth_retrying_and_its_connection_is_closed(
+    server: _Server,
+) -> None:
+    pool = HttpPool()
+    with pytest.raises(http.client.IncompleteRead) as info:
+        pool.request("GET", f"{server.url}/drop-once", timeout=10)
+    assert is_transient(info.value)
+    assert pool.idle() == 0
+    assert pool.request("GET", f"{server.url}/drop-once", timeout=10).data == (
+        b"answer to /drop-once"
+    )
+
+
+def test_a_streamed_answer_cut_off_raises_instead_of_ending_short(server: _Server) -> None:
+    pool = HttpPool()
+    answer = pool.request("GET", f"{server.url}/drop-once", timeout=10, stream=True)
+    got = bytearray()
+    with pytest.raises(http.client.IncompleteRead):
+        for piece in answer.stream(100):
+            got += piece
+    answer.release_conn()
+    assert bytes(got) == b"x" * 10 and pool.idle() == 0
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used(server: _Server) -> None:
+    """The server drops an idle keep-alive connection (its idle timeout): the next
+    request notices before sending and opens a new connection, no error."""
+    import time
+
+    pool = HttpPool()
+    assert pool.request("GET", f"{server.url}/then-close", timeout=10).data == b"later"
+    assert pool.idle() == 1  # the server did not say it would close
+    time.sleep(0.2)  # its FIN arrives
+    assert pool.request("GET", f"{server.url}/b", timeout=10).data == b"answer to /b"
+    assert server.connections == 2
+
+
+def test_many_threads_at_once_each_get_their_own_answer(server: _Server) -> None:
+    pool = HttpPool(maxsize=32)
+    errors: list[BaseException] = []
+    wrong: list[tuple[int, int]] = []
+    start = threading.Barrier(32)
+
+    def work(n: int) -> None:
+        try:
+            start.wait(timeout=30)
+            for i in range(20):
+                if i % 5 == 0:
+                    answer = pool.request("GET", f"{server.url}/big", timeout=30, stream=True)
+                    if b"".join(answer.stream(1 << 16)) != BIG:
+                        wrong.append((n, i))
+                    answer.release_conn()
+                    continue
+                body = f"{n}:{i}".encode() * (n + 1)
+                if i % 2:
+                    got = pool.request("POST", f"{server.url}/t", body=body, timeout=30).data
+                    if got != body[::-1]:
+                        wrong.append((n, i))
+                elif pool.request("GET", f"{server.url}/{n}/{i}", timeout=30).data != (
+                    f"answer to /{n}/{i}".encode()
+                ):
+                    wrong.append((n, i))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [] and wrong == []
+    assert pool.idle() <= 32 and server.connections <= 32 * 20
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        http.client.RemoteDisconnected("Remote end closed connection without response"),
+        http.client.BadStatusLine("HTTP/1.1 2"),
+        http.client.IncompleteRead(b"ab", 10),
+        ConnectionResetError(errno.ECONNRESET, "reset"),
+        ConnectionRefusedError(errno.ECONNREFUSED, "refused"),
+        ConnectionAbortedError(errno.ECONNABORTED, "aborted"),
+        BrokenPipeError(errno.EPIPE, "broken pipe"),
+        TimeoutError(errno.ETIMEDOUT, "Connection timed out"),  # socket.timeout too
+        TimeoutError("timed out"),
+        OSError(errno.ENETUNREACH, "Network is unreachable"),
+        OSError(errno.EHOSTUNREACH, "No route to host"),
+        socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
+        ssl.SSLZeroReturnError(6, "TLS/SSL connection has been closed"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_connection_failures_are_transient(error: BaseException) -> None:
+    assert is_transient(error) and Wire.is_transient(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        http.client.CannotSendRequest("Request-sent"),  # a connection misused: our bug
+        http.client.ResponseNotReady("Request-sent"),
+        http.client.InvalidURL("nonnumeric port"),
+        http.client.LineTooLong("header line"),
+        ssl.SSLCertVerificationError(1, "certificate verify failed"),
+        OSError(errno.EBADF, "Bad file descriptor"),
+        FileNotFoundError(errno.ENOENT, "no such file"),
+        ValueError("not an http(s) URL"),
+        TypeError("expected bytes"),
+        KeyError("x-goog-generation"),
+        AttributeError("'NoneType' object has no attribute 'sendall'"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_bugs_and_refusals_are_not_transient(error: BaseException) -> None:
+    assert not is_transient(error) and not Wire.is_transient(error)
+
+
+# -- the store on the fake Cloud Storage -----------------------------------------------
+
+
+@pytest.fixture
+def gcs(fake_gcp: FakeGCP) -> GCSStore:
+    fake_gcp.gcs.create_bucket("b")
+    return GCSStore("gs://b/root", retry_initial=0.01)
+
+
+def test_a_connection_dropped_mid_answer_is_retried_on_a_fresh_one(
+    fake_gcp: FakeGCP, gcs: GCSStore
+) -> None:
+    gen = gcs.put("k", b"v" * 1000)
+    gcs.get("k")
+    pool = gcs._wire._pool
+    (conns,) = pool._idle.values()
+    (before,) = conns
+    fault = fake_gcp.faults.drop("storage", method="GET", times=1)
+    assert gcs.get("k") == (b"v" * 1000, gen)
+    assert fault.hits == 1
+    (conns,) = pool._idle.values()
+    assert conns != [before] and before.sock is None  # the broken one was closed
+    assert [m for _, m, p in fake_gcp.requests("storage")[-2:]] == ["GET", "GET"]
+
+
+def test_a_write_whose_answer_was_cut_off_is_still_ours(fake_gcp: FakeGCP, gcs: GCSStore) -> None:
+    """The create lands, its answer breaks off: the retry meets 412, and the write id
+    says the object is ours (as with an answer lost to a 503)."""
+    fake_gcp.faults.drop("storage", method="POST", times=1)
+    gen = gcs.put("lease", b"me", if_generation_match=0)
+    assert gcs.get("lease") == (b"me", gen)
+
+
+def test_a_download_cut_off_resumes_where_it_stopped(
+    fake_gcp: FakeGCP, gcs: GCSStore, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * (12 * 1024)  # 3 MiB
+    gen = gcs.put("ckpt", data)
+    fake_gcp.faults.drop("storage", method="GET", path="ckpt", times=2)
+    out = tmp_path / "ckpt"
+    assert gcs.download_file("ckpt", out) == gen
+    assert out.read_bytes() == data
+    reads = [p for _, m, p in fake_gcp.requests("storage") if m == "GET" and p.endswith("ckpt")]
+    assert len(reads) == 3  # cut off, its resumption cut off too, the rest
+
+
+def test_32_threads_on_one_store_each_get_their_own_objects(gcs: GCSStore) -> None:
+    errors: list[BaseException] = []
+    wrong: list[str] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(8):
+                key = f"t{n}/{i}"
+                data = f"{n}-{i}-".encode() * (1 + 37 * n)
+                gen = gcs.put(key, data)
+                if gcs.get(key) != (data, gen):
+                    wrong.append(key)
+                if (meta := gcs.stat(key)) is None or meta.size != len(data):
+                    wrong.append(key)
+            if len(gcs.list(f"t{n}/").objects) != 8:
+                wrong.append(f"t{n}/")
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert errors == [] and wrong == []
+    assert gcs._wire._pool.idle() <= 32
+
+
+# -- TLS: the system's CAs, looked up one by one ----------------------------------------
+
+
+@pytest.fixture
+def tls_endpoint(fake_gcp: FakeGCP, tmp_path: Path) -> tuple[str, Path, Path]:
+    """``(https URL of the fake, CA file, hashed CA folder)``, both with the system's
+    CAs and the fake's throwaway certificate."""
+    from tests.fakegcp.tls import self_signed
+
+    context, cafile, cadir = self_signed(tmp_path / "tls")
+    fake_gcp.gcs.create_bucket("b")
+    return fake_gcp.add_endpoint("tls", tls=context), cafile, cadir
+
+
+def test_https_looks_up_only_the_cas_a_chain_needs(
+    tls_endpoint: tuple[str, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _, cadir = tls_endpoint
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(cadir))
+    pool = HttpPool()
+    answer = pool.request("GET", f"{url}/storage/v1/b/b/o", timeout=10)
+    assert answer.status == 200 and pool._tls_lazy
+    assert pool._tls.cert_store_stats()["x509_ca"] == 1  # not the bundle's ~140
+    assert pool.request("GET", f"{url}/storage/v1/b/b/o", timeout=10).status == 200
+    assert pool.idle() == 1  # kept alive over TLS too
+
+
+def test_a_ca_the_folder_lacks_is_found_among_all_the_systems(
+    tls_endpoint: tuple[str, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CA appended to the bundle by hand and never hashed into the folder: the
+    default context (every CA of the bundle) verifies the chain, as it always would."""
+    from relaunch.store import http_pool
+
+    url, cafile, _ = tls_endpoint
+    empty = tmp_path / "other-cas"
+    empty.mkdir()
+    (empty / "00000000.0").write_text("")  # hashed, and without the fake's CA
+    monkeypatch.setenv("SSL_CERT_DIR", str(empty))
+    monkeypatch.setenv("SSL_CERT_FILE", str(cafile))  # what the default context loads
+    lazy = http_pool.tls_context
+    monkeypatch.setattr(http_pool, "tls_context", lambda: lazy(env={}))
+    pool = HttpPool()
+    assert pool.request("GET", f"{url}/storage/v1/b/b/o", timeout=10).status == 200
+    assert not pool._tls_lazy
+
+
+def test_a_certificate_that_does_not_verify_is_a_store_error_at_once(
+    tls_endpoint: tuple[str, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a connection to try again for two minutes: the error names the endpoint and
+    what to install."""
+    import time
+
+    url, _, _ = tls_endpoint
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)  # the system's CAs: not the fake's
+    monkeypatch.setenv("RELAUNCH_STORAGE_ENDPOINT", url)
+    monkeypatch.setattr("relaunch.gcp.endpoints.is_local_emulator", lambda url: True)
+    store = GCSStore("gs://b/root", retry_initial=0.01, retry_timeout=60)
+    started = time.monotonic()
+    with pytest.raises(StoreError) as info:
+        store.get("k")
+    assert time.monotonic() - started < 10
+    assert f"TLS certificate of {url} did not verify" in str(info.value)
+    assert "ca-certificates" in (info.value.hint or "")
