@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import shutil
 import socket
 import ssl
 import threading
@@ -359,6 +360,8 @@ def tls_endpoint(fake_gcp: FakeGCP, tmp_path: Path) -> tuple[str, Path, Path]:
     CAs and the fake's throwaway certificate."""
     from tests.fakegcp.tls import self_signed
 
+    if shutil.which("openssl") is None or not ssl.get_default_verify_paths().capath:
+        pytest.skip("needs the openssl tool and the system's CA folder (ca-certificates)")
     context, cafile, cadir = self_signed(tmp_path / "tls")
     fake_gcp.gcs.create_bucket("b")
     return fake_gcp.add_endpoint("tls", tls=context), cafile, cadir
