@@ -195,6 +195,15 @@ def test_a_connection_the_server_closed_while_idle_is_not_used(server: _Server) 
     assert server.connections == 2
 
 
+def _in_threads(work: Any, n: int, timeout: float) -> None:
+    """``work(0)`` … ``work(n - 1)``, each in its own thread, all at once."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+
+
 def test_many_threads_at_once_each_get_their_own_answer(server: _Server) -> None:
     pool = HttpPool(maxsize=32)
     errors: list[BaseException] = []
@@ -223,11 +232,7 @@ def test_many_threads_at_once_each_get_their_own_answer(server: _Server) -> None
         except BaseException as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(32)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    _in_threads(work, 32, timeout=120)
     assert errors == [] and wrong == []
     assert pool.idle() <= 32 and server.connections <= 32 * 20
 
@@ -342,11 +347,7 @@ def test_32_threads_on_one_store_each_get_their_own_objects(gcs: GCSStore) -> No
         except BaseException as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(32)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
+    _in_threads(work, 32, timeout=240)
     assert errors == [] and wrong == []
     assert gcs._wire._pool.idle() <= 32
 
