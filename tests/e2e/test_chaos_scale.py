@@ -51,6 +51,7 @@ from tests.e2e.conftest import Env
 from tests.e2e.monkey import Monkey
 from tests.e2e.test_guarantee import assert_one_trainer_at_a_time
 from tests.fakegcp.fake import FakeGCP
+from tests.fakegcp.faults import Fault
 from tests.simfleet.backend import register, sim_record
 
 RUNS = 200
@@ -141,11 +142,22 @@ def fleet(
             env.cleanup()
 
 
-def server_faults(fake: FakeGCP, seed: int) -> None:
+def server_faults(fake: FakeGCP, seed: int) -> list[Fault]:
     """A share of the agents' requests fail at the fake (not the simulator's or ours)."""
     fake.faults.seed(seed)
-    fake.faults.fail("storage", times=None, share=SERVER_FAULTS["503"], via="agents")
-    fake.faults.drop("storage", times=None, share=SERVER_FAULTS["drop"], via="agents")
+    return [
+        fake.faults.fail("storage", times=None, share=SERVER_FAULTS["503"], via="agents"),
+        fake.faults.drop("storage", times=None, share=SERVER_FAULTS["drop"], via="agents"),
+    ]
+
+
+def no_agent_bug(env: Env, seed: int) -> None:
+    """No agent logged a traceback: a failing store is logged as its error; anything
+    else that failed a tick or a run's reconcile is a bug of the agent's."""
+    for log in sorted(env.root.glob("agent-*.log")):
+        text = log.read_text()
+        at = text.find("Traceback")
+        assert at < 0, f"seed {seed}: {log.name}:\n{text[max(0, at - 200) : at + 3000]}"
 
 
 def one_life_at_a_time(fleet: Fleet, seed: int) -> dict[str, list[dict[str, object]]]:
@@ -178,8 +190,7 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(fleet: Flee
     seed = int(os.environ.get("RELAUNCH_CHAOS_SEED") or time.time_ns() % 100_000)
     print(f"seed {seed}")  # shown if the test fails, even by its timeout
     rng = random.Random(seed)
-    if fleet.fake is not None:
-        server_faults(fleet.fake, seed)
+    faults = server_faults(fleet.fake, seed) if fleet.fake is not None else []
     rids = [f"s{i:03d}" for i in range(RUNS)]
     for rid in rids:
         queue.enqueue(env.ws.store, sim_record(rid, heartbeat_interval=2.0))
@@ -205,6 +216,7 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(fleet: Flee
     monkey.wake_all()
     kills, freezes = monkey.kills, monkey.freezes
     assert kills >= 3 and freezes >= 3, f"seed {seed}: too little chaos to mean anything"
+    assert all(f.hits for f in faults), f"seed {seed}: no server fault hit"
     summaries = {s.run_id: s.state for s in env.ws.summaries()}
     assert sorted(summaries) == rids, f"seed {seed}: runs lost or unlisted"
     assert set(summaries.values()) == {"SUCCEEDED"}, f"seed {seed}: {env.diagnose()}"
@@ -213,3 +225,4 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(fleet: Flee
         assert any(e["kind"] == "end" for e in entries[rid]), f"seed {seed}: {rid} never ended"
     recovered = [rid for rid in rids if {e["attempt"] for e in entries[rid]} == {"1", "2"}]
     assert len(recovered) >= RUNS * PREEMPTED / 2, f"seed {seed}: too few recoveries"
+    no_agent_bug(env, seed)
