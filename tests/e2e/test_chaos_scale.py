@@ -26,6 +26,7 @@ take their other paths (the read-ahead pool, reconciles from threads, the HTTP p
 and reach the fake through an endpoint of their own, where a share of their requests
 also fail server-side (SERVER_FAULTS: 503s, and answers cut off half way after the
 call took effect); the simulator and the test read through the main one, unharmed.
+RELAUNCH_CHAOS_SERVER_FAULTS (e.g. ``503=0.05,drop=0.02``) replaces those shares.
 """
 
 from __future__ import annotations
@@ -62,7 +63,15 @@ MAX_JOBS = 100  # per agent: two agents hold every run; an agent that dies leave
 DEADLINE = 600.0  # seconds for everything (a failing test only); it took 130-260 s loaded
 ROOT = Path(__file__).parents[2]
 BUCKET = "gs://relaunch-chaos/store"
-SERVER_FAULTS = {"503": 0.01, "drop": 0.005}  # shares of the agents' requests on a bucket
+# shares of the agents' requests on a bucket
+SERVER_FAULTS = {"503": 0.01, "drop": 0.005} | {
+    name: float(share)
+    for name, _, share in (
+        item.partition("=")
+        for item in os.environ.get("RELAUNCH_CHAOS_SERVER_FAULTS", "").split(",")
+        if item
+    )
+}
 
 
 class Fleet:
@@ -216,6 +225,7 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(fleet: Flee
     monkey.wake_all()
     kills, freezes = monkey.kills, monkey.freezes
     assert kills >= 3 and freezes >= 3, f"seed {seed}: too little chaos to mean anything"
+    print(f"kills {kills} freezes {freezes} server faults hit {[f.hits for f in faults]}")
     assert all(f.hits for f in faults), f"seed {seed}: no server fault hit"
     summaries = {s.run_id: s.state for s in env.ws.summaries()}
     assert sorted(summaries) == rids, f"seed {seed}: runs lost or unlisted"
