@@ -18,7 +18,10 @@ what "two attempts alive at once" means here. (Real runtimes under chaos: test_c
 A quarter of the runs have their first attempt preempted 10 s after it starts (the
 agents recover them with a second attempt, amid the chaos). Attempts end once the test
 has seen all 200 runs RUNNING at one moment (a plan file the simulator reads); chaos
-goes on until every run is over. The seed is printed on failure; RELAUNCH_CHAOS_SEED
+goes on until every attempt has ended, and then the agents, left alone, have CALM
+seconds to conclude every run (a run whose lease names a live agent that does not know
+it holds it would wait forever; chaos that went on would free it by killing that
+agent). The seed is printed on failure; RELAUNCH_CHAOS_SEED
 replays one (RELAUNCH_CHAOS_FAULTS replaces the agents' RELAUNCH_FAULTS).
 
 It runs on a local store and on a bucket of the fake cloud. On the bucket the agents
@@ -60,6 +63,7 @@ FAULTS = os.environ.get("RELAUNCH_CHAOS_FAULTS", "lose-answers=0.02")
 LEASE = "4"  # seconds: a frozen agent is thawed sometimes before it expires, sometimes after
 PREEMPTED = 0.25  # of the runs: their first attempt is preempted 10 s after it started
 MAX_JOBS = 100  # per agent: two agents hold every run; an agent that dies leaves two halves
+CALM = 120.0  # seconds to conclude every run once the attempts are over (~30 s taken)
 DEADLINE = 600.0  # seconds for everything (a failing test only); it took 130-260 s loaded
 ROOT = Path(__file__).parents[2]
 BUCKET = "gs://relaunch-chaos/store"
@@ -206,6 +210,7 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(fleet: Flee
     agents = [fleet.start_agent() for _ in range(3)]
     monkey = Monkey(rng, agents, fleet.start_agent, freeze_for=(1.0, 8.0))
     all_live = False
+    calm_until: float | None = None  # once every attempt has ended: no more chaos
     deadline = time.monotonic() + DEADLINE
     next_audit = time.monotonic() + 20.0
     while True:
@@ -213,15 +218,23 @@ def test_three_agents_killed_and_frozen_at_random_over_200_live_runs(fleet: Flee
         if all_live and set(states) <= {"SUCCEEDED", "FAILED", "STOPPED"}:
             break
         assert time.monotonic() < deadline, f"seed {seed}: not done: {states}\n{env.diagnose()}"
+        assert calm_until is None or time.monotonic() < calm_until, (
+            f"seed {seed}: runs not concluded {CALM:.0f} s after their attempts ended, "
+            f"without chaos: {states}\n{env.diagnose()}"
+        )
         if not all_live and states["RUNNING"] == RUNS and monkey.kills >= 3 and monkey.freezes >= 3:
             all_live = True  # all 200 live at once, agents hit meanwhile: now they may end
             fleet.finish()
         time.sleep(rng.uniform(2.0, 6.0))
         now = time.monotonic()
-        if now >= next_audit:  # a second life of a run fails the test at once
-            one_life_at_a_time(fleet, seed)
+        if now >= next_audit or (all_live and calm_until is None):
+            entries = one_life_at_a_time(fleet, seed)  # a second life fails the test at once
             next_audit = now + 20.0
-        monkey.strike()
+            if all_live and all(any(e["kind"] == "end" for e in entries[r]) for r in rids):
+                monkey.wake_all()
+                calm_until = now + CALM
+        if calm_until is None:
+            monkey.strike()
     monkey.wake_all()
     kills, freezes = monkey.kills, monkey.freezes
     assert kills >= 3 and freezes >= 3, f"seed {seed}: too little chaos to mean anything"
