@@ -23,12 +23,17 @@ Cloud faults are consulted by the services where Google reports them:
   fails to start with an image pull error.
 
 Every fault takes ``times`` (None = until :meth:`clear`); matched ones count down.
+Request faults also take ``share`` (a fraction of the matching requests, drawn from
+:meth:`Faults.seed`'s generator; None = every one) and ``via`` (only requests that came
+through that endpoint, ``fake.add_endpoint``), so a chaos test can fail 1 % of one
+client's calls at random while the others go through.
 Preemptions are events on the resources: ``fake.vertex.preempt`` /
 ``fake.compute.preempt`` (at a chosen time, with a notice period).
 """
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from dataclasses import dataclass, field
@@ -50,12 +55,15 @@ class Fault:
     extra: dict[str, Any] = field(default_factory=dict)
     hits: int = 0
     after: bool = False
+    share: float | None = None  # of the matching requests (None: every one)
+    via: str | None = None  # only requests through this endpoint
 
     def matches_request(self, api: str, req: Request) -> bool:
         return (
             (self.api is None or self.api == api)
             and (self.method is None or self.method == req.method)
             and (self.path is None or re.search(self.path, req.path) is not None)
+            and (self.via is None or self.via == req.via)
         )
 
 
@@ -63,6 +71,12 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._random = random.Random()
+
+    def seed(self, seed: int) -> None:
+        """Seed the draws of faults that hit a ``share`` of their requests."""
+        with self._lock:
+            self._random.seed(seed)
 
     def _add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -77,7 +91,10 @@ class Faults:
         """The first live fault of ``kind`` satisfying ``pred``, counted as used."""
         with self._lock:
             for fault in self._faults:
-                if fault.kind == kind and (fault.times is None or fault.times > 0) and pred(fault):
+                live = fault.times is None or fault.times > 0
+                if not (fault.kind == kind and live and pred(fault)):
+                    continue
+                if fault.share is None or self._random.random() < fault.share:
                     if fault.times is not None:
                         fault.times -= 1
                     fault.hits += 1
@@ -96,9 +113,11 @@ class Faults:
         path: str | None = None,
         message: str = "The service is currently unavailable.",
         after: bool = False,
+        share: float | None = None,
+        via: str | None = None,
     ) -> Fault:
         fault = Fault("http", api, times, method, path, status=status, message=message)
-        fault.after = after
+        fault.after, fault.share, fault.via = after, share, via
         return self._add(fault)
 
     def rate_limit(
@@ -124,9 +143,16 @@ class Faults:
         return self._add(fault)
 
     def drop(
-        self, api: str, *, times: int | None = 1, method: str | None = None, path: str | None = None
+        self,
+        api: str,
+        *,
+        times: int | None = 1,
+        method: str | None = None,
+        path: str | None = None,
+        share: float | None = None,
+        via: str | None = None,
     ) -> Fault:
-        return self._add(Fault("drop", api, times, method, path))
+        return self._add(Fault("drop", api, times, method, path, share=share, via=via))
 
     def intercept(self, api: str, req: Request) -> FakeError | Drop | None:
         """Raise the error of the first matching request fault (the router's hook), or

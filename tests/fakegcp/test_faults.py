@@ -70,3 +70,15 @@ def test_gcs_enforces_every_precondition(fake_gcp: FakeGCP) -> None:
     assert requests.post(f"{url}&ifGenerationNotMatch=1", data=b"2", timeout=10).ok
     assert requests.post(f"{url}&ifGenerationMatch={gen}", data=b"3", timeout=10).status_code == 412
     assert requests.patch(base, json={"bogus": 1}, timeout=10).status_code == 400
+
+
+def test_a_share_of_one_endpoints_requests(fake_gcp: FakeGCP) -> None:
+    fake_gcp.gcs.create_bucket("b")
+    other = fake_gcp.add_endpoint("other")
+    fake_gcp.faults.seed(7)
+    fault = fake_gcp.faults.fail("storage", times=None, share=0.25, via="other")
+    main = [get_bucket(fake_gcp).status_code for _ in range(40)]
+    codes = [requests.get(f"{other}/storage/v1/b/b", timeout=10).status_code for _ in range(200)]
+    assert set(main) == {200}
+    assert 20 <= codes.count(503) <= 80 and codes.count(503) == fault.hits
+    assert set(codes) == {200, 503}

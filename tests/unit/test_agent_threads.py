@@ -13,11 +13,13 @@ import pytest
 from relaunch.agent.loop import Agent, AgentOptions
 from relaunch.backends import registry
 from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
-from relaunch.runs import keys, leases, queue
+from relaunch.errors import StoreError
+from relaunch.runs import agents, keys, leases, queue
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.runs.repo import RunRepo
 from relaunch.spec.job import JobSpec
 from relaunch.states import AttemptState
+from relaunch.store import LocalStore
 from relaunch.store.base import ObjectStore
 from tests.conftest import STORE_KINDS
 
@@ -192,3 +194,44 @@ def test_a_runtime_of_an_older_relaunch_is_heard_at_its_heartbeat_key(
         assert repo.get_run(run_id).state.value == "RUNNING"
     finally:
         agent.workers.close()
+
+
+class LosesAnAnswer(LocalStore):
+    """The next write of each key in ``lose`` lands, and its answer is lost."""
+
+    lose: set[str] = set()
+
+    def put(self, key: str, data: bytes, *, if_generation_match: int | None = None) -> int:
+        gen = super().put(key, data, if_generation_match=if_generation_match)
+        if key in self.lose:
+            self.lose.discard(key)
+            raise StoreError(f"the answer to a write of {key!r} was lost")
+        return gen
+
+
+def test_an_adopted_lease_whose_answer_was_lost_is_taken_back(tmp_path: Any) -> None:
+    """An adopter's lease write lands but its answer is lost: the lease names the adopter,
+    alive, so no other agent takes the run; the adopter itself takes it back at its next
+    scan (it was orphaned for good while the adopter lived)."""
+    store = LosesAnAnswer(tmp_path / "store")
+    run_id = "lost-answer"
+    spec = JobSpec(name="t", command=["true"])
+    queue.enqueue(
+        store, RunRecord(run_id=run_id, name="t", queue="default", backend="in-turn", spec=spec)
+    )
+    first = Agent(store, AgentOptions(lease_ttl=60), agent_id="first")
+    first.tick()  # claims the run and submits it
+    assert run_id in first.owned
+    dead = agents.read(store, "first")
+    assert dead is not None
+    agents.write(store, "first", dict(dead.body, expires_at=0.0), dead.generation)  # it died
+
+    adopter = Agent(store, AgentOptions(lease_ttl=60), agent_id="adopter")
+    store.lose = {keys.lease_key(run_id)}
+    with pytest.raises(StoreError):
+        adopter.tick()  # the adoption scan's lease write: landed, answer lost
+    lease = leases.read_lease(store, run_id)
+    assert lease is not None and lease.agent_id == "adopter" and run_id not in adopter.owned
+    adopter._next_adopt = 0.0
+    adopter.tick()
+    assert run_id in adopter.owned

@@ -101,8 +101,7 @@ class Adopter:
                     self.over[run_id] = entry.generation
                 return
             lease = leases.read_lease(self.store, run_id)
-            free = not leases.is_held(self.store, lease, now)
-            if free and agent._take(run_id):
+            if self._free(lease, now) and agent._take(run_id):
                 agent._set_aside(run_id, e)
             return
         if found is None:
@@ -126,8 +125,7 @@ class Adopter:
             resuming = run.resumed_at is not None and now - run.resumed_at < RESUME_GRACE
             if resuming and listed.stop is None:
                 return  # a resume between its record and its queue item: give it time
-        orphaned = not leases.is_held(self.store, lease, now)
-        if orphaned and agent._take(run_id):
+        if self._free(lease, now) and agent._take(run_id):
             agent.repo.add_event(
                 run_id,
                 "adopted",
@@ -135,6 +133,14 @@ class Adopter:
                 f"(previous agent: {lease.agent_id if lease else 'none'})",
             )
             agent.log(f"adopted {run_id}")
+
+    def _free(self, lease: leases.Lease | None, now: float) -> bool:
+        """Whether this agent may take the lease of a run it does not own: nobody holds
+        it, or it names this agent itself — a take whose write landed and whose answer
+        was lost. Held by a live agent (this one), nobody else would ever take it."""
+        if lease is not None and lease.agent_id == self.agent.id:
+            return True
+        return not leases.is_held(self.store, lease, now)
 
     def _queued(self) -> set[str]:
         if self.queued is None:

@@ -89,7 +89,7 @@ class ReadAhead:
         jobs += [partial(_stat, store, k) for k in stops]
         found = self._map(jobs)
         for key, value in zip(records, found[: len(records)], strict=True):
-            if value is not None:
+            if isinstance(value, tuple):  # not a failed read: reconciling reads it again
                 self.repo.remember(key, *value)
         ahead = dict(zip(objects + stops, found[len(records) :], strict=True))
         for key, value in ahead.items():
