@@ -55,9 +55,9 @@ class _Entry:
         held = self._model
         if held is None or type(held) is not model:
             held = _validate(model, self.data, key)
-            self._model = held
-            if _CHECK_CACHE:
+            if _CHECK_CACHE:  # before the model is seen by other threads
                 self._snapshot = held.model_dump_json()
+            self._model = held
         elif _CHECK_CACHE and held.model_dump_json() != self._snapshot:
             raise AssertionError(f"a cached record was changed in place: {key}")
         copy = held.model_copy()
