@@ -197,11 +197,15 @@ def test_a_runtime_of_an_older_relaunch_is_heard_at_its_heartbeat_key(
 
 
 class LosesAnAnswer(LocalStore):
-    """The next write of each key in ``lose`` lands, and its answer is lost."""
+    """The next write of each key in ``lose`` lands, and its answer is lost; writes of
+    keys in ``fail`` fail."""
 
     lose: set[str] = set()
+    fail: set[str] = set()
 
     def put(self, key: str, data: bytes, *, if_generation_match: int | None = None) -> int:
+        if key in self.fail:
+            raise StoreError(f"writing {key!r} timed out")
         gen = super().put(key, data, if_generation_match=if_generation_match)
         if key in self.lose:
             self.lose.discard(key)
@@ -209,29 +213,46 @@ class LosesAnAnswer(LocalStore):
         return gen
 
 
+def _orphans(store: ObjectStore, *run_ids: str) -> None:
+    """``run_ids`` started by an agent that then died."""
+    spec = JobSpec(name="t", command=["true"])
+    for run_id in run_ids:
+        run = RunRecord(run_id=run_id, name="t", queue="default", backend="in-turn", spec=spec)
+        queue.enqueue(store, run)
+    first = Agent(store, AgentOptions(lease_ttl=60), agent_id="first")
+    first.tick()  # claims the runs and submits them
+    assert sorted(first.owned) == sorted(run_ids)
+    dead = agents.read(store, "first")
+    assert dead is not None
+    agents.write(store, "first", dict(dead.body, expires_at=0.0), dead.generation)
+
+
+def test_one_orphan_that_cannot_be_taken_does_not_stop_the_adoption_of_others(
+    tmp_path: Any,
+) -> None:
+    store = LosesAnAnswer(tmp_path / "store")
+    _orphans(store, "a-run", "b-run")
+    adopter = Agent(store, AgentOptions(lease_ttl=60), agent_id="adopter", log=lambda _: None)
+    store.fail = {keys.lease_key("a-run")}
+    adopter.tick()  # raised at a-run's lease, before looking at b-run
+    assert sorted(adopter.owned) == ["b-run"]
+    store.fail = set()
+    adopter._next_adopt = 0.0
+    adopter.tick()
+    assert sorted(adopter.owned) == ["a-run", "b-run"]
+
+
 def test_an_adopted_lease_whose_answer_was_lost_is_taken_back(tmp_path: Any) -> None:
     """An adopter's lease write lands but its answer is lost: the lease names the adopter,
     alive, so no other agent takes the run; the adopter itself takes it back at its next
     scan (it was orphaned for good while the adopter lived)."""
     store = LosesAnAnswer(tmp_path / "store")
-    run_id = "lost-answer"
-    spec = JobSpec(name="t", command=["true"])
-    queue.enqueue(
-        store, RunRecord(run_id=run_id, name="t", queue="default", backend="in-turn", spec=spec)
-    )
-    first = Agent(store, AgentOptions(lease_ttl=60), agent_id="first")
-    first.tick()  # claims the run and submits it
-    assert run_id in first.owned
-    dead = agents.read(store, "first")
-    assert dead is not None
-    agents.write(store, "first", dict(dead.body, expires_at=0.0), dead.generation)  # it died
-
-    adopter = Agent(store, AgentOptions(lease_ttl=60), agent_id="adopter")
-    store.lose = {keys.lease_key(run_id)}
-    with pytest.raises(StoreError):
-        adopter.tick()  # the adoption scan's lease write: landed, answer lost
-    lease = leases.read_lease(store, run_id)
-    assert lease is not None and lease.agent_id == "adopter" and run_id not in adopter.owned
+    _orphans(store, "lost-answer")
+    adopter = Agent(store, AgentOptions(lease_ttl=60), agent_id="adopter", log=lambda _: None)
+    store.lose = {keys.lease_key("lost-answer")}
+    adopter.tick()  # the adoption scan's lease write: landed, answer lost
+    lease = leases.read_lease(store, "lost-answer")
+    assert lease is not None and lease.agent_id == "adopter" and adopter.owned == {}
     adopter._next_adopt = 0.0
     adopter.tick()
-    assert run_id in adopter.owned
+    assert sorted(adopter.owned) == ["lost-answer"]

@@ -7,7 +7,8 @@ any other one has its record read and, unless it is over or waits in its queue, 
 lease: the lease stays the truth, and taking it is the usual compare-and-swap. The scan
 also finishes what a crash left behind: an entry of a run that is over (its agent died
 between the ended mark and the cleanup), an entry without a record (its enqueuer died),
-``ended/`` entries older than a day.
+``ended/`` entries older than a day. A run whose store calls fail is logged and left for
+the next scan; the scan goes on with the others.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed
+from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed, RelaunchError
 from relaunch.runs import agents, keys, leases, live, queue
 from relaunch.states import RunState
 from relaunch.store.base import ObjectStore
@@ -78,17 +79,20 @@ class Adopter:
                 return
             if run_id in agent.owned or not agent._wanted(run_id):
                 continue
-            if listed.entry is None:
-                self._leftover(listed)
-                continue
-            if self.over.get(run_id) == listed.entry.generation:
-                if live.settled(listed.entry):
-                    self._clean(listed, None)
-                continue
-            if others is None:
-                others = runs_of_live_agents(store, agent.id)
-            if run_id not in others:
-                self._look_at(listed)
+            try:
+                if listed.entry is None:
+                    self._leftover(listed)
+                    continue
+                if self.over.get(run_id) == listed.entry.generation:
+                    if live.settled(listed.entry):
+                        self._clean(listed, None)
+                    continue
+                if others is None:
+                    others = runs_of_live_agents(store, agent.id)
+                if run_id not in others:
+                    self._look_at(listed)
+            except RelaunchError as e:  # one run's failing call must not stop the scan
+                agent._sicken(run_id, e)
 
     def _look_at(self, listed: live.LiveRun) -> None:
         agent, run_id, entry = self.agent, listed.run_id, listed.entry
