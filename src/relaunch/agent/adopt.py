@@ -17,7 +17,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed, RelaunchError
+from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed
 from relaunch.runs import agents, keys, leases, live, queue
 from relaunch.states import RunState
 from relaunch.store.base import ObjectStore
@@ -91,7 +91,7 @@ class Adopter:
                     others = runs_of_live_agents(store, agent.id)
                 if run_id not in others:
                     self._look_at(listed)
-            except RelaunchError as e:  # one run's failing call must not stop the scan
+            except Exception as e:  # one run's failing call (or record) must not stop the scan
                 agent._sicken(run_id, e)
 
     def _look_at(self, listed: live.LiveRun) -> None:
@@ -184,7 +184,7 @@ class Adopter:
             over = readable and live.over(record)
         except ObjectNotFound:
             readable, over = True, True  # no record at all
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser
             readable, over = False, False
         if not readable:  # damaged: out of live/ once it has been set aside
             over = self.store.stat(keys.damaged_key(run_id)) is not None

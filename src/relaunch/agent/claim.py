@@ -127,7 +127,7 @@ def _backend_of(data: bytes) -> str | None:
     claim then goes on as usual and sorts it out)."""
     try:
         backend = json.loads(data).get("backend")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return backend if isinstance(backend, str) else None
 

@@ -102,6 +102,7 @@ class Agent:
         self.owned: dict[str, Owned] = {}
         self._unserved: set[str] = set()  # runs whose backend cannot run on this host
         self._sick: dict[str, tuple[float, str]] = {}  # run → (look again at, last error)
+        self._ahead_error = ""  # the last failure of a read-ahead, logged once
         self.epoch = os.urandom(4).hex()  # new when found dead: see runs/agents.py
         self._record_gen = 0  # generation of this agent's record as last written
         self._confirmed_until = 0.0  # monotonic: no write needed to confirm before this
@@ -153,7 +154,7 @@ class Agent:
         self._renew_if_due()
         self.repo.begin_tick()
         try:
-            self.ahead.tick(self.owned, skip=self._resting())
+            self._read_ahead()
             self._reconcile_all(list(self.owned))
         finally:
             self.repo.end_tick()
@@ -165,6 +166,20 @@ class Agent:
         if now >= self._next_prune:  # records of agents long dead
             agents.prune(self.store, now)
             self._next_prune = now + PRUNE_EVERY
+
+    def _read_ahead(self) -> None:
+        """Reads for every run at once, before reconciling them. Only a saving: when it
+        fails (a store error, or a record it stumbles on), each run is read on its own
+        when reconciled, where its errors are handled, and every run is still looked at."""
+        try:
+            self.ahead.tick(self.owned, skip=self._resting())
+        except Exception as e:
+            error = str(e) if isinstance(e, RelaunchError) else traceback.format_exc()
+            if error != self._ahead_error:
+                self.log(f"reading ahead failed; each run is read on its own: {error}")
+            self._ahead_error = error
+        else:
+            self._ahead_error = ""
 
     def _adopt_every(self) -> float:
         if not _is_local(self.store):

@@ -21,7 +21,7 @@ from relaunch.agent.reconcile import POLL_SLACK
 from relaunch.agent.workers import Workers
 from relaunch.backends.base import AttemptStatus, simulates_preemption
 from relaunch.backends.registry import get_backend
-from relaunch.errors import BackendError, ObjectNotFound, RelaunchError
+from relaunch.errors import ObjectNotFound, RelaunchError
 from relaunch.runs import keys, live
 from relaunch.runs.repo import RunRepo
 from relaunch.states import AttemptState
@@ -183,8 +183,8 @@ class ReadAhead:
             try:
                 status: AttemptStatus = backend.poll(handle)
                 return status
-            except BackendError:
-                return None  # asked again when reconciling
+            except Exception:  # a cloud error or a damaged handle: asked again when
+                return None  # reconciling, where each run's errors are handled
 
         results = self._map([partial(poll, b, h) for _, b, h in due])
         for (each, backend, _), status in zip(due, results, strict=True):

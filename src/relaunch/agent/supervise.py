@@ -9,6 +9,7 @@ backend reports it gone.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,8 +152,7 @@ class Supervisor:
             data = None
         if data is not None:
             self.repo.store.delete(keys.preempt_key(run.run_id))
-            request: dict[str, Any] = json.loads(data)
-            return float(request.get("notice", 5.0)), "relaunch preempt"
+            return _notice(data), "relaunch preempt"
         for i, rule in enumerate(run.spec.local.preempt):
             if rule.attempt != attempt.n or i in attempt.preempt_triggers_fired:
                 continue
@@ -178,3 +178,12 @@ def set_state(state: RunState) -> Any:
         return True
 
     return mutate
+
+
+def _notice(request: bytes) -> float:
+    """The notice a ``relaunch preempt`` request asks for; 5 s when it cannot be read."""
+    try:
+        notice = json.loads(request).get("notice", 5.0)
+        return max(0.0, float(notice)) if math.isfinite(float(notice)) else 5.0
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return 5.0

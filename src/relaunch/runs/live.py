@@ -200,7 +200,8 @@ def _record(store: ObjectStore, run_id: str) -> tuple[str, dict[str, object] | N
 def over(record: dict[str, object]) -> bool:
     """Whether a run record (raw JSON) says the run is over and said so (its run-ended
     event written): such a run leaves ``live/``."""
-    return record.get("state") in TERMINAL and record.get("ended_event", True) is True
+    state = record.get("state")
+    return isinstance(state, str) and state in TERMINAL and record.get("ended_event", True) is True
 
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})

@@ -44,7 +44,7 @@ class _Entry:
         if self._fields is None:
             try:
                 value = json.loads(self.data)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past the parser
                 return None
             if not isinstance(value, dict):
                 return None

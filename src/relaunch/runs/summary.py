@@ -8,6 +8,7 @@ Standard library only.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,25 +49,78 @@ class RunSummary:
 
     @classmethod
     def from_json(cls, data: bytes) -> RunSummary:
+        """The fields of a record; a ValueError when one has the wrong type (the run is
+        then listed as DAMAGED, not the whole listing lost)."""
         d = json.loads(data)
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
         return cls(
-            run_id=d["run_id"],
-            name=d.get("name", ""),
-            queue=d.get("queue", ""),
-            backend=d.get("backend", ""),
-            state=d.get("state", "QUEUED"),
-            attempt=d.get("attempt", 0),
-            recoveries=d.get("recoveries", 0),
-            restarts=d.get("restarts", 0),
-            where=d.get("where"),
-            step=d.get("step"),
-            total=d.get("total"),
-            reason=d.get("reason"),
-            note=d.get("note"),
-            created_at=d.get("created_at", 0.0),
-            ended_at=d.get("ended_at"),
+            run_id=_text(d, "run_id", _MISSING),
+            name=_text(d, "name", ""),
+            queue=_text(d, "queue", ""),
+            backend=_text(d, "backend", ""),
+            state=_text(d, "state", "QUEUED"),
+            attempt=_whole(d, "attempt", 0),
+            recoveries=_whole(d, "recoveries", 0),
+            restarts=_whole(d, "restarts", 0),
+            where=_text(d, "where", None),
+            step=_whole(d, "step", None),
+            total=_whole(d, "total", None),
+            reason=_text(d, "reason", None),
+            note=_text(d, "note", None),
+            created_at=_seconds(d, "created_at", 0.0),
+            ended_at=_seconds(d, "ended_at", None),
             set_aside=str(d.get("detail") or "").startswith(SET_ASIDE),
         )
+
+
+# Each field as the record's model reads it (pydantic, lax: "3" is an int there too);
+# a ValueError naming the field otherwise.
+_MISSING: Any = object()
+
+
+def _raw(d: dict[str, Any], name: str, default: Any) -> Any:
+    value = d.get(name, default)
+    if value is _MISSING:
+        raise ValueError(f"it has no {name}")
+    return value
+
+
+def _text(d: dict[str, Any], name: str, default: Any) -> Any:
+    value = _raw(d, name, default)
+    if (value is None and default is None) or isinstance(value, str):
+        return value
+    raise ValueError(f"its {name} is {type(value).__name__}, not text")
+
+
+def _whole(d: dict[str, Any], name: str, default: Any) -> Any:
+    value = _raw(d, name, default)
+    if value is None and default is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
+        whole = float(value)
+        if whole.is_integer():
+            return int(whole)
+    except (ValueError, OverflowError):
+        pass
+    raise ValueError(f"its {name} is {str(value)[:20]!r}, not a whole number")
+
+
+def _seconds(d: dict[str, Any], name: str, default: Any) -> Any:
+    value = _raw(d, name, default)
+    if value is None and default is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
+        seconds = float(value)
+        if math.isfinite(seconds):
+            return seconds
+    except ValueError:
+        pass
+    raise ValueError(f"its {name} is {str(value)[:20]!r}, not a time")
 
 
 #: Reads at once for a listing on a bucket (each one a round trip): as many as the
@@ -166,7 +220,7 @@ def _summary(store: ObjectStore, run_id: str) -> RunSummary | None:
         summary = RunSummary.from_json(data) if data is not None else None
         if summary is not None and summary.run_id != run_id:
             raise ValueError(f"it names another run, {summary.run_id!r}")
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         summary, why = None, f"run.json is damaged ({type(e).__name__}: {e})"[:200]
     # A run set aside as damaged is FAILED, and says so, when its record is readable:
     # any other run needs no second read.
