@@ -15,6 +15,7 @@ import pytest
 from relaunch.agent.loop import Agent, AgentOptions
 from relaunch.backends import registry
 from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
+from relaunch.errors import BackendError
 from relaunch.runs import keys, live, queue
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.runs.repo import RunRepo
@@ -150,3 +151,71 @@ def test_a_field_the_records_model_would_accept_is_read_as_it_would_be(tmp_path:
     )
     (found,) = run_summaries(store)
     assert (found.state, found.attempt, found.step, found.created_at) == ("QUEUED", 2, 3, 5.0)
+
+
+class CancelOnceFails(Backend):
+    """Its first cancel fails (the cloud did not answer); it notes the others."""
+
+    name = "cancel-once-fails"
+    cancelled: list[str] = []
+    failures = 1
+
+    def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:
+        return {"name": run.run_id, "where": "here"}
+
+    def poll(self, handle: Handle) -> AttemptStatus:
+        return AttemptStatus(AttemptState.RUNNING)
+
+    def cancel(self, handle: Handle, grace: float) -> None:
+        if CancelOnceFails.failures:
+            CancelOnceFails.failures -= 1
+            raise BackendError("the cloud did not answer", reason="transient")
+        self.cancelled.append(str(handle["name"]))
+
+
+def test_a_run_set_aside_whose_cancel_failed_is_cancelled_at_the_next_scan(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(registry.BACKENDS, CancelOnceFails.name, f"{__name__}:CancelOnceFails")
+    monkeypatch.delitem(registry._instances, CancelOnceFails.name, raising=False)
+    CancelOnceFails.cancelled, CancelOnceFails.failures = [], 1
+    store = LocalStore(tmp_path / "store")
+    live.build_index(store, "setup")
+    _enqueue(store, "r", CancelOnceFails.name)
+    logs: list[str] = []
+    agent = Agent(store, AgentOptions(lease_ttl=60), agent_id="a", log=logs.append)
+    agent.tick()
+    assert "r" in agent.owned
+    store.put(keys.run_key("r"), b'{"run_id": "r", "sta')  # cut off
+    agent.repo.forget("r")
+    agent.tick()  # set aside, the cancel of its trainer failed
+    assert store.stat(keys.damaged_key("r")) is not None
+    assert CancelOnceFails.cancelled == []
+    assert "r" not in agent.owned
+    assert live.entry(store, "r") is not None  # so that a scan finds it again
+    agent._next_adopt = 0.0
+    agent.tick()  # was taken for set aside: the trainer ran on, nobody watching
+    assert CancelOnceFails.cancelled == ["r"]
+    assert live.entry(store, "r") is None
+    assert RunRepo(store).unsettled_damage("r") is None
+    assert {r.run_id: r.state for r in run_summaries(store)}["r"] == "DAMAGED"
+    agent._next_adopt = 0.0
+    agent.tick()
+    assert CancelOnceFails.cancelled == ["r"]  # once
+    assert sum("could not cancel" in line for line in logs) == 1
+
+
+def test_a_set_aside_cut_short_by_a_dead_agent_is_finished_by_the_next(tmp_path: Any) -> None:
+    store = LocalStore(tmp_path / "store")
+    live.build_index(store, "setup")
+    _orphans(store, "r")  # its agent died…
+    repo = RunRepo(store)
+    store.put(keys.attempt_key("r", 1), b"\x00\x01")
+    assert repo.mark_damaged("r", "cut off", "first", settled=False)  # …setting it aside
+    adopter = Agent(store, AgentOptions(lease_ttl=60), agent_id="adopter", log=lambda _: None)
+    adopter.tick()  # adopts it
+    adopter.tick()  # reconciling it, finds the attempt damaged
+    assert repo.get_run("r").state is RunState.FAILED
+    assert repo.unsettled_damage("r") is None
+    assert live.entry(store, "r") is None
+    assert "r" not in adopter.owned

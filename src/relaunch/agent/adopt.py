@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed
 from relaunch.runs import agents, keys, leases, live, queue
+from relaunch.runs.summary import SET_ASIDE
 from relaunch.states import RunState
 from relaunch.store.base import ObjectStore
 
@@ -100,10 +101,12 @@ class Adopter:
         try:
             found = agent.repo.find_run(run_id)
         except DamagedRecord as e:
-            if agent.repo.damaged(run_id) is not None:  # set aside; its cleanup was cut short
-                if entry is not None:
+            settled = agent.repo.unsettled_damage(run_id) is None
+            if settled and agent.repo.damaged(run_id) is not None:
+                if entry is not None:  # set aside; only leaving live/ was cut short
                     self.over[run_id] = entry.generation
                 return
+            # not set aside yet, or its cleanup was cut short: whoever takes it does it
             lease = leases.read_lease(self.store, run_id)
             if self._free(lease, now) and agent._take(run_id):
                 agent._set_aside(run_id, e)
@@ -114,6 +117,14 @@ class Adopter:
                 self._drop(entry.key, entry.generation)
             return
         run = found[0]
+        if run.state.terminal and (run.detail or "").startswith(SET_ASIDE):
+            mark = agent.repo.unsettled_damage(run_id)
+            if mark is not None:  # set aside, and its cleanup was cut short
+                lease = leases.read_lease(self.store, run_id)
+                if self._free(lease, now) and agent._take(run_id):
+                    why = str(mark[0].get("why", "damaged"))
+                    agent._set_aside(run_id, DamagedRecord(keys.damaged_key(run_id), why))
+                return
         if run.state.terminal and run.ended_event:
             if entry is not None:  # its agent died between the ended mark and the cleanup
                 self.over[run_id] = entry.generation

@@ -24,13 +24,25 @@ from relaunch.states import RunState
 def set_aside(
     repo: RunRepo, run_id: str, e: DamagedRecord, agent_id: str, log: Callable[[str], None]
 ) -> None:
+    """Called by the agent that holds the run's lease. Picks up where an earlier call
+    was cut short (a store error, an agent that died): until the mark says the cleanup
+    is done, the run stays in ``live/``, where the adoption scan finds it again."""
     why = e.why if e.key == keys.run_key(run_id) else str(e)
-    if repo.mark_damaged(run_id, why, agent_id):
+    if repo.mark_damaged(run_id, why, agent_id, settled=False):
         log(f"{run_id}: set aside: {e}")
-        _end_live_attempts(repo, run_id, log)
-        _fail_readable_record(repo, run_id, e)
-        # Its runtime wrote on until it was cancelled: the set-aside run leaves live/.
-        repo.store.delete(keys.heartbeat_key(run_id))
+    elif repo.unsettled_damage(run_id) is None:
+        return  # set aside and cleaned up already
+    else:
+        log(f"{run_id}: finishing setting it aside")
+    ended = _end_live_attempts(repo, run_id, log)
+    _fail_readable_record(repo, run_id, e)
+    if not ended:
+        return  # in live/ still: the next adoption scan tries the cancel again
+    # Its runtime wrote on until it was cancelled: the set-aside run leaves live/.
+    repo.store.delete(keys.heartbeat_key(run_id))
+    mark = repo.unsettled_damage(run_id)
+    if mark is not None:
+        repo.settle_damage(run_id, mark)
 
 
 def _fail_readable_record(repo: RunRepo, run_id: str, e: DamagedRecord) -> None:
@@ -45,11 +57,13 @@ def _fail_readable_record(repo: RunRepo, run_id: str, e: DamagedRecord) -> None:
 
     try:
         repo.update_run(run_id, fail)
-    except RelaunchError:
-        pass
+    except DamagedRecord:
+        pass  # the record went bad meanwhile: ps lists the run as DAMAGED all the same
 
 
-def _end_live_attempts(repo: RunRepo, run_id: str, log: Callable[[str], None]) -> None:
+def _end_live_attempts(repo: RunRepo, run_id: str, log: Callable[[str], None]) -> bool:
+    """Cancel every attempt that may still run; False when a cancel failed."""
+    ended = True
     for meta in repo.store.list(keys.run_prefix(run_id) + "attempts/").objects:
         if meta.key.endswith(".result.json"):
             continue
@@ -64,8 +78,10 @@ def _end_live_attempts(repo: RunRepo, run_id: str, log: Callable[[str], None]) -
             get_backend(attempt.backend).cancel(attempt.handle, 0)
         except RelaunchError as error:
             log(f"{run_id}: could not cancel attempt {attempt.n}: {error}")
+            ended = False
             continue
         repo.add_event(run_id, "cancel", f"attempt {attempt.n}: the run is damaged; cancelled")
+    return ended
 
 
 __all__ = ["set_aside"]

@@ -16,7 +16,7 @@ from relaunch import eventlog
 from relaunch.errors import DamagedRecord, NotFoundError, ObjectNotFound, PreconditionFailed
 from relaunch.runs import keys, live
 from relaunch.runs.records import AttemptRecord, AttemptResult, Event, Heartbeat, RunRecord
-from relaunch.store.base import ObjectStore
+from relaunch.store.base import ObjectStore, dump_json
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -255,20 +255,53 @@ class RunRepo:
         except (ValueError, KeyError, TypeError):
             return "damaged"
 
-    def mark_damaged(self, run_id: str, why: str, by: str) -> bool:
+    def mark_damaged(self, run_id: str, why: str, by: str, *, settled: bool = True) -> bool:
         """Set the run aside (once, whoever comes first): True for the one that did, which
-        then records the event and ends what still runs."""
-        body = json.dumps({"why": why, "by": by, "time": time.time()}).encode()
-        entry = live.entry(self.store, run_id)
+        records the event. A run with nothing left to end is ``settled`` at once and
+        leaves ``live/``; otherwise the mark says its cleanup is still to be done, and
+        whoever holds its lease does it (``agent/damaged.py``), then ``settle_damage``."""
+        body = {"why": why, "by": by, "time": time.time(), "settled": settled}
         try:
-            self.store.put(keys.damaged_key(run_id), body, if_generation_match=0)
+            self.store.put(keys.damaged_key(run_id), dump_json(body), if_generation_match=0)
         except PreconditionFailed:
             return False
         self.add_event(run_id, "damaged", f"set aside: {why}", why=why)
-        # Out of live/ and into ended/: `relaunch ps` lists it as DAMAGED with why.
+        if settled:
+            self.leave_live(run_id)
+        return True
+
+    def unsettled_damage(self, run_id: str) -> tuple[dict[str, Any], int] | None:
+        """The damage mark and its generation while the run's cleanup is not done (a mark
+        written before this was known, or one that cannot be read, counts as done)."""
+        try:
+            data, gen = self.store.get(keys.damaged_key(run_id))
+            body = json.loads(data)
+        except ObjectNotFound:
+            return None
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(body, dict) or body.get("settled", True) is not False:
+            return None
+        return body, gen
+
+    def settle_damage(self, run_id: str, mark: tuple[dict[str, Any], int]) -> None:
+        """The cleanup of a run set aside is done: say so, and out of ``live/``."""
+        body, gen = mark
+        try:
+            self.store.put(
+                keys.damaged_key(run_id),
+                dump_json({**body, "settled": True}),
+                if_generation_match=gen,
+            )
+        except PreconditionFailed:
+            pass  # settled by another agent meanwhile
+        self.leave_live(run_id)
+
+    def leave_live(self, run_id: str) -> None:
+        """Out of ``live/`` and into ``ended/``: `relaunch ps` lists the run as DAMAGED."""
+        entry = live.entry(self.store, run_id)
         gen = entry.generation if entry else 0
         live.ended(self.store, run_id, ended_at=time.time(), entry_generation=gen)
-        return True
 
     # -- attempts -----------------------------------------------------------------
 
