@@ -4,9 +4,9 @@ library's HTTP connections (``http_pool.py``).
 One :class:`Wire` per store. It knows where the API is (``RELAUNCH_STORAGE_ENDPOINT``,
 ``STORAGE_EMULATOR_HOST`` or Google), signs requests with the credentials
 ``gcs_auth.py`` picks (google-auth's, or the metadata server's token in a cloud job;
-none for a plain-http loopback emulator), retries 408/429/5xx and
-connection errors with exponential backoff within ``retry_timeout``, and turns every
-other answer into relaunch's store errors.
+none for a plain-http loopback emulator), retries 408/429/5xx and connection errors
+with exponential backoff within ``retry_timeout``, and turns every other answer, and
+every other failure of a request, into relaunch's store errors.
 
 Why not google-cloud-storage: in every runtime it cost ~45 MB of memory and 4 to 9 times
 this wire's CPU per request (this: 0.1-0.25 ms; ``benchmarks/runtime_cost.py``), and a GET
@@ -189,11 +189,8 @@ class Wire:
                 raise
             except Exception as e:  # connection refused/reset, a timeout, a token fetch
                 if not self.is_transient(e):
-                    error = self._untransient(e)
-                    if error is e:
-                        raise
-                    raise error from None
-                problem: str | int = f"{type(e).__name__}: {e}"
+                    raise self.failure(e, where) from None
+                problem: str | int = self.describe(e)
             else:
                 if answer.status in ok:
                     return answer
@@ -237,19 +234,36 @@ class Wire:
             return Answer(raw.status, raw.headers, b"", raw)
         return Answer(raw.status, raw.headers, raw.read(), None)
 
-    def _untransient(self, e: Exception) -> Exception:
-        """What a failure not worth retrying is raised as: a certificate that did not
-        verify as a StoreError that says so (no bug of ours), anything else as it is."""
+    def failure(self, e: BaseException, where: str) -> StoreError:
+        """The store error for ``e``, a failure not worth retrying: a certificate that
+        did not verify says what to install; anything else (no failure of the network
+        relaunch knows) is named on one line. Raise it ``from None``: ``e``'s own
+        message stays out of tracebacks and logs."""
         from relaunch.store.http_pool import unverified
 
-        if not unverified(e):
-            return e
-        why = getattr(e, "verify_message", "") or e
+        if unverified(e):
+            why = getattr(e, "verify_message", "") or e
+            return StoreError(
+                f"the TLS certificate of {self.endpoint} did not verify: {why}",
+                hint="install the system's CA certificates (ca-certificates) where relaunch "
+                "runs, or set SSL_CERT_FILE to a bundle with the endpoint's CA",
+            )
         return StoreError(
-            f"the TLS certificate of {self.endpoint} did not verify: {why}",
-            hint="install the system's CA certificates (ca-certificates) where relaunch "
-            "runs, or set SSL_CERT_FILE to a bundle with the endpoint's CA",
+            f"Cloud Storage call for {where} in {self.url} failed: {self.describe(e)}",
+            hint="no network failure relaunch knows to retry; if it persists, report it "
+            "with the output of `relaunch --version`",
         )
+
+    def describe(self, e: BaseException) -> str:
+        """``e`` on one line for a message: its type and the first line of its text,
+        with the current token, should the text hold it, masked."""
+        lines = str(e).strip().splitlines()
+        text = lines[0] if lines else ""
+        token = getattr(self._credentials, "token", None)
+        if isinstance(token, str) and token:
+            text = text.replace(token, "<token>")
+        text = text[:200]
+        return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
     @staticmethod
     def is_transient(e: BaseException) -> bool:

@@ -33,7 +33,6 @@ trying again) rather than a bug of ours.
 
 from __future__ import annotations
 
-import errno
 import http.client
 import os
 import re
@@ -47,39 +46,19 @@ from urllib.parse import urlsplit
 
 _Key = tuple[str, str, int]
 
-#: OSError numbers of a connection that failed (beside ConnectionError's and TimeoutError's)
-_CONNECTION_ERRNOS = frozenset(
-    getattr(errno, name)
-    for name in (
-        "ENETUNREACH",
-        "EHOSTUNREACH",
-        "ENETDOWN",
-        "EHOSTDOWN",
-        "ENETRESET",
-        "ETIMEDOUT",
-        "EADDRNOTAVAIL",
-        "ENOTCONN",
-        "EPROTO",
-    )
-    if hasattr(errno, name)
-)
 #: a CA certificate's name in a folder OpenSSL looks CAs up in by subject hash
 _HASHED = re.compile(r"[0-9a-f]{8}\.\d+$")
 
 
 def is_transient(e: BaseException) -> bool:
-    """Whether ``e`` is a connection failing (refused, reset, dropped mid-answer, timed
-    out, a name that did not resolve, a broken TLS stream), worth trying again on a new
-    connection. A misuse of http.client, a bad URL, a certificate that does not verify
-    or any other exception is not."""
-    if isinstance(e, (http.client.BadStatusLine, http.client.IncompleteRead)):
-        return True  # RemoteDisconnected is both a BadStatusLine and a ConnectionResetError
-    if isinstance(e, (ConnectionError, TimeoutError, socket.gaierror)):
-        return True
-    ssl = sys.modules.get("ssl")  # never imported for this: only an https pool has it
-    if ssl is not None and isinstance(e, ssl.SSLError):
-        return not isinstance(e, ssl.SSLCertVerificationError)
-    return isinstance(e, OSError) and e.errno in _CONNECTION_ERRNOS
+    """Whether ``e`` is the connection failing, worth trying again on a new one: any
+    OSError (refused, reset, timed out, a name that did not resolve, a broken TLS stream,
+    a firewall's EPERM, out of sockets for a moment) and any ``http.client`` protocol
+    error (an answer cut off or garbled). Not a certificate that does not verify: that
+    is no accident of the network. Nor anything else (a bad URL, a bug of ours)."""
+    if unverified(e):
+        return False
+    return isinstance(e, (OSError, http.client.HTTPException))
 
 
 class Response:
