@@ -300,3 +300,41 @@ def test_gclouds_file_in_the_home_folder_counts_as_the_users(tmp_path: Path) -> 
     adc.write_text("{}")
     assert not use_metadata_server(env)
     assert not use_metadata_server({"HOME": str(tmp_path / "elsewhere")})  # nobody said so
+
+
+# -- a token Cloud Storage refused -----------------------------------------------------
+
+
+def test_a_token_refetched_after_a_401_is_retried_like_a_request(
+    fake_gcp: FakeGCP, in_a_job: GCSStore, machine: MetadataServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token revoked early: the new one is fetched within the call's retries, so a
+    metadata server that does not answer right then delays the call, no more."""
+    from relaunch.store.gcs_auth import MetadataUnreachable
+
+    gen = in_a_job.put("k", b"v")
+    credentials = in_a_job._wire._credentials
+    fetch = credentials.refresh
+    down = [MetadataUnreachable("metadata server: ConnectionRefusedError: refused")]
+
+    def refresh(request: object = None) -> None:
+        if down:
+            raise down.pop()
+        fetch(request)
+
+    monkeypatch.setattr(credentials, "refresh", refresh)
+    fake_gcp.faults.fail("storage", status=401, method="GET", message="Invalid Credentials")
+    assert in_a_job.get("k") == (b"v", gen)
+    assert down == [] and machine.tokens_issued == 2
+
+
+def test_a_401_while_the_metadata_server_is_down_is_a_store_error(
+    fake_gcp: FakeGCP, in_a_job: GCSStore, machine: MetadataServer
+) -> None:
+    in_a_job.put("k", b"v")
+    machine.stop()  # its host restarts, and with it the connections kept alive to it
+    in_a_job._wire._pool.clear()
+    fake_gcp.faults.fail("storage", status=401, method="GET", message="Invalid Credentials")
+    with pytest.raises(StoreError) as e:
+        in_a_job.get("k")
+    assert "did not answer" in str(e.value) and "MetadataUnreachable" in str(e.value)

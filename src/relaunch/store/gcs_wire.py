@@ -4,9 +4,9 @@ library's HTTP connections (``http_pool.py``).
 One :class:`Wire` per store. It knows where the API is (``RELAUNCH_STORAGE_ENDPOINT``,
 ``STORAGE_EMULATOR_HOST`` or Google), signs requests with the credentials
 ``gcs_auth.py`` picks (google-auth's, or the metadata server's token in a cloud job;
-none for a plain-http loopback emulator), retries 408/429/5xx and connection errors
-with exponential backoff within ``retry_timeout``, and turns every other answer, and
-every other failure of a request, into relaunch's store errors.
+none for a plain-http loopback emulator), retries 408/429/5xx, connection errors and
+token fetches with exponential backoff within ``retry_timeout``, and turns every other
+answer, and every other failure of a request, into relaunch's store errors.
 
 Why not google-cloud-storage: in every runtime it cost ~45 MB of memory and 4 to 9 times
 this wire's CPU per request (this: 0.1-0.25 ms; ``benchmarks/runtime_cost.py``), and a GET
@@ -178,12 +178,15 @@ class Wire:
         url = f"{base}?{urlencode(query)}" if query else base
         deadline = deadline if deadline is not None else time.monotonic() + self.retry_timeout
         delay = self.retry_initial
-        refreshed = False
+        refreshed = stale = False
         last: Answer | None = None
         while True:
-            if on_send is not None:
-                on_send()
             try:
+                if stale:  # a token revoked early: fetch a new one (retried like a request)
+                    self._authorize(method, url, {}, force=True)
+                    stale = False
+                if on_send is not None:
+                    on_send()
                 answer = self.send(method, url, body=body, headers=headers, stream=stream)
             except StoreError:
                 raise
@@ -195,8 +198,7 @@ class Wire:
                 if answer.status in ok:
                     return answer
                 if answer.status == 401 and not refreshed and not self._anonymous:
-                    refreshed = True  # a token revoked early: fetch a new one, once
-                    self._authorize(method, url, {}, force=True)
+                    refreshed = stale = True  # once: a second 401 is a permission error
                     continue
                 if answer.status not in _RETRIED:
                     raise self.error(answer, where, conditional)
