@@ -13,8 +13,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -302,7 +304,7 @@ def test_gclouds_file_in_the_home_folder_counts_as_the_users(tmp_path: Path) -> 
     assert not use_metadata_server({"HOME": str(tmp_path / "elsewhere")})  # nobody said so
 
 
-# -- a token Cloud Storage refused -----------------------------------------------------
+# -- a token refused by Cloud Storage, a token that cannot be sent ---------------------
 
 
 def test_a_token_refetched_after_a_401_is_retried_like_a_request(
@@ -338,3 +340,48 @@ def test_a_401_while_the_metadata_server_is_down_is_a_store_error(
     with pytest.raises(StoreError) as e:
         in_a_job.get("k")
     assert "did not answer" in str(e.value) and "MetadataUnreachable" in str(e.value)
+
+
+def told(e: BaseException) -> str:
+    """Everything a log of ``e`` with its traceback would show."""
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__))
+
+
+def test_a_metadata_token_with_a_line_break_is_refused_and_never_shown(
+    fake_gcp: FakeGCP, in_a_job: GCSStore, machine: MetadataServer
+) -> None:
+    machine.token = "ya29.secret-7f3a\r\nX-Injected: 1"  # a broken or hostile metadata server
+    with pytest.raises(StoreError) as e:
+        in_a_job.get("k")
+    assert "not printable ASCII" in str(e.value) and "secret-7f3a" not in told(e.value)
+    assert fake_gcp.requests("storage") == []
+
+
+@pytest.fixture
+def with_adc(fake_gcp: FakeGCP, monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], GCSStore]:
+    """A store in this process whose requests Application Default Credentials sign: the
+    ones given (google-auth's own types), as ``google.auth.default()`` would find them."""
+    for name in ("RELAUNCH_CREDENTIALS", "RELAUNCH_ON_GCE", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("relaunch.gcp.endpoints.is_local_emulator", lambda url: False)
+    fake_gcp.gcs.create_bucket("b")
+
+    def store(credentials: Any) -> GCSStore:
+        monkeypatch.setattr(
+            "google.auth.default", lambda scopes=None, **kw: (credentials, fake_gcp.project)
+        )
+        return GCSStore("gs://b/laptop", retry_initial=0.01, retry_timeout=1.0)
+
+    return store
+
+
+def test_an_adc_token_with_a_line_break_is_not_sent_nor_shown(
+    fake_gcp: FakeGCP, with_adc: Callable[[Any], GCSStore]
+) -> None:
+    from google.oauth2.credentials import Credentials
+
+    store = with_adc(Credentials("ya29.secret-9c1e\nX-Injected: 1"))  # no expiry: valid
+    with pytest.raises(StoreError) as e:
+        store.get("k")
+    assert "not printable ASCII" in str(e.value) and "secret-9c1e" not in told(e.value)
+    assert fake_gcp.requests("storage") == []

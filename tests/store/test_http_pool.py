@@ -15,6 +15,7 @@ import shutil
 import socket
 import ssl
 import threading
+import traceback
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -195,6 +196,19 @@ def test_a_connection_the_server_closed_while_idle_is_not_used(server: _Server) 
     time.sleep(0.2)  # its FIN arrives
     assert pool.request("GET", f"{server.url}/b", timeout=10).data == b"answer to /b"
     assert server.connections == 2
+
+
+def test_a_header_http_client_refuses_is_an_error_that_does_not_show_it(server: _Server) -> None:
+    """http.client puts a refused header's value in its message: a token, in the
+    Authorization header. What the pool raises holds none of it."""
+    pool = HttpPool()
+    with pytest.raises(ValueError) as info:
+        pool.request(
+            "GET", f"{server.url}/a", headers={"Authorization": "Bearer s3cr3t\r\nX: 1"}, timeout=10
+        )
+    told = "".join(traceback.format_exception(type(info.value), info.value, None))
+    assert "refused the GET request to 127.0.0.1" in told and "s3cr3t" not in told
+    assert pool.request("GET", f"{server.url}/a", timeout=10).data == b"answer to /a"
 
 
 def _in_threads(work: Any, n: int, timeout: float) -> None:

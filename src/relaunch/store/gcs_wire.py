@@ -41,6 +41,9 @@ from relaunch.errors import ObjectNotFound, PreconditionFailed, StoreError
 
 GOOGLE = "https://storage.googleapis.com"
 _RETRIED = frozenset({408, 429, 500, 502, 503, 504})
+_CREDENTIALS_HINT = (
+    "check the machine's service account or run `gcloud auth application-default login`"
+)
 PERMISSION_HINT = (
     "grant the caller roles/storage.objectAdmin on the bucket "
     "(gcloud storage buckets add-iam-policy-binding)"
@@ -124,21 +127,27 @@ class Wire:
         with ``force``); a token that cannot be had is a StoreError with the fix."""
         if self._anonymous:
             return
-        from relaunch.store.gcs_auth import refused
+        from relaunch.store.gcs_auth import refused, usable
 
+        credentials = self._credentials
         with self._lock:  # one refresh at a time; a valid token costs a comparison
             try:
                 if force:
-                    self._credentials.refresh(self._auth_request)
-                self._credentials.before_request(self._auth_request, method, url, headers)
+                    credentials.refresh(self._auth_request)
+                credentials.before_request(self._auth_request, method, url, headers)
             except Exception as e:
                 if self.is_transient(e) or not refused(e):
                     raise
                 raise StoreError(
                     f"Cloud Storage credentials could not be refreshed for {self.url}: {e}",
-                    hint="check the machine's service account or run "
-                    "`gcloud auth application-default login`",
+                    hint=_CREDENTIALS_HINT,
                 ) from None
+        if not usable(credentials.token):  # it would go into a header, and from there a log
+            raise StoreError(
+                f"the credentials for {self.url} gave a token that is not printable ASCII "
+                "(not shown, not sent)",
+                hint=_CREDENTIALS_HINT,
+            )
 
     # -- addresses --------------------------------------------------------------
 

@@ -28,7 +28,8 @@ Why not urllib3: imported into a runtime wrapper it costs 4.0 MB of private memo
 imports); this module, ``http.client`` and ``ssl`` included, 1.6 MB.
 
 :func:`is_transient` says which exceptions from here are a connection failing (worth
-trying again) rather than a bug of ours.
+trying again) rather than a bug of ours. A header http.client refuses (a value with a
+line break) is a ValueError whose message never holds the value: it may be a token.
 """
 
 from __future__ import annotations
@@ -168,14 +169,21 @@ class HttpPool:
         except BaseException as e:
             conn.close()  # whatever happened to it, nobody reads the rest of this answer
             lazy = self._lazy is not None and getattr(conn, "_context", None) is self._lazy
-            if not (lazy and unverified(e)):
-                raise
-            # the hashed folder lacks the chain's CA: all the system's CAs, then again
-            # (nothing was sent: the handshake comes first)
-            self._tls_full()
-            return self.request(
-                method, url, body=body, headers=headers, timeout=timeout, stream=stream
-            )
+            if lazy and unverified(e):
+                # the hashed folder lacks the chain's CA: all the system's CAs, then again
+                # (nothing was sent: the handshake comes first)
+                self._tls_full()
+                return self.request(
+                    method, url, body=body, headers=headers, timeout=timeout, stream=stream
+                )
+            if isinstance(e, ValueError) and not unverified(e):
+                # http.client refusing a header puts the header's value (a bearer token)
+                # in its message: nothing of it goes on
+                raise ValueError(
+                    f"http.client refused the {method} request to {parts.hostname}: "
+                    f"{type(e).__name__} (its message is not shown: it may hold a header)"
+                ) from None
+            raise
         self._give_back(key, conn, answer)
         return Response(answer.status, answer.headers, data)
 
