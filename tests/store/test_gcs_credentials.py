@@ -8,10 +8,13 @@ and reads the ``Authorization`` header that reached the fake: what Google would 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -385,3 +388,85 @@ def test_an_adc_token_with_a_line_break_is_not_sent_nor_shown(
         store.get("k")
     assert "not printable ASCII" in str(e.value) and "secret-9c1e" not in told(e.value)
     assert fake_gcp.requests("storage") == []
+
+
+# -- a token endpoint that accepts and never answers -----------------------------------
+
+
+@pytest.fixture
+def silent_token_endpoint() -> Iterator[socket.socket]:
+    """A listening socket nobody answers on: connections are accepted by the kernel,
+    and the requests sent on them wait for ever."""
+    hole = socket.create_server(("127.0.0.1", 0), backlog=64)
+    yield hole
+    hole.close()
+
+
+def test_an_adc_token_endpoint_that_never_answers_is_a_store_error_in_time(
+    with_adc: Callable[[Any], GCSStore],
+    silent_token_endpoint: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from google.oauth2.credentials import Credentials
+
+    monkeypatch.setattr("relaunch.store.gcs_auth.ADC_TIMEOUT", (5.0, 0.2))
+    port = silent_token_endpoint.getsockname()[1]
+    store = with_adc(
+        Credentials(
+            None,
+            refresh_token="r",
+            client_id="c",
+            client_secret="s",
+            token_uri=f"http://127.0.0.1:{port}/token",
+        )
+    )
+    failed: list[StoreError] = []
+
+    def read() -> None:
+        try:
+            store.get("k")
+        except StoreError as e:
+            failed.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "the token refresh waits for ever"
+    assert failed and "did not answer" in str(failed[0])
+
+
+def test_a_refresh_that_hangs_holds_up_no_request_whose_token_is_valid(
+    with_adc: Callable[[Any], GCSStore], silent_token_endpoint: socket.socket
+) -> None:
+    """One thread fetches a new token (its last was refused) from an endpoint slow to
+    answer; the other threads go on with the token they have."""
+    from google.oauth2.credentials import Credentials
+
+    port = silent_token_endpoint.getsockname()[1]
+    store = with_adc(
+        Credentials(
+            "ya29.valid",  # no expiry: valid
+            refresh_token="r",
+            client_id="c",
+            client_secret="s",
+            token_uri=f"http://127.0.0.1:{port}/token",
+        )
+    )
+    gen = store.put("k", b"v")
+    wire = store._wire
+
+    def force_refresh() -> None:
+        with contextlib.suppress(Exception):  # the endpoint goes away at the end
+            wire._authorize("GET", str(wire.endpoint), {}, force=True)
+
+    refresher = threading.Thread(target=force_refresh, daemon=True)
+    refresher.start()
+    silent_token_endpoint.settimeout(60)
+    waiting, _ = silent_token_endpoint.accept()  # the refresh is under way
+    got: list[tuple[bytes, int]] = []
+    reader = threading.Thread(target=lambda: got.append(store.get("k")), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    waiting.close()
+    refresher.join(timeout=60)
+    assert got == [(b"v", gen)]

@@ -43,6 +43,9 @@ METADATA_SERVER = "metadata-server"
 _ADC_FILE = "application_default_credentials.json"
 #: a token is fetched again this long before it expires (google-auth's margin)
 EARLY = 225.0
+#: how long google-auth's refresh of an ADC token waits to connect, and for each read:
+#: it runs while other threads wait for the token
+ADC_TIMEOUT = (10.0, 30.0)
 #: what a token may be: printable ASCII without spaces (it goes into an HTTP header)
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 
@@ -96,8 +99,10 @@ def credentials(pool: Any) -> tuple[Any, Any]:
     import urllib3
     from google.auth.transport.urllib3 import Request
 
-    # a token an hour, refreshed under the store's lock: two connections are plenty
-    return found, Request(urllib3.PoolManager(maxsize=2, retries=False))
+    # a token an hour, one refresh at a time: two connections are plenty
+    connect, read = ADC_TIMEOUT
+    timeout = urllib3.Timeout(connect=connect, read=read)
+    return found, Request(urllib3.PoolManager(maxsize=2, retries=False, timeout=timeout))
 
 
 def usable(token: object) -> bool:

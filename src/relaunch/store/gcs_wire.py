@@ -21,9 +21,10 @@ runs the same request path.
 
 Thread safety: a Wire may be used from any number of threads at once. The pool is
 thread-safe (a connection belongs to one request at a time); the pool and the
-credentials are built once under a lock, and a token is checked and refreshed under
-that lock too; each request keeps its own state on its own stack. Nothing from
-google.*, urllib3 or http.client is imported before the first request.
+credentials are built once under a lock, and a token is refreshed under that lock too
+(one fetch at a time; a request whose token is valid takes no lock); each request keeps
+its own state on its own stack. Nothing from google.*, urllib3 or http.client is
+imported before the first request.
 """
 
 from __future__ import annotations
@@ -130,24 +131,31 @@ class Wire:
         from relaunch.store.gcs_auth import refused, usable
 
         credentials = self._credentials
-        with self._lock:  # one refresh at a time; a valid token costs a comparison
-            try:
-                if force:
-                    credentials.refresh(self._auth_request)
-                credentials.before_request(self._auth_request, method, url, headers)
-            except Exception as e:
-                if self.is_transient(e) or not refused(e):
-                    raise
-                raise StoreError(
-                    f"Cloud Storage credentials could not be refreshed for {self.url}: {e}",
-                    hint=_CREDENTIALS_HINT,
-                ) from None
+        try:
+            if force or not credentials.valid:
+                self._refresh(force)
+            credentials.before_request(self._auth_request, method, url, headers)
+        except Exception as e:
+            if self.is_transient(e) or not refused(e):
+                raise
+            raise StoreError(
+                f"Cloud Storage credentials could not be refreshed for {self.url}: {e}",
+                hint=_CREDENTIALS_HINT,
+            ) from None
         if not usable(credentials.token):  # it would go into a header, and from there a log
             raise StoreError(
                 f"the credentials for {self.url} gave a token that is not printable ASCII "
                 "(not shown, not sent)",
                 hint=_CREDENTIALS_HINT,
             )
+
+    def _refresh(self, force: bool) -> None:
+        """Fetch a new token, one thread at a time. Under the lock only while fetching:
+        a thread whose token is valid never waits for another's refresh; one that waited
+        finds the token fetched for it (unless ``force``: the token was refused)."""
+        with self._lock:
+            if force or not self._credentials.valid:
+                self._credentials.refresh(self._auth_request)
 
     # -- addresses --------------------------------------------------------------
 
