@@ -27,7 +27,7 @@ from relaunch.errors import StoreError
 from relaunch.store.gcs import GCSStore
 from relaunch.store.gcs_transfer import download
 from relaunch.store.gcs_wire import Wire
-from relaunch.store.http_pool import HttpPool, is_transient
+from relaunch.store.http_pool import HttpPool, Response, is_transient
 from tests.fakegcp.fake import FakeGCP
 
 BIG = bytes(range(256)) * 4096  # 1 MiB
@@ -434,6 +434,28 @@ def test_a_local_disk_that_fails_during_a_download_is_not_retried(
         download(gcs._wire, gcs._name("ckpt"), "'ckpt'", Full())
     assert info.value.errno == errno.ENOSPC
     assert len(fake_gcp.requests("storage")) == before + 1
+
+
+def test_a_proxys_page_instead_of_cloud_storages_answer_is_a_store_error(
+    gcs: GCSStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy in the way answers 200 with a page of its own: every call fails with a
+    StoreError, as any other failure of the store (a runtime's heartbeat catches those)."""
+    gcs.put("k", b"v")
+    headers = http.client.HTTPMessage()
+    headers["Content-Type"] = "text/html"
+    page = Response(200, headers, b"<html>sign in to continue</html>")
+    monkeypatch.setattr(gcs._wire._pool, "request", lambda *args, **kwargs: page)
+    calls = {
+        "put": lambda: gcs.put("k", b"v", if_generation_match=1),
+        "get": lambda: gcs.get("k"),
+        "stat": lambda: gcs.stat("k"),
+        "list": lambda: gcs.list(""),
+    }
+    for name, call in calls.items():
+        with pytest.raises(StoreError) as info:
+            call()
+        assert "proxy" in (info.value.hint or ""), name
 
 
 def test_32_threads_on_one_store_each_get_their_own_objects(gcs: GCSStore) -> None:

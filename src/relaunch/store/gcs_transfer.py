@@ -111,7 +111,7 @@ def download(wire: Wire, name: str, where: str, out: IO[bytes]) -> int:
     connection resumes where it stopped, on the same generation (never a mix of two)."""
     path = wire.object_path(name)
     answer = wire.call("GET", path, where=where, query={"alt": "media"}, stream=True)
-    generation = int(answer.headers["x-goog-generation"])
+    generation = answer.generation()
     total = int(
         answer.headers.get("x-goog-stored-content-length")
         or answer.headers.get("Content-Length")

@@ -45,6 +45,7 @@ _RETRIED = frozenset({408, 429, 500, 502, 503, 504})
 _CREDENTIALS_HINT = (
     "check the machine's service account or run `gcloud auth application-default login`"
 )
+_PROXY_HINT = "check for a proxy between this machine and the storage endpoint"
 PERMISSION_HINT = (
     "grant the caller roles/storage.objectAdmin on the bucket "
     "(gcloud storage buckets add-iam-policy-binding)"
@@ -70,8 +71,28 @@ class Answer:
         self.body = body
         self.raw = raw  # an http_pool.Response whose body is still to read (stream=True)
 
-    def json(self) -> Any:
-        return json.loads(self.body or b"{}")
+    def json(self) -> dict[str, Any]:
+        """The body's JSON object; anything else (a proxy's page) is a StoreError."""
+        try:
+            found = json.loads(self.body or b"{}")
+        except ValueError:
+            found = None
+        if not isinstance(found, dict):
+            raise StoreError(
+                f"Cloud Storage answered {self.status} with a body that is not a JSON object",
+                hint=_PROXY_HINT,
+            )
+        return found
+
+    def generation(self) -> int:
+        """The generation of the object whose content this is."""
+        try:
+            return int(self.headers["x-goog-generation"])
+        except (KeyError, TypeError, ValueError):
+            raise StoreError(
+                f"Cloud Storage answered {self.status} without the object's generation",
+                hint=_PROXY_HINT,
+            ) from None
 
 
 class Wire:
@@ -302,7 +323,7 @@ class Wire:
         status = answer.status
         try:
             message = str(answer.json().get("error", {}).get("message", ""))
-        except (ValueError, AttributeError):
+        except (StoreError, AttributeError):
             message = answer.body[:200].decode("utf-8", "replace")
         place = f"{where} in {self.url}"
         if status == 412:
