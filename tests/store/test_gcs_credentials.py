@@ -8,13 +8,18 @@ and reads the ``Authorization`` header that reached the fake: what Google would 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -300,3 +305,168 @@ def test_gclouds_file_in_the_home_folder_counts_as_the_users(tmp_path: Path) -> 
     adc.write_text("{}")
     assert not use_metadata_server(env)
     assert not use_metadata_server({"HOME": str(tmp_path / "elsewhere")})  # nobody said so
+
+
+# -- a token refused by Cloud Storage, a token that cannot be sent ---------------------
+
+
+def test_a_token_refetched_after_a_401_is_retried_like_a_request(
+    fake_gcp: FakeGCP, in_a_job: GCSStore, machine: MetadataServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token revoked early: the new one is fetched within the call's retries, so a
+    metadata server that does not answer right then delays the call, no more."""
+    from relaunch.store.gcs_auth import MetadataUnreachable
+
+    gen = in_a_job.put("k", b"v")
+    credentials = in_a_job._wire._credentials
+    fetch = credentials.refresh
+    down = [MetadataUnreachable("metadata server: ConnectionRefusedError: refused")]
+
+    def refresh(request: object = None) -> None:
+        if down:
+            raise down.pop()
+        fetch(request)
+
+    monkeypatch.setattr(credentials, "refresh", refresh)
+    fake_gcp.faults.fail("storage", status=401, method="GET", message="Invalid Credentials")
+    assert in_a_job.get("k") == (b"v", gen)
+    assert down == [] and machine.tokens_issued == 2
+
+
+def test_a_401_while_the_metadata_server_is_down_is_a_store_error(
+    fake_gcp: FakeGCP, in_a_job: GCSStore, machine: MetadataServer
+) -> None:
+    in_a_job.put("k", b"v")
+    machine.stop()  # its host restarts, and with it the connections kept alive to it
+    in_a_job._wire._pool.clear()
+    fake_gcp.faults.fail("storage", status=401, method="GET", message="Invalid Credentials")
+    with pytest.raises(StoreError) as e:
+        in_a_job.get("k")
+    assert "did not answer" in str(e.value) and "MetadataUnreachable" in str(e.value)
+
+
+def told(e: BaseException) -> str:
+    """Everything a log of ``e`` with its traceback would show."""
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__))
+
+
+def test_a_metadata_token_with_a_line_break_is_refused_and_never_shown(
+    fake_gcp: FakeGCP, in_a_job: GCSStore, machine: MetadataServer
+) -> None:
+    machine.token = "ya29.secret-7f3a\r\nX-Injected: 1"  # a broken or hostile metadata server
+    with pytest.raises(StoreError) as e:
+        in_a_job.get("k")
+    assert "not printable ASCII" in str(e.value) and "secret-7f3a" not in told(e.value)
+    assert fake_gcp.requests("storage") == []
+
+
+@pytest.fixture
+def with_adc(fake_gcp: FakeGCP, monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], GCSStore]:
+    """A store in this process whose requests Application Default Credentials sign: the
+    ones given (google-auth's own types), as ``google.auth.default()`` would find them."""
+    for name in ("RELAUNCH_CREDENTIALS", "RELAUNCH_ON_GCE", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("relaunch.gcp.endpoints.is_local_emulator", lambda url: False)
+    fake_gcp.gcs.create_bucket("b")
+
+    def store(credentials: Any) -> GCSStore:
+        monkeypatch.setattr(
+            "google.auth.default", lambda scopes=None, **kw: (credentials, fake_gcp.project)
+        )
+        return GCSStore("gs://b/laptop", retry_initial=0.01, retry_timeout=1.0)
+
+    return store
+
+
+def test_an_adc_token_with_a_line_break_is_not_sent_nor_shown(
+    fake_gcp: FakeGCP, with_adc: Callable[[Any], GCSStore]
+) -> None:
+    from google.oauth2.credentials import Credentials
+
+    store = with_adc(Credentials("ya29.secret-9c1e\nX-Injected: 1"))  # no expiry: valid
+    with pytest.raises(StoreError) as e:
+        store.get("k")
+    assert "not printable ASCII" in str(e.value) and "secret-9c1e" not in told(e.value)
+    assert fake_gcp.requests("storage") == []
+
+
+# -- a token endpoint that accepts and never answers -----------------------------------
+
+
+@pytest.fixture
+def silent_token_endpoint() -> Iterator[socket.socket]:
+    """A listening socket nobody answers on: connections are accepted by the kernel,
+    and the requests sent on them wait for ever."""
+    hole = socket.create_server(("127.0.0.1", 0), backlog=64)
+    yield hole
+    hole.close()
+
+
+def test_an_adc_token_endpoint_that_never_answers_is_a_store_error_in_time(
+    with_adc: Callable[[Any], GCSStore],
+    silent_token_endpoint: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from google.oauth2.credentials import Credentials
+
+    monkeypatch.setattr("relaunch.store.gcs_auth.ADC_TIMEOUT", (5.0, 0.2))
+    port = silent_token_endpoint.getsockname()[1]
+    store = with_adc(
+        Credentials(
+            None,
+            refresh_token="r",
+            client_id="c",
+            client_secret="s",
+            token_uri=f"http://127.0.0.1:{port}/token",
+        )
+    )
+    failed: list[StoreError] = []
+
+    def read() -> None:
+        try:
+            store.get("k")
+        except StoreError as e:
+            failed.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "the token refresh waits for ever"
+    assert failed and "did not answer" in str(failed[0])
+
+
+def test_a_refresh_that_hangs_holds_up_no_request_whose_token_is_valid(
+    with_adc: Callable[[Any], GCSStore], silent_token_endpoint: socket.socket
+) -> None:
+    """One thread fetches a new token (its last was refused) from an endpoint slow to
+    answer; the other threads go on with the token they have."""
+    from google.oauth2.credentials import Credentials
+
+    port = silent_token_endpoint.getsockname()[1]
+    store = with_adc(
+        Credentials(
+            "ya29.valid",  # no expiry: valid
+            refresh_token="r",
+            client_id="c",
+            client_secret="s",
+            token_uri=f"http://127.0.0.1:{port}/token",
+        )
+    )
+    gen = store.put("k", b"v")
+    wire = store._wire
+
+    def force_refresh() -> None:
+        with contextlib.suppress(Exception):  # the endpoint goes away at the end
+            wire._authorize("GET", str(wire.endpoint), {}, force=True)
+
+    refresher = threading.Thread(target=force_refresh, daemon=True)
+    refresher.start()
+    silent_token_endpoint.settimeout(60)
+    waiting, _ = silent_token_endpoint.accept()  # the refresh is under way
+    got: list[tuple[bytes, int]] = []
+    reader = threading.Thread(target=lambda: got.append(store.get("k")), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    waiting.close()
+    refresher.join(timeout=60)
+    assert got == [(b"v", gen)]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import errno
 import http.client
+import io
 import shutil
 import socket
 import ssl
 import threading
+import traceback
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,8 +25,9 @@ import pytest
 
 from relaunch.errors import StoreError
 from relaunch.store.gcs import GCSStore
+from relaunch.store.gcs_transfer import download
 from relaunch.store.gcs_wire import Wire
-from relaunch.store.http_pool import HttpPool, is_transient
+from relaunch.store.http_pool import HttpPool, Response, is_transient
 from tests.fakegcp.fake import FakeGCP
 
 BIG = bytes(range(256)) * 4096  # 1 MiB
@@ -195,6 +198,19 @@ def test_a_connection_the_server_closed_while_idle_is_not_used(server: _Server) 
     assert server.connections == 2
 
 
+def test_a_header_http_client_refuses_is_an_error_that_does_not_show_it(server: _Server) -> None:
+    """http.client puts a refused header's value in its message: a token, in the
+    Authorization header. What the pool raises holds none of it."""
+    pool = HttpPool()
+    with pytest.raises(ValueError) as info:
+        pool.request(
+            "GET", f"{server.url}/a", headers={"Authorization": "Bearer s3cr3t\r\nX: 1"}, timeout=10
+        )
+    told = "".join(traceback.format_exception(type(info.value), info.value, None))
+    assert "refused the GET request to 127.0.0.1" in told and "s3cr3t" not in told
+    assert pool.request("GET", f"{server.url}/a", timeout=10).data == b"answer to /a"
+
+
 def _in_threads(work: Any, n: int, timeout: float) -> None:
     """``work(0)`` … ``work(n - 1)``, each in its own thread, all at once."""
     threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
@@ -251,26 +267,28 @@ def test_many_threads_at_once_each_get_their_own_answer(server: _Server) -> None
         TimeoutError("timed out"),
         OSError(errno.ENETUNREACH, "Network is unreachable"),
         OSError(errno.EHOSTUNREACH, "No route to host"),
+        PermissionError(errno.EPERM, "Operation not permitted"),  # a firewall's DROP
+        OSError(errno.EMFILE, "Too many open files"),
+        OSError(errno.ENOBUFS, "No buffer space available"),
+        OSError(errno.EBADF, "Bad file descriptor"),
         socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
         ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
         ssl.SSLZeroReturnError(6, "TLS/SSL connection has been closed"),
+        http.client.LineTooLong("header line"),  # a garbled answer: asked again anew
+        http.client.UnknownProtocol("HTTP/9"),
+        http.client.CannotSendRequest("Request-sent"),
     ],
     ids=lambda e: type(e).__name__,
 )
 def test_connection_failures_are_transient(error: BaseException) -> None:
+    """Any OSError or http.client error: a request tried again goes on a new connection."""
     assert is_transient(error) and Wire.is_transient(error)
 
 
 @pytest.mark.parametrize(
     "error",
     [
-        http.client.CannotSendRequest("Request-sent"),  # a connection misused: our bug
-        http.client.ResponseNotReady("Request-sent"),
-        http.client.InvalidURL("nonnumeric port"),
-        http.client.LineTooLong("header line"),
         ssl.SSLCertVerificationError(1, "certificate verify failed"),
-        OSError(errno.EBADF, "Bad file descriptor"),
-        FileNotFoundError(errno.ENOENT, "no such file"),
         ValueError("not an http(s) URL"),
         TypeError("expected bytes"),
         KeyError("x-goog-generation"),
@@ -326,6 +344,118 @@ def test_a_download_cut_off_resumes_where_it_stopped(
     assert out.read_bytes() == data
     reads = [p for _, m, p in fake_gcp.requests("storage") if m == "GET" and p.endswith("ckpt")]
     assert len(reads) == 3  # cut off, its resumption cut off too, the rest
+
+
+def refuse_connections(monkeypatch: pytest.MonkeyPatch, error: OSError, times: int) -> list[Any]:
+    """New connections fail with ``error`` the first ``times`` times (a firewall's DROP
+    is EPERM; EMFILE and ENOBUFS come from a busy machine); the attempts are returned."""
+    real = socket.create_connection
+    attempts: list[Any] = []
+
+    def connect(*args: Any, **kwargs: Any) -> socket.socket:
+        attempts.append(args[0])
+        if len(attempts) <= times:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    return attempts
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(errno.EPERM, "Operation not permitted"),
+        OSError(errno.EMFILE, "Too many open files"),
+        OSError(errno.ENOBUFS, "No buffer space available"),
+    ],
+    ids=lambda e: errno.errorcode[e.errno],
+)
+def test_any_connection_failure_is_retried(
+    gcs: GCSStore, monkeypatch: pytest.MonkeyPatch, error: OSError
+) -> None:
+    gen = gcs.put("k", b"v")
+    gcs._wire._pool.clear()  # the next request opens a connection
+    attempts = refuse_connections(monkeypatch, error, times=2)
+    assert gcs.get("k") == (b"v", gen)
+    assert len(attempts) == 3
+
+
+def test_a_connection_failure_that_lasts_is_a_store_error(
+    fake_gcp: FakeGCP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_gcp.gcs.create_bucket("b")
+    store = GCSStore("gs://b/root", retry_initial=0.01, retry_timeout=0.5)
+    store.put("k", b"v")
+    store._wire._pool.clear()
+    attempts = refuse_connections(
+        monkeypatch, PermissionError(errno.EPERM, "Operation not permitted"), times=10**6
+    )
+    with pytest.raises(StoreError) as info:
+        store.get("k")
+    assert "did not answer for 'k'" in str(info.value) and "PermissionError" in str(info.value)
+    assert len(attempts) > 1
+
+
+def test_a_failure_no_retry_mends_is_a_one_line_store_error_at_once(
+    gcs: GCSStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a connection failing (a bug, say): not retried, and not raised raw either —
+    every failure of a store call is a StoreError, whose message is one line."""
+    gcs.put("k", b"v")
+    calls: list[str] = []
+
+    def broken(method: str, url: str, **kwargs: Any) -> Any:
+        calls.append(method)
+        raise TypeError("expected bytes\nand a second line")
+
+    monkeypatch.setattr(gcs._wire._pool, "request", broken)
+    with pytest.raises(StoreError) as info:
+        gcs.get("k")
+    assert calls == ["GET"]
+    assert info.value.message == (
+        "Cloud Storage call for 'k' in gs://b/root failed: TypeError: expected bytes"
+    )
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_a_local_disk_that_fails_during_a_download_is_not_retried(
+    fake_gcp: FakeGCP, gcs: GCSStore
+) -> None:
+    """A full disk is no connection breaking off: the download does not resume."""
+    gcs.put("ckpt", b"x" * 1000)
+
+    class Full(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    before = len(fake_gcp.requests("storage"))
+    with pytest.raises(OSError) as info:
+        download(gcs._wire, gcs._name("ckpt"), "'ckpt'", Full())
+    assert info.value.errno == errno.ENOSPC
+    assert len(fake_gcp.requests("storage")) == before + 1
+
+
+def test_a_proxys_page_instead_of_cloud_storages_answer_is_a_store_error(
+    gcs: GCSStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy in the way answers 200 with a page of its own: every call fails with a
+    StoreError, as any other failure of the store (a runtime's heartbeat catches those)."""
+    gcs.put("k", b"v")
+    headers = http.client.HTTPMessage()
+    headers["Content-Type"] = "text/html"
+    page = Response(200, headers, b"<html>sign in to continue</html>")
+    monkeypatch.setattr(gcs._wire._pool, "request", lambda *args, **kwargs: page)
+    calls = {
+        "put": lambda: gcs.put("k", b"v", if_generation_match=1),
+        "get": lambda: gcs.get("k"),
+        "stat": lambda: gcs.stat("k"),
+        "list": lambda: gcs.list(""),
+    }
+    for name, call in calls.items():
+        with pytest.raises(StoreError) as info:
+            call()
+        assert "proxy" in (info.value.hint or ""), name
 
 
 def test_32_threads_on_one_store_each_get_their_own_objects(gcs: GCSStore) -> None:

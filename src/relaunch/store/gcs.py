@@ -206,7 +206,7 @@ class GCSStore:
         answer = self._wire.call(
             "GET", self._wire.object_path(self._name(key)), where=repr(key), query={"alt": "media"}
         )
-        return answer.body, int(answer.headers["x-goog-generation"])
+        return answer.body, answer.generation()
 
     def stat(self, key: str) -> ObjectMeta | None:
         resource = self._resource(self._name(key), key)

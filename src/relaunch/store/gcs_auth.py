@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -42,6 +43,11 @@ METADATA_SERVER = "metadata-server"
 _ADC_FILE = "application_default_credentials.json"
 #: a token is fetched again this long before it expires (google-auth's margin)
 EARLY = 225.0
+#: how long google-auth's refresh of an ADC token waits to connect, and for each read:
+#: it runs while other threads wait for the token
+ADC_TIMEOUT = (10.0, 30.0)
+#: what a token may be: printable ASCII without spaces (it goes into an HTTP header)
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 def user_credential_file(env: Mapping[str, str] = os.environ) -> str | None:
@@ -93,8 +99,17 @@ def credentials(pool: Any) -> tuple[Any, Any]:
     import urllib3
     from google.auth.transport.urllib3 import Request
 
-    # a token an hour, refreshed under the store's lock: two connections are plenty
-    return found, Request(urllib3.PoolManager(maxsize=2, retries=False))
+    # a token an hour, one refresh at a time: two connections are plenty
+    connect, read = ADC_TIMEOUT
+    timeout = urllib3.Timeout(connect=connect, read=read)
+    return found, Request(urllib3.PoolManager(maxsize=2, retries=False, timeout=timeout))
+
+
+def usable(token: object) -> bool:
+    """Whether ``token`` can be sent as a bearer token: anything else (a line break from
+    a broken token endpoint) would make http.client refuse the header, with the token
+    in its message."""
+    return isinstance(token, str) and _TOKEN.fullmatch(token) is not None
 
 
 class MetadataUnreachable(ConnectionError):
@@ -153,9 +168,13 @@ class MetadataServerToken:
             )
         try:
             found = json.loads(answer.data)
-            token, lifetime = str(found["access_token"]), float(found.get("expires_in", 0))
+            token, lifetime = found["access_token"], float(found.get("expires_in", 0))
         except (ValueError, KeyError, TypeError):
             raise TokenRefused("the metadata server answered no token") from None
+        if not usable(token):
+            raise TokenRefused(
+                "the metadata server answered a token that is not printable ASCII (not shown)"
+            )
         self.token = token
         # a short-lived token (the server hands out the one it holds) is used for half its life
         early = EARLY if lifetime > 2 * EARLY else lifetime / 2

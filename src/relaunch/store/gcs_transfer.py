@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from relaunch.errors import ObjectNotFound, StoreError
@@ -26,6 +26,17 @@ def _next_offset(headers: Any) -> int:
     if not span.startswith("bytes="):
         return 0
     return int(span.rsplit("-", 1)[1]) + 1
+
+
+def _next_piece(wire: Wire, pieces: Iterator[bytes], where: str) -> bytes | None:
+    """The next piece of a streamed body: None at its end, or where the connection broke
+    (the caller resumes from there); a StoreError for any other failure."""
+    try:
+        return next(pieces, None)
+    except Exception as e:
+        if wire.is_transient(e):
+            return None
+        raise wire.failure(e, where) from None
 
 
 def upload_resumable(
@@ -100,7 +111,7 @@ def download(wire: Wire, name: str, where: str, out: IO[bytes]) -> int:
     connection resumes where it stopped, on the same generation (never a mix of two)."""
     path = wire.object_path(name)
     answer = wire.call("GET", path, where=where, query={"alt": "media"}, stream=True)
-    generation = int(answer.headers["x-goog-generation"])
+    generation = answer.generation()
     total = int(
         answer.headers.get("x-goog-stored-content-length")
         or answer.headers.get("Content-Length")
@@ -109,13 +120,11 @@ def download(wire: Wire, name: str, where: str, out: IO[bytes]) -> int:
     written = 0
     for _ in range(_RESUMES):
         raw = answer.raw
+        pieces = raw.stream(1 << 20)
         try:
-            for piece in raw.stream(1 << 20):
-                out.write(piece)
+            while (piece := _next_piece(wire, pieces, where)) is not None:
+                out.write(piece)  # a local disk that fails is not the connection's fault
                 written += len(piece)
-        except Exception as e:
-            if not wire.is_transient(e):
-                raise
         finally:
             raw.release_conn()
         if total < 0 or written >= total:

@@ -4,9 +4,9 @@ library's HTTP connections (``http_pool.py``).
 One :class:`Wire` per store. It knows where the API is (``RELAUNCH_STORAGE_ENDPOINT``,
 ``STORAGE_EMULATOR_HOST`` or Google), signs requests with the credentials
 ``gcs_auth.py`` picks (google-auth's, or the metadata server's token in a cloud job;
-none for a plain-http loopback emulator), retries 408/429/5xx and
-connection errors with exponential backoff within ``retry_timeout``, and turns every
-other answer into relaunch's store errors.
+none for a plain-http loopback emulator), retries 408/429/5xx, connection errors and
+token fetches with exponential backoff within ``retry_timeout``, and turns every other
+answer, and every other failure of a request, into relaunch's store errors.
 
 Why not google-cloud-storage: in every runtime it cost ~45 MB of memory and 4 to 9 times
 this wire's CPU per request (this: 0.1-0.25 ms; ``benchmarks/runtime_cost.py``), and a GET
@@ -21,9 +21,10 @@ runs the same request path.
 
 Thread safety: a Wire may be used from any number of threads at once. The pool is
 thread-safe (a connection belongs to one request at a time); the pool and the
-credentials are built once under a lock, and a token is checked and refreshed under
-that lock too; each request keeps its own state on its own stack. Nothing from
-google.*, urllib3 or http.client is imported before the first request.
+credentials are built once under a lock, and a token is refreshed under that lock too
+(one fetch at a time; a request whose token is valid takes no lock); each request keeps
+its own state on its own stack. Nothing from google.*, urllib3 or http.client is
+imported before the first request.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ from relaunch.errors import ObjectNotFound, PreconditionFailed, StoreError
 
 GOOGLE = "https://storage.googleapis.com"
 _RETRIED = frozenset({408, 429, 500, 502, 503, 504})
+_CREDENTIALS_HINT = (
+    "check the machine's service account or run `gcloud auth application-default login`"
+)
+_PROXY_HINT = "check for a proxy between this machine and the storage endpoint"
 PERMISSION_HINT = (
     "grant the caller roles/storage.objectAdmin on the bucket "
     "(gcloud storage buckets add-iam-policy-binding)"
@@ -66,8 +71,28 @@ class Answer:
         self.body = body
         self.raw = raw  # an http_pool.Response whose body is still to read (stream=True)
 
-    def json(self) -> Any:
-        return json.loads(self.body or b"{}")
+    def json(self) -> dict[str, Any]:
+        """The body's JSON object; anything else (a proxy's page) is a StoreError."""
+        try:
+            found = json.loads(self.body or b"{}")
+        except ValueError:
+            found = None
+        if not isinstance(found, dict):
+            raise StoreError(
+                f"Cloud Storage answered {self.status} with a body that is not a JSON object",
+                hint=_PROXY_HINT,
+            )
+        return found
+
+    def generation(self) -> int:
+        """The generation of the object whose content this is."""
+        try:
+            return int(self.headers["x-goog-generation"])
+        except (KeyError, TypeError, ValueError):
+            raise StoreError(
+                f"Cloud Storage answered {self.status} without the object's generation",
+                hint=_PROXY_HINT,
+            ) from None
 
 
 class Wire:
@@ -124,21 +149,34 @@ class Wire:
         with ``force``); a token that cannot be had is a StoreError with the fix."""
         if self._anonymous:
             return
-        from relaunch.store.gcs_auth import refused
+        from relaunch.store.gcs_auth import refused, usable
 
-        with self._lock:  # one refresh at a time; a valid token costs a comparison
-            try:
-                if force:
-                    self._credentials.refresh(self._auth_request)
-                self._credentials.before_request(self._auth_request, method, url, headers)
-            except Exception as e:
-                if self.is_transient(e) or not refused(e):
-                    raise
-                raise StoreError(
-                    f"Cloud Storage credentials could not be refreshed for {self.url}: {e}",
-                    hint="check the machine's service account or run "
-                    "`gcloud auth application-default login`",
-                ) from None
+        credentials = self._credentials
+        try:
+            if force or not credentials.valid:
+                self._refresh(force)
+            credentials.before_request(self._auth_request, method, url, headers)
+        except Exception as e:
+            if self.is_transient(e) or not refused(e):
+                raise
+            raise StoreError(
+                f"Cloud Storage credentials could not be refreshed for {self.url}: {e}",
+                hint=_CREDENTIALS_HINT,
+            ) from None
+        if not usable(credentials.token):  # it would go into a header, and from there a log
+            raise StoreError(
+                f"the credentials for {self.url} gave a token that is not printable ASCII "
+                "(not shown, not sent)",
+                hint=_CREDENTIALS_HINT,
+            )
+
+    def _refresh(self, force: bool) -> None:
+        """Fetch a new token, one thread at a time. Under the lock only while fetching:
+        a thread whose token is valid never waits for another's refresh; one that waited
+        finds the token fetched for it (unless ``force``: the token was refused)."""
+        with self._lock:
+            if force or not self._credentials.valid:
+                self._credentials.refresh(self._auth_request)
 
     # -- addresses --------------------------------------------------------------
 
@@ -178,28 +216,27 @@ class Wire:
         url = f"{base}?{urlencode(query)}" if query else base
         deadline = deadline if deadline is not None else time.monotonic() + self.retry_timeout
         delay = self.retry_initial
-        refreshed = False
+        refreshed = stale = False
         last: Answer | None = None
         while True:
-            if on_send is not None:
-                on_send()
             try:
+                if stale:  # a token revoked early: fetch a new one (retried like a request)
+                    self._authorize(method, url, {}, force=True)
+                    stale = False
+                if on_send is not None:
+                    on_send()
                 answer = self.send(method, url, body=body, headers=headers, stream=stream)
             except StoreError:
                 raise
             except Exception as e:  # connection refused/reset, a timeout, a token fetch
                 if not self.is_transient(e):
-                    error = self._untransient(e)
-                    if error is e:
-                        raise
-                    raise error from None
-                problem: str | int = f"{type(e).__name__}: {e}"
+                    raise self.failure(e, where) from None
+                problem: str | int = self.describe(e)
             else:
                 if answer.status in ok:
                     return answer
                 if answer.status == 401 and not refreshed and not self._anonymous:
-                    refreshed = True  # a token revoked early: fetch a new one, once
-                    self._authorize(method, url, {}, force=True)
+                    refreshed = stale = True  # once: a second 401 is a permission error
                     continue
                 if answer.status not in _RETRIED:
                     raise self.error(answer, where, conditional)
@@ -237,19 +274,36 @@ class Wire:
             return Answer(raw.status, raw.headers, b"", raw)
         return Answer(raw.status, raw.headers, raw.read(), None)
 
-    def _untransient(self, e: Exception) -> Exception:
-        """What a failure not worth retrying is raised as: a certificate that did not
-        verify as a StoreError that says so (no bug of ours), anything else as it is."""
+    def failure(self, e: BaseException, where: str) -> StoreError:
+        """The store error for ``e``, a failure not worth retrying: a certificate that
+        did not verify says what to install; anything else (no failure of the network
+        relaunch knows) is named on one line. Raise it ``from None``: ``e``'s own
+        message stays out of tracebacks and logs."""
         from relaunch.store.http_pool import unverified
 
-        if not unverified(e):
-            return e
-        why = getattr(e, "verify_message", "") or e
+        if unverified(e):
+            why = getattr(e, "verify_message", "") or e
+            return StoreError(
+                f"the TLS certificate of {self.endpoint} did not verify: {why}",
+                hint="install the system's CA certificates (ca-certificates) where relaunch "
+                "runs, or set SSL_CERT_FILE to a bundle with the endpoint's CA",
+            )
         return StoreError(
-            f"the TLS certificate of {self.endpoint} did not verify: {why}",
-            hint="install the system's CA certificates (ca-certificates) where relaunch "
-            "runs, or set SSL_CERT_FILE to a bundle with the endpoint's CA",
+            f"Cloud Storage call for {where} in {self.url} failed: {self.describe(e)}",
+            hint="no network failure relaunch knows to retry; if it persists, report it "
+            "with the output of `relaunch --version`",
         )
+
+    def describe(self, e: BaseException) -> str:
+        """``e`` on one line for a message: its type and the first line of its text,
+        with the current token, should the text hold it, masked."""
+        lines = str(e).strip().splitlines()
+        text = lines[0] if lines else ""
+        token = getattr(self._credentials, "token", None)
+        if isinstance(token, str) and token:
+            text = text.replace(token, "<token>")
+        text = text[:200]
+        return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
     @staticmethod
     def is_transient(e: BaseException) -> bool:
@@ -269,7 +323,7 @@ class Wire:
         status = answer.status
         try:
             message = str(answer.json().get("error", {}).get("message", ""))
-        except (ValueError, AttributeError):
+        except (StoreError, AttributeError):
             message = answer.body[:200].decode("utf-8", "replace")
         place = f"{where} in {self.url}"
         if status == 412:

@@ -28,12 +28,12 @@ Why not urllib3: imported into a runtime wrapper it costs 4.0 MB of private memo
 imports); this module, ``http.client`` and ``ssl`` included, 1.6 MB.
 
 :func:`is_transient` says which exceptions from here are a connection failing (worth
-trying again) rather than a bug of ours.
+trying again) rather than a bug of ours. A header http.client refuses (a value with a
+line break) is a ValueError whose message never holds the value: it may be a token.
 """
 
 from __future__ import annotations
 
-import errno
 import http.client
 import os
 import re
@@ -47,39 +47,19 @@ from urllib.parse import urlsplit
 
 _Key = tuple[str, str, int]
 
-#: OSError numbers of a connection that failed (beside ConnectionError's and TimeoutError's)
-_CONNECTION_ERRNOS = frozenset(
-    getattr(errno, name)
-    for name in (
-        "ENETUNREACH",
-        "EHOSTUNREACH",
-        "ENETDOWN",
-        "EHOSTDOWN",
-        "ENETRESET",
-        "ETIMEDOUT",
-        "EADDRNOTAVAIL",
-        "ENOTCONN",
-        "EPROTO",
-    )
-    if hasattr(errno, name)
-)
 #: a CA certificate's name in a folder OpenSSL looks CAs up in by subject hash
 _HASHED = re.compile(r"[0-9a-f]{8}\.\d+$")
 
 
 def is_transient(e: BaseException) -> bool:
-    """Whether ``e`` is a connection failing (refused, reset, dropped mid-answer, timed
-    out, a name that did not resolve, a broken TLS stream), worth trying again on a new
-    connection. A misuse of http.client, a bad URL, a certificate that does not verify
-    or any other exception is not."""
-    if isinstance(e, (http.client.BadStatusLine, http.client.IncompleteRead)):
-        return True  # RemoteDisconnected is both a BadStatusLine and a ConnectionResetError
-    if isinstance(e, (ConnectionError, TimeoutError, socket.gaierror)):
-        return True
-    ssl = sys.modules.get("ssl")  # never imported for this: only an https pool has it
-    if ssl is not None and isinstance(e, ssl.SSLError):
-        return not isinstance(e, ssl.SSLCertVerificationError)
-    return isinstance(e, OSError) and e.errno in _CONNECTION_ERRNOS
+    """Whether ``e`` is the connection failing, worth trying again on a new one: any
+    OSError (refused, reset, timed out, a name that did not resolve, a broken TLS stream,
+    a firewall's EPERM, out of sockets for a moment) and any ``http.client`` protocol
+    error (an answer cut off or garbled). Not a certificate that does not verify: that
+    is no accident of the network. Nor anything else (a bad URL, a bug of ours)."""
+    if unverified(e):
+        return False
+    return isinstance(e, (OSError, http.client.HTTPException))
 
 
 class Response:
@@ -189,14 +169,21 @@ class HttpPool:
         except BaseException as e:
             conn.close()  # whatever happened to it, nobody reads the rest of this answer
             lazy = self._lazy is not None and getattr(conn, "_context", None) is self._lazy
-            if not (lazy and unverified(e)):
-                raise
-            # the hashed folder lacks the chain's CA: all the system's CAs, then again
-            # (nothing was sent: the handshake comes first)
-            self._tls_full()
-            return self.request(
-                method, url, body=body, headers=headers, timeout=timeout, stream=stream
-            )
+            if lazy and unverified(e):
+                # the hashed folder lacks the chain's CA: all the system's CAs, then again
+                # (nothing was sent: the handshake comes first)
+                self._tls_full()
+                return self.request(
+                    method, url, body=body, headers=headers, timeout=timeout, stream=stream
+                )
+            if isinstance(e, ValueError) and not unverified(e):
+                # http.client refusing a header puts the header's value (a bearer token)
+                # in its message: nothing of it goes on
+                raise ValueError(
+                    f"http.client refused the {method} request to {parts.hostname}: "
+                    f"{type(e).__name__} (its message is not shown: it may hold a header)"
+                ) from None
+            raise
         self._give_back(key, conn, answer)
         return Response(answer.status, answer.headers, data)
 
