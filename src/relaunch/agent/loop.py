@@ -37,7 +37,8 @@ from relaunch.store.base import ObjectStore
 
 def new_agent_id() -> str:
     host = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().lower())[:30].strip("-") or "host"
-    return f"{host}-{os.getpid()}-{os.urandom(2).hex()}"
+    # hosts and pids repeat across containers (pid 1): the random part keeps ids apart
+    return f"{host}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 def default_poll(store: ObjectStore) -> float:
