@@ -102,3 +102,22 @@ def test_logs_are_the_raw_output_of_an_attempt_on_this_host(
 
     with pytest.raises(BackendError, match="ran on host elsewhere"):
         backend.logs({**handle, "host": "elsewhere"})
+
+
+def test_a_handle_whose_pid_is_now_another_groups_leader_signals_nobody() -> None:
+    """The pid was reused (or the record edited) and leads another group now — another
+    run's runtime, say: the attempt is over, and that group is left alone."""
+    import subprocess
+
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        start = proc_start_time(other.pid)
+        assert start is not None
+        backend = LocalBackend()
+        handle = {"pid": other.pid, "start": start - 1, "host": backend.host}
+        assert backend.poll(handle).state is AttemptState.ENDED  # killed the group before
+        backend.kill(handle)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

@@ -219,3 +219,17 @@ def test_a_set_aside_cut_short_by_a_dead_agent_is_finished_by_the_next(tmp_path:
     assert repo.unsettled_damage("r") is None
     assert live.entry(store, "r") is None
     assert "r" not in adopter.owned
+
+
+@pytest.mark.parametrize(
+    "stray", ["notes.json", "README", "1-2-x.json", "0-00000000000000000001-Bad.json"]
+)
+def test_a_stray_object_in_a_queues_folder_is_passed_over(tmp_path: Any, stray: str) -> None:
+    store = LocalStore(tmp_path / "store")
+    live.build_index(store, "setup")
+    _orphans(store, "orphan")
+    store.put(keys.queue_prefix("default") + stray, b"{}")
+    _enqueue(store, "new-run", "in-turn")
+    adopter = Agent(store, AgentOptions(lease_ttl=60), agent_id="adopter", log=lambda _: None)
+    adopter.tick()  # raised IndexError listing the queue: nothing claimed nor adopted
+    assert sorted(adopter.owned) == ["new-run", "orphan"]

@@ -107,8 +107,21 @@ def queue_item_key(queue: str, priority: int, enqueued_ns: int, run_id: str) -> 
     )
 
 
+#: the name of a queue item: priority, enqueue time, run id
+QUEUE_ITEM_RE = re.compile(r"^[0-9]-[0-9]{20}-([a-z][a-z0-9-]{0,62})\.json$")
+
+
+def is_queue_item(key: str) -> bool:
+    """Whether ``key`` (under ``queues/<q>/``) is named as relaunch names queue items:
+    anything else there (a stray file) is no run's and is passed over."""
+    return QUEUE_ITEM_RE.match(key.rsplit("/", 1)[-1]) is not None
+
+
 def run_id_of_queue_item(key: str) -> str:
-    return key.rsplit("/", 1)[-1].removesuffix(".json").split("-", 2)[2]
+    found = QUEUE_ITEM_RE.match(key.rsplit("/", 1)[-1])
+    if found is None:
+        raise ValueError(f"{key!r} is not a queue item")
+    return found.group(1)
 
 
 # -- the live-run index (runs/live.py) ------------------------------------------------

@@ -84,8 +84,11 @@ def _nonce_of(store: ObjectStore, run_id: str) -> str | None:
 
 
 def items(store: ObjectStore, queue: str) -> list[str]:
-    """Queue item keys, first to run first."""
-    return [m.key for m in store.list(keys.queue_prefix(queue)).objects if m.key.endswith(".json")]
+    """Queue item keys, first to run first (any other object in the queue's folder,
+    a stray file, is passed over)."""
+    return [
+        m.key for m in store.list(keys.queue_prefix(queue)).objects if keys.is_queue_item(m.key)
+    ]
 
 
 def remove_items_of(store: ObjectStore, queue: str, run_id: str) -> None:

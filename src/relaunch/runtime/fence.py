@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from relaunch.errors import ObjectNotFound, PreconditionFailed, StoreError
 from relaunch.runs import keys
@@ -70,23 +71,15 @@ class Slot:
         """Whether the attempt record names this runtime's submission (at start: and the
         run record names this attempt). Raises StoreError when the store cannot say."""
         if starting:
-            try:
-                record = json.loads(self.store.get(keys.run_key(self.run_id))[0])
-            except ObjectNotFound:
+            record = _object(self.store, keys.run_key(self.run_id))
+            if record is None:  # none, or damaged: its agent sets the run aside
                 return False
-            except ValueError:
-                return False  # a damaged run record: its agent sets the run aside
-            if int(record.get("attempt", 0)) != self.attempt:
+            if record.get("attempt", 0) != self.attempt:
                 return False
         if not self.token:
             return True  # started by an agent that predates fencing tokens
-        try:
-            attempt = json.loads(self.store.get(keys.attempt_key(self.run_id, self.attempt))[0])
-        except ObjectNotFound:
-            return False
-        except ValueError:
-            return False
-        return bool(attempt.get("token") == self.token)
+        attempt = _object(self.store, keys.attempt_key(self.run_id, self.attempt))
+        return attempt is not None and attempt.get("token") == self.token
 
     # -- the slot -----------------------------------------------------------------
 
@@ -170,3 +163,15 @@ class Slot:
 
     def unconfirmed_for(self) -> float:
         return clock() - self.confirmed_at
+
+
+def _object(store: ObjectStore, key: str) -> dict[str, Any] | None:
+    """The JSON object at ``key``; None when there is none or it is damaged (no object,
+    not JSON, nested past the parser). A StoreError when the store cannot say."""
+    try:
+        found = json.loads(store.get(key)[0])
+    except ObjectNotFound:
+        return None
+    except (ValueError, RecursionError):
+        return None
+    return found if isinstance(found, dict) else None

@@ -125,8 +125,19 @@ class LocalBackend(Backend):
         start = proc_start_time(int(handle["pid"]))
         return start is not None and start == handle.get("start")
 
+    def _still_its_group(self, handle: Handle) -> bool:
+        """Whether the process group named by the handle's pid can still be the
+        attempt's: its leader is alive as the handle knows it, or gone. A process that
+        holds the pid now with another start time means the group is gone for good —
+        Linux reuses no pid while a group of that id has members — and the pid is
+        someone else's (another run's runtime, say), never to be signalled."""
+        start = proc_start_time(int(handle["pid"]))
+        return start is None or start == handle.get("start")
+
     def _group_alive(self, handle: Handle) -> bool:
         """Whether any live (non-zombie) process remains in the attempt's group."""
+        if not self._still_its_group(handle):
+            return False
         pgid = int(handle["pid"])
         try:
             os.killpg(pgid, 0)
@@ -175,7 +186,7 @@ class LocalBackend(Backend):
         self.cancel(handle, 0)
 
     def kill(self, handle: Handle) -> None:
-        if handle.get("start") is None:
+        if handle.get("start") is None or not self._still_its_group(handle):
             return
         try:
             os.killpg(int(handle["pid"]), signal.SIGKILL)
