@@ -219,6 +219,20 @@ def test_a_damaged_queue_item_stops_nothing_behind_it(env: Env) -> None:
     assert states == {rid: "SUCCEEDED", "bad-run": "DAMAGED"}
 
 
+def test_a_damaged_queue_item_of_an_intact_run_record_is_run_from_the_record(
+    env: Env,
+) -> None:
+    """The enqueue wrote both; only the item was damaged: the run is not lost (it sat
+    QUEUED for ever) nor set aside, it runs."""
+    store = env.ws.store
+    rid = env.ws.submit(job(env, env.root / "ledger", steps=5))
+    (item,) = queue.items(store, "default")
+    store.put(item, store.get(item)[0][:40])  # cut off
+    with env.agent_thread():
+        assert env.ws.wait(rid, timeout=60).state is RunState.SUCCEEDED
+    assert store.stat(keys.damaged_key(rid)) is None
+
+
 def test_a_sigkilled_trainer_is_killed_not_a_user_error(env: Env) -> None:
     """The out-of-memory killer's signature (SIGKILL from outside) is its own reason,
     with a note saying so, and the run is retried from its checkpoint."""

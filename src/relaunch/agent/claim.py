@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from relaunch.errors import DamagedRecord, ObjectNotFound, PreconditionFailed
 from relaunch.runs import keys, leases, live, queue
 from relaunch.runs.records import RunRecord
+from relaunch.states import RunState
 
 if TYPE_CHECKING:
     from relaunch.agent.loop import Agent
@@ -100,9 +101,7 @@ class Claimer:
         try:
             item = RunRecord.model_validate_json(data)
         except ValidationError as e:
-            repo.mark_damaged(run_id, f"its queue item is damaged ({key}): "
-                              f"{e.errors()[0].get('msg', 'invalid')}", self.agent.id)  # fmt: skip
-            self.store.delete(key)
+            self._damaged_item(key, run_id, e)
             return False
         found = repo.find_run(run_id)
         if found is None:  # the enqueuer has not written the record yet, or died
@@ -120,6 +119,25 @@ class Claimer:
             live.add(self.store, run_id, queue=run.queue, backend=run.backend,
                      created_at=run.created_at)  # fmt: skip
         return not run.state.terminal
+
+    def _damaged_item(self, key: str, run_id: str, e: ValidationError) -> None:
+        """A queue item that cannot be read. The run record holds the same: when it is
+        readable and still QUEUED, the item is written again from it (and claimed the
+        usual way next tick, by whichever agent serves its backend); when the run went
+        on, the item is a leftover. With no readable record the run is set aside."""
+        repo = self.agent.repo
+        try:
+            found = repo.find_run(run_id)
+        except DamagedRecord:
+            found = None
+        if found is not None and found[0].state is RunState.QUEUED:
+            self.agent.log(f"{run_id}: its queue item {key} is damaged; rewritten from its record")
+            self.store.put(key, found[0].model_dump_json().encode())
+            return
+        if found is None:
+            why = f"its queue item is damaged ({key}): {e.errors()[0].get('msg', 'invalid')}"
+            repo.mark_damaged(run_id, why, self.agent.id)
+        self.store.delete(key)
 
 
 def _backend_of(data: bytes) -> str | None:
