@@ -201,6 +201,27 @@ def test_a_truncated_record_of_a_running_run_is_set_aside_once(env: Env) -> None
     assert events.returncode == 0 and "damaged" in events.stdout
 
 
+def test_a_deleted_record_of_a_running_run_is_set_aside_not_held_for_ever(env: Env) -> None:
+    """run.json deleted by hand while the run trains: the agent held the run for ever
+    (one slot fewer), its trainer ran on unwatched and ps no longer listed it. It is set
+    aside like a damaged record: the trainer ends, the slot is free, ps says why."""
+    agent = Agent(env.ws.store, AgentOptions(poll=0.05), log=lambda _: None)
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        rid = env.ws.submit(job(env, env.root / "ledger", steps=2000))
+        env.wait_for(lambda: env.step(rid) >= 3)
+        pid = int(env.ws.repo.find_attempt(rid, 1)[0].handle["pid"])  # type: ignore[index]
+        env.ws.store.delete(keys.run_key(rid))
+        env.wait_for(lambda: not Path(f"/proc/{pid}").exists() or is_zombie(pid))
+        env.wait_for(lambda: rid not in agent.owned)
+    finally:
+        agent.stopping.set()
+        thread.join(timeout=10)
+    (listed,) = [s for s in env.ws.summaries() if s.run_id == rid]
+    assert listed.state == "DAMAGED" and "missing" in (listed.note or listed.reason or "")
+
+
 def is_zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"

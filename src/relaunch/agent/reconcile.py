@@ -26,9 +26,9 @@ from relaunch.backends.base import (
     Backend,
 )
 from relaunch.backends.registry import get_backend
-from relaunch.errors import BackendError, PreconditionFailed
+from relaunch.errors import BackendError, DamagedRecord, PreconditionFailed
 from relaunch.placement import blocklist
-from relaunch.runs import live
+from relaunch.runs import keys, live
 from relaunch.runs.records import AttemptRecord, Heartbeat, RunRecord
 from relaunch.runs.repo import RunRepo
 from relaunch.states import REASON_NOTES, AttemptState, Reason, RunState
@@ -63,7 +63,10 @@ class Reconciler:
         return False
 
     def _step(self, run_id: str, watch: Watch, confirm: Confirm) -> bool:
-        run = self.repo.get_run(run_id, cached=True)
+        held = self.repo.find_run(run_id, cached=True)
+        if held is None:  # an agent holds it, so it had one: deleted by hand
+            raise DamagedRecord(keys.run_key(run_id), "it is missing (deleted?)")
+        run = held[0]
         if run.state.terminal:
             if not run.ended_event:  # the agent that ended it died before saying so
                 self._say_ended(run)
