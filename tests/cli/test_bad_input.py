@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.cli.harness import Link, Project
+from tests.cli.harness import Fifo, Link, Project
 
 JOB = "name: demo\ncommand: [python, train.py]\n"
 TOML = "[project]\nname = 'demo'\n"
 TRAIN = {"train.py": "print('hi')\n"}
 
 
-def job(extra: str = "", base: str = JOB) -> dict[str, str | bytes | Link]:
+def job(extra: str = "", base: str = JOB) -> dict[str, str | bytes | Link | Fifo]:
     return {"job.yaml": base + extra, **TRAIN}
 
 
@@ -47,7 +47,7 @@ VERTEX_ENV = (
 @dataclass(frozen=True)
 class Case:
     id: str
-    files: dict[str, str | bytes | Link]
+    files: dict[str, str | bytes | Link | Fifo]
     argv: tuple[str, ...]
     fragment: str
     env: dict[str, str] = field(default_factory=dict)
@@ -81,6 +81,13 @@ CASES = [
     Case("job-links-dev-zero", {"job.yaml": Link("/dev/zero")}, ("run", "job.yaml"),
          "is not a regular file"),
     Case("toml-links-dev-zero", {"relaunch.toml": Link("/dev/zero")}, ("ps",), "not a regular"),
+    Case("job-is-fifo", {"job.yaml": Fifo(), **TRAIN}, ("run", "job.yaml"), "not a regular file"),
+    Case("toml-fifo-ps", {"relaunch.toml": Fifo()}, ("ps",), "relaunch.toml"),
+    Case("toml-fifo-run", {"relaunch.toml": Fifo(), **job()}, ("run", "job.yaml"), "not a regular"),
+    Case("toml-fifo-doctor", {"relaunch.toml": Fifo()}, ("doctor",), "not a regular file"),
+    Case("toml-fifo-status", {"relaunch.toml": Fifo()}, ("status", "some-run"), "not a regular"),
+    Case("toml-fifo-agent", {"relaunch.toml": Fifo()}, ("agent", "--exit-when-idle", "0"),
+         "not a regular file"),
     Case("job-too-large", job("# " + "x" * (2 << 20) + "\n"), ("run", "job.yaml"), "larger than"),
     Case("billion-laughs", {"job.yaml": laughs(), **TRAIN}, ("run", "job.yaml"),
          "expands to more than"),
