@@ -95,6 +95,13 @@ CASES = [
     Case("deep-flow", job("x: " + "[" * 50_000 + "\n"), ("run", "job.yaml"), "nests deeper than"),
     Case("deep-block", job("x:\n" + "".join(" " * i + "- \n" for i in range(200))),
          ("run", "job.yaml"), "nests deeper than"),
+    # -- input that was silently changed (a key twice: PyYAML kept the last) ---------------
+    Case("duplicate-key", job("command: [python, other.py]\n"), ("run", "job.yaml"),
+         "duplicate key 'command' (lines 2 and 3)"),
+    Case("duplicate-nested-key", job("retry:\n  max_recoveries: 1\n  max_recoveries: 2\n"),
+         ("run", "job.yaml"), "duplicate key 'max_recoveries' (lines 4 and 5)"),
+    Case("duplicate-flow-key", job("labels: {a: x, a: y}\n"), ("run", "job.yaml"),
+         "duplicate key 'a' (line 3)"),
     Case("job-not-utf8", {"job.yaml": b"name: \xff\xfe\n"}, ("run", "job.yaml"), "not UTF-8"),
     # -- numbers that are not numbers (issue 9 item 5: stored as null, crashed agents) ----
     Case("startup-inf", job("startup_timeout: .inf\n"), ("run", "job.yaml"), "startup_timeout"),
