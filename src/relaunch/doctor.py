@@ -20,6 +20,7 @@ from relaunch.errors import PreconditionFailed, RelaunchError, credentials_error
 
 if TYPE_CHECKING:
     from relaunch.api import Workspace
+    from relaunch.runs.records import RunRecord
     from relaunch.spec.job import JobSpec
 
 Level = Literal["ok", "warn", "fail"]
@@ -87,7 +88,8 @@ def check_agents(ws: Workspace, queue: str) -> Finding:
     return Finding(
         "warn",
         f"no live agent serves queue '{queue}'",
-        "start one (relaunch agent --queue QUEUE) or follow the run (relaunch run --follow)",
+        f"start one (relaunch agent --queue {queue}), or follow a new run with an agent "
+        "of its own (relaunch run JOB --follow)",
     )
 
 
@@ -175,28 +177,47 @@ def check_job(ws: Workspace, path: Path, values: dict[str, str] | None) -> list[
     out += [secrets] if secrets else []
     if spec.backend != "local":
         out += check_cloud(ws, spec)
+    else:
+        out += check_backend(ws, _record(ws, spec, path))
     out.append(check_agents(ws, spec.queue))
     return out
 
 
-def check_cloud(ws: Workspace, spec: JobSpec) -> list[Finding]:
-    from relaunch.backends.registry import get_backend
+def _record(ws: Workspace, spec: JobSpec, path: Path | None = None) -> RunRecord:
+    """The record `relaunch run` would queue for ``spec`` (read from ``path``)."""
     from relaunch.runs.records import RunRecord
 
-    run = RunRecord(
+    return RunRecord(
         run_id="doctor-check",
         name=spec.name,
         queue=spec.queue,
         backend=spec.backend,
         spec=spec,
-        base_dir=None,
-        gcp=ws.gcp_settings(spec),
+        base_dir=str(path.resolve().parent) if path is not None else None,
+        job_file=str(path) if path is not None else None,
+        gcp=ws.gcp_settings(spec) if spec.backend != "local" else {},
         created_at=time.time(),
     )
+
+
+def check_backend(ws: Workspace, run: RunRecord) -> list[Finding]:
+    """The backend would accept the run (a local job: its command can start here)."""
+    from relaunch.backends.registry import get_backend
+
     try:
-        get_backend(spec.backend).check(run, ws.store)
+        get_backend(run.backend).check(run, ws.store)
     except RelaunchError as e:
         return [Finding("fail", e.message, e.hint or "")]
+    return []
+
+
+def check_cloud(ws: Workspace, spec: JobSpec) -> list[Finding]:
+    from relaunch.backends.registry import get_backend
+
+    run = _record(ws, spec)
+    refused = check_backend(ws, run)
+    if refused:
+        return refused
     offers = get_backend(spec.backend).offers(run)
     kind = "zones" if spec.backend == "gce" else "regions"
     places = ", ".join(str(o.get("zone") or o.get("region", "?")) for o in offers)

@@ -157,6 +157,23 @@ CASES = [
          ("run", "job.yaml"), "name: a name is one line"),
     Case("blank-name", job(base="name: '  '\ncommand: [python, train.py]\n"),
          ("run", "job.yaml"), "name cannot be blank"),
+    # -- jobs `doctor` calls broken, or a command that cannot start: refused, not queued ---
+    Case("stall-under-heartbeats", job("heartbeat_interval: 10m\nstall_timeout: 1s\n"),
+         ("run", "job.yaml"), "stall_timeout 1s is under 3 heartbeats"),
+    Case("startup-before-heartbeat", job("startup_timeout: 1s\n"), ("run", "job.yaml"),
+         "startup_timeout 1s ends before"),
+    Case("no-such-program", job(base="name: d\ncommand: [nonexistent-binary-xyz]\n"),
+         ("run", "job.yaml"), "program 'nonexistent-binary-xyz' is not on the PATH"),
+    Case("no-such-script", job(base="name: d\ncommand: [python, trian.py]\n"),
+         ("run", "job.yaml"), "script 'trian.py' is not in"),
+    Case("no-such-relative-program", job(base="name: d\ncommand: [./run.sh]\n"),
+         ("run", "job.yaml"), "program './run.sh' is not an executable file"),
+    Case("program-not-on-job-path", job(base="name: d\ncommand: [python, train.py]\n"
+                                            "env: {PATH: /nowhere}\n"),
+         ("run", "job.yaml"), "program 'python' is not on the PATH the job gets"),
+    Case("nul-in-argument", job(base='name: d\ncommand: [python, train.py, "a\\0b"]\n'),
+         ("run", "job.yaml"), "command: a NUL byte"),
+    Case("nul-in-env", job('env: {X: "a\\0b"}\n'), ("run", "job.yaml"), "env: a NUL byte"),
     # -- messages that misled ---------------------------------------------------------------
     Case("template-default-type", job(
         base="name: d\ntemplates: {steps: {type: integer, default: many}}\ncommand: [x]\n"),

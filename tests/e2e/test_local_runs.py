@@ -91,13 +91,13 @@ def test_silent_trainer_is_stalled(env: Env) -> None:
 
 
 def test_no_first_heartbeat_in_time_is_startup_timeout(env: Env) -> None:
-    """A start-up slower than startup_timeout (here: the job's Python sleeps 3 s in
+    """A start-up slower than startup_timeout (here: the job's Python sleeps 8 s in
     sitecustomize before the runtime can even run) ends the attempt in the first
-    phase of the watchdog."""
+    phase of the watchdog. (5 s is the shortest startup_timeout `run` accepts.)"""
     slow = env.root / "slow-start"
     slow.mkdir()
-    (slow / "sitecustomize.py").write_text("import time\ntime.sleep(3)\n")
-    rid = env.ws.submit(env.job(startup_timeout="0.5s", env={"PYTHONPATH": str(slow)}))
+    (slow / "sitecustomize.py").write_text("import time\ntime.sleep(8)\n")
+    rid = env.ws.submit(env.job(startup_timeout="5s", env={"PYTHONPATH": str(slow)}))
     run = env.ws.wait(rid, timeout=60)
     assert run.state is RunState.FAILED and run.reason is Reason.STARTUP_TIMEOUT
     (attempt,) = env.ws.status(rid).attempts
@@ -205,18 +205,21 @@ def test_attempt_started_but_unrecorded_is_found_not_resubmitted(env: Env) -> No
 
 
 def test_a_command_that_cannot_start_fails_once_saying_why(env: Env) -> None:
-    """The runtime cannot start the command (a missing secret, a missing program): the
-    attempt ends user-error with the reason — never a 'vanished' attempt retried."""
+    """The runtime cannot start the command (a missing secret, a program removed after
+    the run was queued — `run` refuses one missing then): the attempt ends user-error
+    with the reason — never a 'vanished' attempt retried."""
     missing_secret = env.job("nosecret", env_from_secret={"TOKEN": "env:RELAUNCH_TEST_NOPE"})
+    program = env.root / "gone.sh"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
     missing_program = env.root / "noprog.yaml"
-    missing_program.write_text("name: noprog\ncommand: [no-such-program-xyz]\n")
+    missing_program.write_text("name: noprog\ncommand: [./gone.sh]\n")
     rids = [env.ws.submit(missing_secret), env.ws.submit(missing_program)]
+    program.unlink()
     with env.agent_thread():
         for rid in rids:
             env.wait_for(lambda rid=rid: env.ws.repo.get_run(rid).state.terminal)
-    for rid, words in zip(
-        rids, ["RELAUNCH_TEST_NOPE is not set", "no-such-program-xyz"], strict=True
-    ):
+    for rid, words in zip(rids, ["RELAUNCH_TEST_NOPE is not set", "./gone.sh"], strict=True):
         run = env.ws.repo.get_run(rid)
         assert run.state is RunState.FAILED and run.attempt == 1, run.detail
         assert run.reason is Reason.USER_ERROR and words in (run.detail or "")

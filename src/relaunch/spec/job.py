@@ -221,6 +221,15 @@ class JobSpec(Strict):
     def _env_text(cls, v: object) -> object:
         return {k: _scalar_text(x) for k, x in v.items()} if isinstance(v, dict) else v
 
+    @field_validator("command", "args", "env")
+    @classmethod
+    def _no_nul(cls, v: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+        # A program's arguments and environment are C strings: a NUL cannot reach it.
+        values = v.values() if isinstance(v, dict) else v
+        if any("\0" in x for x in values):
+            raise ValueError("a NUL byte (\\0) cannot be passed to a program; remove it")
+        return v
+
     @property
     def argv(self) -> list[str]:
         """The full command line: command, then args."""
