@@ -30,6 +30,7 @@ def test_a_run_nobody_serves_says_so_in_run_ps_and_logs(project: Project) -> Non
     assert "no agent serves queue 'default': start one (relaunch agent --queue default)" in (
         queued.err
     )
+    assert "--follow" not in queued.err  # `run JOB --follow` would queue a second run
     listing = project.relaunch("ps")
     row = next(line for line in listing.out.splitlines() if line.startswith(rid))
     assert "QUEUED" in row and "no agent serves queue 'default'" in row
@@ -61,8 +62,8 @@ def test_following_a_queued_run_says_why_it_waits_instead_of_an_empty_header(
         line = follow.stderr.readline()  # blocks until the note, however loaded the machine
         assert line.strip() == (
             f"{rid} is QUEUED, waiting for attempt 1 to start — no agent serves queue "
-            "'default': start one (relaunch agent --queue default) or follow the run "
-            "(relaunch run JOB --follow)"
+            "'default': start one (relaunch agent --queue default); the run starts when it "
+            "does"
         )
         # An agent comes: the output follows, with the attempt's header only now.
         agent = subprocess.run(

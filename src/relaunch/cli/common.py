@@ -88,10 +88,11 @@ def queue_served(store: ObjectStore, queue: str) -> bool:
 
 
 def unserved_note(queue: str) -> str:
-    """What to say of a run waiting in ``queue`` when no live agent serves it."""
+    """What to say of a run waiting in ``queue`` when no live agent serves it. (Not
+    `relaunch run JOB --follow`: that queues a second run.)"""
     return (
-        f"no agent serves queue '{queue}': start one (relaunch agent --queue {queue}) "
-        "or follow the run (relaunch run JOB --follow)"
+        f"no agent serves queue '{queue}': start one (relaunch agent --queue {queue}); "
+        "the run starts when it does"
     )
 
 
