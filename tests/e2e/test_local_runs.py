@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from relaunch.runs import keys, queue
-from relaunch.states import Reason, RunState
+from relaunch.states import REASON_NOTES, Reason, RunState
 
 from .conftest import Env
 
@@ -123,6 +123,33 @@ def test_stop_ends_the_run_and_it_is_never_recovered(env: Env) -> None:
         assert len(env.markers_of(rid, "term")) == 1  # the trainer got SIGTERM
         pid = int(attempt.handle["pid"])  # type: ignore[index]
         _assert_group_gone(pid)
+
+
+def test_a_stop_after_an_attempt_ended_otherwise_says_stopped_not_the_attempts_reason(
+    env: Env,
+) -> None:
+    """The agent that staged a preemption notice died (Ctrl-C of `run --follow`), the
+    attempt ended preempted, then `relaunch stop`: the run is STOPPED and its note says
+    so — not "a recovery resumes from the last checkpoint", which no one will do."""
+    from relaunch.runs.records import PreemptionSim
+
+    rid = env.ws.submit(env.job(steps=10_000, step_time=0.02))
+    with env.agent_thread():
+        env.wait_for(lambda: any(env.markers.glob(f"{rid}.*.start")))
+    found = env.ws.repo.find_attempt(rid, 1)
+    assert found is not None
+    attempt, gen = found
+    now = time.time()
+    attempt.preemption = PreemptionSim(requested_at=now, notice=1.0, kill_at=now + 1.0)
+    env.ws.repo.put_attempt(attempt, if_generation_match=gen)
+    os.killpg(int(attempt.handle["pid"]), signal.SIGKILL)  # type: ignore[index]
+    assert env.ws.stop(rid, wait=30) is RunState.STOPPED
+    run = env.ws.repo.get_run(rid)
+    assert run.reason is Reason.STOPPED and "preempted" in (run.detail or ""), run.detail
+    assert env.ws.status(rid).attempts[0].reason is Reason.PREEMPTED  # what it was
+    ended = [e.message for e in env.ws.repo.events(rid) if e.kind == "run-ended"]
+    assert ended == ["run stopped: " + REASON_NOTES[Reason.STOPPED]]
+    assert "relaunch resume RUN" in REASON_NOTES[Reason.STOPPED]
 
 
 def test_stop_without_any_agent(env: Env) -> None:

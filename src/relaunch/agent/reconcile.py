@@ -301,9 +301,14 @@ class Reconciler:
             offers = len(backend.offers(run))
             decision = decide(run, attempt.reason, stop_requested=stop, offers=offers)
             if decision.state.terminal:
-                return self._finish(
-                    run, decision.state, attempt.reason, attempt.detail, decision.why, attempt
-                )
+                reason, detail = attempt.reason, attempt.detail
+                if decision.state is RunState.STOPPED and reason is not Reason.STOPPED:
+                    # Stopped after the attempt ended otherwise (a preemption, say): the
+                    # run's note is the stop's, since nothing will recover it.
+                    reason = Reason.STOPPED
+                    detail = f"stop requested; attempt {attempt.n} had ended {attempt.reason.value}"
+                    detail += f": {attempt.detail}" if attempt.detail else ""
+                return self._finish(run, decision.state, reason, detail, decision.why, attempt)
 
             def recover(r: RunRecord) -> bool:
                 if r.decided >= attempt.n:
