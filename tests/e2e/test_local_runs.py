@@ -252,6 +252,12 @@ def test_a_command_that_cannot_start_fails_once_saying_why(env: Env) -> None:
         assert run.reason is Reason.USER_ERROR and words in (run.detail or "")
         assert words in env.ws.logs(rid).decode()
         assert not [e for e in env.ws.repo.events(rid) if e.kind == "attempt-running"]
+        # The note (ps, the run-ended event) says what is missing, not "fix the code".
+        assert run.note == f"the command did not start: {run.detail}"
+        ended = [e.message for e in env.ws.repo.events(rid) if e.kind == "run-ended"]
+        assert ended == [f"run failed: {run.note} (policy: user-error → fail)"], ended
+    secret = env.ws.repo.get_run(rids[0])
+    assert "export RELAUNCH_TEST_NOPE in the agent's environment" in (secret.note or "")
 
 
 def test_a_secret_the_trainer_prints_is_masked_everywhere(

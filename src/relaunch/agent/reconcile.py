@@ -319,7 +319,7 @@ class Reconciler:
                 r.offer_index += decision.failover
                 r.killed_streak = r.killed_streak + 1 if attempt.reason is Reason.KILLED else 0
                 r.not_before = time.time() + decision.delay if decision.delay else None
-                r.with_note(attempt.reason, attempt.detail)
+                r.with_note(attempt.reason, attempt.detail, started=attempt.running_at is not None)
                 r.step, r.total = attempt.last_step, attempt.total or r.total
                 return True
 
@@ -349,7 +349,7 @@ class Reconciler:
             if r.state.terminal:
                 return False
             r.state, r.ended_at, r.decided = state, time.time(), r.attempt
-            r.with_note(reason, detail)
+            r.with_note(reason, detail, started=attempt is None or attempt.running_at is not None)
             r.why, r.ended_event = why, False
             if attempt is not None:
                 r.step, r.total = attempt.last_step, attempt.total or r.total
@@ -372,7 +372,7 @@ def say_ended(repo: RunRepo, run: RunRecord) -> None:
     repo.add_event(
         run.run_id,
         "run-ended",
-        f"run {run.state.value.lower()}: {REASON_NOTES[run.reason]}{extra}",
+        f"run {run.state.value.lower()}: {run.note or REASON_NOTES[run.reason]}{extra}",
         state=run.state.value,
     )
 

@@ -188,7 +188,7 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
         )
     if run.reason and run.reason.value != "succeeded":
         out.print(f"  [bold]{run.reason.value}[/]: {plain(note_text(run.note, run.run_id))}")
-        if run.detail:
+        if run.detail and run.detail not in (run.note or ""):  # a note may quote it
             out.print(f"  detail: {plain(run.detail)}")
     if st.heartbeat:
         hb = st.heartbeat
