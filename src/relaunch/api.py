@@ -163,7 +163,7 @@ class Workspace:
                 f"{loaded.source}: backend '{spec.backend}' is not available in this version",
                 hint=f"use one of: {', '.join(sorted(BACKENDS))}",
             )
-        if queue_name:
+        if queue_name is not None:  # an empty --queue is a mistake, not the default
             spec.queue = keys.valid_queue(queue_name)
         # An empty --run-id is a mistake to name, not a request for a generated id.
         chosen = run_id if run_id is not None else spec.run_id

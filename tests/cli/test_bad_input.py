@@ -155,6 +155,11 @@ CASES = [
          "the local backend runs the command on this machine"),
     Case("name-with-newline", job(base='name: "a\\nb"\ncommand: [python, train.py]\n'),
          ("run", "job.yaml"), "name: a name is one line"),
+    Case("toml-name-with-newline", {"relaunch.toml": '[project]\nname = "a\\nb"\n'}, ("ps",),
+         "project.name: a name is one line"),
+    Case("toml-name-newline-run", {"relaunch.toml": '[project]\nname = "a\\nb"\n', **job()},
+         ("run", "job.yaml"), "project.name: a name is one line"),
+    Case("empty-queue", job(), ("run", "job.yaml", "--queue", ""), "invalid queue name ''"),
     Case("blank-name", job(base="name: '  '\ncommand: [python, train.py]\n"),
          ("run", "job.yaml"), "name cannot be blank"),
     # -- jobs `doctor` calls broken, or a command that cannot start: refused, not queued ---

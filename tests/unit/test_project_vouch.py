@@ -64,6 +64,7 @@ VALUES: list[Any] = [
     "BASE", "1ARG", "A-B", "Base", "base", "a__b", "a___b", "x" * 129, "24h", "25h", 86400,
     86401, ["  "], ["*.py", ""], [3], {"A": "b"}, {"1A": "b"}, {"A": 1}, {"hf": "env:HF"},
     {"hf": "env:"}, {"hf": "projects/p/secrets/s"}, {"h-f": "env:X"}, {"hf": "nope"},
+    "a\nb", " ", "tab\there",
 ]  # fmt: skip
 
 
