@@ -159,6 +159,7 @@ CASES = [
          "project.name: a name is one line"),
     Case("toml-name-newline-run", {"relaunch.toml": '[project]\nname = "a\\nb"\n', **job()},
          ("run", "job.yaml"), "project.name: a name is one line"),
+    Case("long-run-id", {}, ("status", "X" * 300), "… (300 characters) — "),
     Case("empty-queue", job(), ("run", "job.yaml", "--queue", ""), "invalid queue name ''"),
     Case("blank-name", job(base="name: '  '\ncommand: [python, train.py]\n"),
          ("run", "job.yaml"), "name cannot be blank"),
@@ -200,6 +201,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(project: Project, case:
     assert len(lines) == 1, result.err
     assert lines[0].startswith("error: ") and " — " in lines[0], lines[0]  # what, then what to do
     assert case.fragment in lines[0], lines[0]
+    assert len(lines[0]) < 400, "an error line echoes a whole input"
     assert project.files() == before, "a refused command wrote files"
 
 
