@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from relaunch.api import Workspace
     from relaunch.runs.records import RunRecord
     from relaunch.spec.job import JobSpec
+    from relaunch.store import ObjectStore
 
 Level = Literal["ok", "warn", "fail"]
 SPOT_NOTICE = 30.0  # seconds Compute Engine gives a spot VM between notice and stop
@@ -38,6 +39,9 @@ def check_store(ws: Workspace) -> list[Finding]:
     """The store answers, and its create-only writes hold (what leases rely on)."""
     key = f"doctor/{os.getpid()}-{os.urandom(3).hex()}"
     store = ws.store
+    missing = _missing_folder(store)
+    if missing is not None:
+        return [missing]
     try:
         store.put(key, b"probe", if_generation_match=0)
         try:
@@ -58,6 +62,28 @@ def check_store(ws: Workspace) -> list[Finding]:
             raise
         return [Finding("fail", f"store {store.url}: {cred.message}", cred.hint or "")]
     return [cas]
+
+
+def _missing_folder(store: ObjectStore) -> Finding | None:
+    """A local store that does not exist is not made by a check (the path may be a
+    typo): say so, and whether `relaunch run` could make it there."""
+    from relaunch.store.local import LocalStore
+
+    if not isinstance(store, LocalStore) or store.root.is_dir():
+        return None
+    parent = next(p for p in store.root.parents if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return Finding(
+            "fail",
+            f"store {store.url} does not exist, and {parent} does not let it be made",
+            "choose a writable folder with --store or [store] url",
+        )
+    return Finding(
+        "warn",
+        f"store {store.url} does not exist yet (relaunch run makes it)",
+        "if runs were queued already, the store URL is wrong: check --store, "
+        "$RELAUNCH_STORE and [store] url",
+    )
 
 
 def check_env_secrets(spec: JobSpec) -> Finding | None:

@@ -72,6 +72,8 @@ CASES = [
     Case("store-file-env", {"afile": "x"}, ("ps",), "is a file", {"RELAUNCH_STORE": "afile"}),
     Case("store-file-run", {"afile": "x", **job()}, ("run", "job.yaml", "--store", "afile"),
          "is a file, not a folder"),
+    Case("ps-no-such-store", {}, ("ps", "--store", "typo"), "no store at "),
+    Case("ps-no-such-store-env", {}, ("ps", "--json"), "no store at ", {"RELAUNCH_STORE": "typo"}),
     Case("gs-no-creds-run", job(), ("run", "job.yaml"), NO_CREDS, GS),
     Case("gs-no-creds-ps", {}, ("ps",), NO_CREDS, GS),
     Case("gs-no-creds-status", {}, ("status", "some-run"), NO_CREDS, GS),

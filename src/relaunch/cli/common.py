@@ -70,6 +70,14 @@ def open_store_of(project: Path | None, store: str | None) -> ObjectStore:
     return open_store(store_location(project, store))
 
 
+def local_store_missing(store: ObjectStore) -> bool:
+    """Whether ``store`` is a folder that does not exist (yet): a store is made by the
+    first write to it, and a command that only reads must not make one at a typo."""
+    from relaunch.store.local import LocalStore
+
+    return isinstance(store, LocalStore) and not store.root.is_dir()
+
+
 _RUN_PLACEHOLDER = re.compile(r"(relaunch [a-z]+ )RUN\b")
 
 

@@ -15,6 +15,7 @@ from relaunch.cli.common import (
     age,
     console,
     echo_json,
+    local_store_missing,
     note_text,
     open_store_of,
     open_workspace,
@@ -25,6 +26,7 @@ from relaunch.cli.common import (
     unserved_note,
     workspace_options,
 )
+from relaunch.errors import NotFoundError
 
 if TYPE_CHECKING:
     from relaunch.api import RunStatus
@@ -95,6 +97,13 @@ def _ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) 
     from relaunch.runs.summary import run_view
 
     where = open_store_of(project, store)
+    # Named by --store or $RELAUNCH_STORE, a folder that does not exist is a typo, likely
+    # (the project's own store is made by its first run: until then, it has no runs).
+    if store is not None and local_store_missing(where):
+        raise NotFoundError(
+            f"no store at {where.url}",
+            hint="check --store or $RELAUNCH_STORE (relaunch run makes the store it queues in)",
+        )
     now = time.time()
     rows = []
     served: dict[str, bool] = {}  # queue → a live agent serves it
