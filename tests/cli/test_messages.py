@@ -288,3 +288,23 @@ def test_a_stored_name_with_a_newline_stays_on_its_row() -> None:
     lines = text.splitlines()
     assert len(lines) == 3 and lines[1].split() == ["a", "two\\nlines\\tx", "n"]
     assert lines[2].rindex(" m") == lines[1].rindex(" n")  # the NOTE column lines up
+
+
+def test_an_agent_that_exits_idle_after_failing_ticks_says_so_and_exits_1(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only store: every tick fails, so the agent owns nothing and goes idle —
+    which is not "nothing left to do" (a cron job would read exit 0 as all is well)."""
+    from relaunch.errors import StoreError
+    from relaunch.store.local import LocalStore
+
+    def read_only(self: LocalStore, key: str, data: bytes, **_: object) -> int:
+        raise StoreError(f"cannot write {key}: Read-only file system")
+
+    monkeypatch.setattr(LocalStore, "put", read_only)
+    result = project.relaunch(
+        "agent", "--exit-when-idle", "0.3", "--poll", "0.1", "--lease-ttl", "2"
+    )
+    assert result.code == 1, result.err
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("error: the agent's ticks failed until it exited (last: cannot write")
