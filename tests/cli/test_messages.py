@@ -308,3 +308,21 @@ def test_an_agent_that_exits_idle_after_failing_ticks_says_so_and_exits_1(
     assert result.code == 1, result.err
     last = result.err.strip().splitlines()[-1]
     assert last.startswith("error: the agent's ticks failed until it exited (last: cannot write")
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    import click
+
+    from relaunch.cli.main import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        commands = [command]
+        if isinstance(command, click.Group):
+            commands += [command.get_command(ctx, sub) for sub in command.list_commands(ctx)]
+        for each in commands:
+            assert each is not None
+            bare = [p.name for p in each.params if isinstance(p, click.Option) and not p.help]
+            assert bare == [], f"relaunch {name} {each.name}: options without help: {bare}"

@@ -326,7 +326,7 @@ def logs(
     metavar="DURATION",
     help="Only events newer than this (e.g. 24h, 15m).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
 @click.option(
     "--cloud", is_flag=True, help="Merge in the cloud's own operations on the run's VMs (gce)."
 )
