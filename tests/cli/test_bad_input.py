@@ -139,6 +139,8 @@ CASES = [
     Case("agent-poll-nan", {}, ("agent", "--poll", "nan"), "--poll"),
     Case("agent-lease-inf", {}, ("agent", "--lease-ttl", "inf"), "--lease-ttl"),
     Case("agent-idle-nan", {}, ("agent", "--exit-when-idle", "nan"), "--exit-when-idle"),
+    Case("ps-watch-nan", {}, ("ps", "--watch", "nan"), "--watch"),
+    Case("ps-watch-inf", {}, ("ps", "--watch", "inf"), "--watch"),
     Case("stop-wait-nan", {}, ("stop", "some-run", "--wait", "nan"), "--wait"),
     Case("preempt-notice-inf", {}, ("preempt", "some-run", "--notice", "inf"), "--notice"),
     # -- input that was silently changed ---------------------------------------------------

@@ -12,6 +12,7 @@ import click
 
 from relaunch.cli.common import (
     STATE_STYLE,
+    Seconds,
     age,
     console,
     echo_json,
@@ -68,7 +69,7 @@ def _row(run: RunSummary, hb: dict[str, Any] | None, now: float) -> dict[str, An
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
     "--watch",
-    type=click.FloatRange(min=1),
+    type=Seconds(min=1),
     is_flag=False,
     flag_value=60.0,
     default=None,
