@@ -34,6 +34,10 @@ def test_a_run_nobody_serves_says_so_in_run_ps_and_logs(project: Project) -> Non
     listing = project.relaunch("ps")
     row = next(line for line in listing.out.splitlines() if line.startswith(rid))
     assert "QUEUED" in row and "no agent serves queue 'default'" in row
+    status = project.relaunch("status", rid)
+    assert "note: no agent serves queue 'default': start one (relaunch agent --queue default)" in (
+        status.out
+    )
     logs = project.relaunch("logs", rid)
     assert logs.code == 2
     assert logs.err.strip() == (

@@ -184,6 +184,8 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
         f"{run.backend} · queue {run.queue} · created {since(run.created_at)} ago"
     )
     out.print(f"  command: {plain(shlex.join(run.spec.argv))}")
+    if run.state.value == "QUEUED" and not queue_served(ws.store, run.queue):
+        out.print(f"  note: {plain(unserved_note(run.queue))}")
     out.print(
         f"  attempts {run.attempt} · recoveries {run.recoveries}/"
         f"{run.spec.retry.max_recoveries} · restarts {run.restarts}/"
