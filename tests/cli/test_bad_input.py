@@ -104,6 +104,8 @@ CASES = [
          ("run", "job.yaml"), "duplicate key 'max_recoveries' (lines 4 and 5)"),
     Case("duplicate-flow-key", job("labels: {a: x, a: y}\n"), ("run", "job.yaml"),
          "duplicate key 'a' (line 3)"),
+    Case("toml-duplicate-key", {"relaunch.toml": "[project]\nname = 'a'\nname = 'b'\n"},
+         ("ps",), "malformed TOML: Cannot overwrite a value (at line 3"),
     Case("job-not-utf8", {"job.yaml": b"name: \xff\xfe\n"}, ("run", "job.yaml"), "not UTF-8"),
     # -- numbers that are not numbers (issue 9 item 5: stored as null, crashed agents) ----
     Case("startup-inf", job("startup_timeout: .inf\n"), ("run", "job.yaml"), "startup_timeout"),
