@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relaunch.errors import NotFoundError, UserInputError
+from relaunch.errors import NotFoundError, SpecError, UserInputError
 from relaunch.runs import keys, leases
 from relaunch.runs.summary import RunSummary, run_summaries
 from relaunch.spec.loader import load_project, store_url
@@ -163,11 +163,17 @@ class Workspace:
                 f"{loaded.source}: backend '{spec.backend}' is not available in this version",
                 hint=f"use one of: {', '.join(sorted(BACKENDS))}",
             )
-        if queue_name:
+        if queue_name is not None:  # an empty --queue is a mistake, not the default
             spec.queue = keys.valid_queue(queue_name)
         # An empty --run-id is a mistake to name, not a request for a generated id.
         chosen = run_id if run_id is not None else spec.run_id
         rid = keys.valid_run_id(chosen if chosen is not None else new_run_id(spec.name))
+        from relaunch.doctor import check_timing
+
+        # What `relaunch doctor` calls a problem (✘) is never queued.
+        for finding in check_timing(spec):
+            if finding.level == "fail":
+                raise SpecError(f"{loaded.source}: {finding.what}", hint=finding.fix)
         if spec.backend == "local":
             workdir = loaded.base_dir / (spec.workdir or ".")
             if not workdir.is_dir():

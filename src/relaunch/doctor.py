@@ -20,7 +20,9 @@ from relaunch.errors import PreconditionFailed, RelaunchError, credentials_error
 
 if TYPE_CHECKING:
     from relaunch.api import Workspace
+    from relaunch.runs.records import RunRecord
     from relaunch.spec.job import JobSpec
+    from relaunch.store import ObjectStore
 
 Level = Literal["ok", "warn", "fail"]
 SPOT_NOTICE = 30.0  # seconds Compute Engine gives a spot VM between notice and stop
@@ -37,6 +39,9 @@ def check_store(ws: Workspace) -> list[Finding]:
     """The store answers, and its create-only writes hold (what leases rely on)."""
     key = f"doctor/{os.getpid()}-{os.urandom(3).hex()}"
     store = ws.store
+    missing = _missing_folder(store)
+    if missing is not None:
+        return [missing]
     try:
         store.put(key, b"probe", if_generation_match=0)
         try:
@@ -57,6 +62,28 @@ def check_store(ws: Workspace) -> list[Finding]:
             raise
         return [Finding("fail", f"store {store.url}: {cred.message}", cred.hint or "")]
     return [cas]
+
+
+def _missing_folder(store: ObjectStore) -> Finding | None:
+    """A local store that does not exist is not made by a check (the path may be a
+    typo): say so, and whether `relaunch run` could make it there."""
+    from relaunch.store.local import LocalStore
+
+    if not isinstance(store, LocalStore) or store.root.is_dir():
+        return None
+    parent = next(p for p in store.root.parents if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return Finding(
+            "fail",
+            f"store {store.url} does not exist, and {parent} does not let it be made",
+            "choose a writable folder with --store or [store] url",
+        )
+    return Finding(
+        "warn",
+        f"store {store.url} does not exist yet (relaunch run makes it)",
+        "if runs were queued already, the store URL is wrong: check --store, "
+        "$RELAUNCH_STORE and [store] url",
+    )
 
 
 def check_env_secrets(spec: JobSpec) -> Finding | None:
@@ -87,7 +114,8 @@ def check_agents(ws: Workspace, queue: str) -> Finding:
     return Finding(
         "warn",
         f"no live agent serves queue '{queue}'",
-        "start one (relaunch agent --queue QUEUE) or follow the run (relaunch run --follow)",
+        f"start one (relaunch agent --queue {queue}), or follow a new run with an agent "
+        "of its own (relaunch run JOB --follow)",
     )
 
 
@@ -175,28 +203,47 @@ def check_job(ws: Workspace, path: Path, values: dict[str, str] | None) -> list[
     out += [secrets] if secrets else []
     if spec.backend != "local":
         out += check_cloud(ws, spec)
+    else:
+        out += check_backend(ws, _record(ws, spec, path))
     out.append(check_agents(ws, spec.queue))
     return out
 
 
-def check_cloud(ws: Workspace, spec: JobSpec) -> list[Finding]:
-    from relaunch.backends.registry import get_backend
+def _record(ws: Workspace, spec: JobSpec, path: Path | None = None) -> RunRecord:
+    """The record `relaunch run` would queue for ``spec`` (read from ``path``)."""
     from relaunch.runs.records import RunRecord
 
-    run = RunRecord(
+    return RunRecord(
         run_id="doctor-check",
         name=spec.name,
         queue=spec.queue,
         backend=spec.backend,
         spec=spec,
-        base_dir=None,
-        gcp=ws.gcp_settings(spec),
+        base_dir=str(path.resolve().parent) if path is not None else None,
+        job_file=str(path) if path is not None else None,
+        gcp=ws.gcp_settings(spec) if spec.backend != "local" else {},
         created_at=time.time(),
     )
+
+
+def check_backend(ws: Workspace, run: RunRecord) -> list[Finding]:
+    """The backend would accept the run (a local job: its command can start here)."""
+    from relaunch.backends.registry import get_backend
+
     try:
-        get_backend(spec.backend).check(run, ws.store)
+        get_backend(run.backend).check(run, ws.store)
     except RelaunchError as e:
         return [Finding("fail", e.message, e.hint or "")]
+    return []
+
+
+def check_cloud(ws: Workspace, spec: JobSpec) -> list[Finding]:
+    from relaunch.backends.registry import get_backend
+
+    run = _record(ws, spec)
+    refused = check_backend(ws, run)
+    if refused:
+        return refused
     offers = get_backend(spec.backend).offers(run)
     kind = "zones" if spec.backend == "gce" else "regions"
     places = ", ".join(str(o.get("zone") or o.get("region", "?")) for o in offers)

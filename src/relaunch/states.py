@@ -105,5 +105,5 @@ REASON_NOTES: dict[Reason, str] = {
     "pull or start-up too slow): raise startup_timeout; on the cloud, list more regions",
     Reason.KILLED: "the command was killed (SIGKILL), most often by the out-of-memory killer: "
     "lower the batch size or choose a machine with more memory",
-    Reason.STOPPED: "stopped by request (.stop); never recovered",
+    Reason.STOPPED: "stopped by request (.stop); not recovered (relaunch resume RUN continues it)",
 }

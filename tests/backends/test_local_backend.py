@@ -7,6 +7,7 @@ import pytest
 
 from relaunch.backends.base import SubmitContext
 from relaunch.backends.local.backend import LocalBackend, proc_start_time
+from relaunch.errors import UserInputError
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.spec.loader import parse_job
 from relaunch.states import AttemptState
@@ -121,3 +122,35 @@ def test_a_handle_whose_pid_is_now_another_groups_leader_signals_nobody() -> Non
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "[python, -c, 'pass']",  # `python` is relaunch's interpreter, as submit gives it
+        "[python, -m, relaunch.runtime]",
+        "[python, train.py, --lr, '0.1']",
+        "[sh, -c, 'true']",
+        "[./run.sh]",
+        "['${run_name}']",  # resolved at submission: not judged here
+    ],
+)
+def test_a_command_this_machine_can_start_is_accepted(
+    tmp_path: Path, store: LocalStore, command: str
+) -> None:
+    (tmp_path / "train.py").write_text("pass\n")
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "run.sh").chmod(0o755)
+    LocalBackend().check(_run(tmp_path, command), store)
+
+
+def test_a_program_in_the_workdir_needs_its_path_and_execute_permission(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    """Found the way exec finds it: `run.sh` alone is looked up on PATH, not in the
+    workdir; `./run.sh` without the execute bit cannot start."""
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    with pytest.raises(UserInputError, match=r"'run\.sh' is not on the PATH"):
+        LocalBackend().check(_run(tmp_path, "[run.sh]"), store)
+    with pytest.raises(UserInputError, match=r"'\./run\.sh' is not an executable file"):
+        LocalBackend().check(_run(tmp_path, "[./run.sh]"), store)

@@ -20,6 +20,12 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Fifo:
+    """A file in a case's project that is a named pipe (opening it blocks until a writer
+    comes)."""
+
+
+@dataclass(frozen=True)
 class Result:
     code: int
     out: str
@@ -35,11 +41,13 @@ class Project:
     capsys: pytest.CaptureFixture[str]
     env: dict[str, str] = field(default_factory=dict)
 
-    def write(self, files: dict[str, str | bytes | Link]) -> None:
+    def write(self, files: dict[str, str | bytes | Link | Fifo]) -> None:
         for name, content in files.items():
             path = self.root / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, Link):
+            if isinstance(content, Fifo):
+                os.mkfifo(path)
+            elif isinstance(content, Link):
                 path.symlink_to(content.target)
             elif isinstance(content, bytes):
                 path.write_bytes(content)

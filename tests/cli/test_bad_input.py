@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.cli.harness import Link, Project
+from tests.cli.harness import Fifo, Link, Project
 
 JOB = "name: demo\ncommand: [python, train.py]\n"
 TOML = "[project]\nname = 'demo'\n"
 TRAIN = {"train.py": "print('hi')\n"}
 
 
-def job(extra: str = "", base: str = JOB) -> dict[str, str | bytes | Link]:
+def job(extra: str = "", base: str = JOB) -> dict[str, str | bytes | Link | Fifo]:
     return {"job.yaml": base + extra, **TRAIN}
 
 
@@ -47,7 +47,7 @@ VERTEX_ENV = (
 @dataclass(frozen=True)
 class Case:
     id: str
-    files: dict[str, str | bytes | Link]
+    files: dict[str, str | bytes | Link | Fifo]
     argv: tuple[str, ...]
     fragment: str
     env: dict[str, str] = field(default_factory=dict)
@@ -72,6 +72,8 @@ CASES = [
     Case("store-file-env", {"afile": "x"}, ("ps",), "is a file", {"RELAUNCH_STORE": "afile"}),
     Case("store-file-run", {"afile": "x", **job()}, ("run", "job.yaml", "--store", "afile"),
          "is a file, not a folder"),
+    Case("ps-no-such-store", {}, ("ps", "--store", "typo"), "no store at "),
+    Case("ps-no-such-store-env", {}, ("ps", "--json"), "no store at ", {"RELAUNCH_STORE": "typo"}),
     Case("gs-no-creds-run", job(), ("run", "job.yaml"), NO_CREDS, GS),
     Case("gs-no-creds-ps", {}, ("ps",), NO_CREDS, GS),
     Case("gs-no-creds-status", {}, ("status", "some-run"), NO_CREDS, GS),
@@ -81,6 +83,13 @@ CASES = [
     Case("job-links-dev-zero", {"job.yaml": Link("/dev/zero")}, ("run", "job.yaml"),
          "is not a regular file"),
     Case("toml-links-dev-zero", {"relaunch.toml": Link("/dev/zero")}, ("ps",), "not a regular"),
+    Case("job-is-fifo", {"job.yaml": Fifo(), **TRAIN}, ("run", "job.yaml"), "not a regular file"),
+    Case("toml-fifo-ps", {"relaunch.toml": Fifo()}, ("ps",), "relaunch.toml"),
+    Case("toml-fifo-run", {"relaunch.toml": Fifo(), **job()}, ("run", "job.yaml"), "not a regular"),
+    Case("toml-fifo-doctor", {"relaunch.toml": Fifo()}, ("doctor",), "not a regular file"),
+    Case("toml-fifo-status", {"relaunch.toml": Fifo()}, ("status", "some-run"), "not a regular"),
+    Case("toml-fifo-agent", {"relaunch.toml": Fifo()}, ("agent", "--exit-when-idle", "0"),
+         "not a regular file"),
     Case("job-too-large", job("# " + "x" * (2 << 20) + "\n"), ("run", "job.yaml"), "larger than"),
     Case("billion-laughs", {"job.yaml": laughs(), **TRAIN}, ("run", "job.yaml"),
          "expands to more than"),
@@ -88,6 +97,15 @@ CASES = [
     Case("deep-flow", job("x: " + "[" * 50_000 + "\n"), ("run", "job.yaml"), "nests deeper than"),
     Case("deep-block", job("x:\n" + "".join(" " * i + "- \n" for i in range(200))),
          ("run", "job.yaml"), "nests deeper than"),
+    # -- input that was silently changed (a key twice: PyYAML kept the last) ---------------
+    Case("duplicate-key", job("command: [python, other.py]\n"), ("run", "job.yaml"),
+         "duplicate key 'command' (lines 2 and 3)"),
+    Case("duplicate-nested-key", job("retry:\n  max_recoveries: 1\n  max_recoveries: 2\n"),
+         ("run", "job.yaml"), "duplicate key 'max_recoveries' (lines 4 and 5)"),
+    Case("duplicate-flow-key", job("labels: {a: x, a: y}\n"), ("run", "job.yaml"),
+         "duplicate key 'a' (line 3)"),
+    Case("toml-duplicate-key", {"relaunch.toml": "[project]\nname = 'a'\nname = 'b'\n"},
+         ("ps",), "malformed TOML: Cannot overwrite a value (at line 3"),
     Case("job-not-utf8", {"job.yaml": b"name: \xff\xfe\n"}, ("run", "job.yaml"), "not UTF-8"),
     # -- numbers that are not numbers (issue 9 item 5: stored as null, crashed agents) ----
     Case("startup-inf", job("startup_timeout: .inf\n"), ("run", "job.yaml"), "startup_timeout"),
@@ -123,6 +141,8 @@ CASES = [
     Case("agent-poll-nan", {}, ("agent", "--poll", "nan"), "--poll"),
     Case("agent-lease-inf", {}, ("agent", "--lease-ttl", "inf"), "--lease-ttl"),
     Case("agent-idle-nan", {}, ("agent", "--exit-when-idle", "nan"), "--exit-when-idle"),
+    Case("ps-watch-nan", {}, ("ps", "--watch", "nan"), "--watch"),
+    Case("ps-watch-inf", {}, ("ps", "--watch", "inf"), "--watch"),
     Case("stop-wait-nan", {}, ("stop", "some-run", "--wait", "nan"), "--wait"),
     Case("preempt-notice-inf", {}, ("preempt", "some-run", "--notice", "inf"), "--notice"),
     # -- input that was silently changed ---------------------------------------------------
@@ -141,8 +161,31 @@ CASES = [
          "the local backend runs the command on this machine"),
     Case("name-with-newline", job(base='name: "a\\nb"\ncommand: [python, train.py]\n'),
          ("run", "job.yaml"), "name: a name is one line"),
+    Case("toml-name-with-newline", {"relaunch.toml": '[project]\nname = "a\\nb"\n'}, ("ps",),
+         "project.name: a name is one line"),
+    Case("toml-name-newline-run", {"relaunch.toml": '[project]\nname = "a\\nb"\n', **job()},
+         ("run", "job.yaml"), "project.name: a name is one line"),
+    Case("long-run-id", {}, ("status", "X" * 300), "… (300 characters) — "),
+    Case("empty-queue", job(), ("run", "job.yaml", "--queue", ""), "invalid queue name ''"),
     Case("blank-name", job(base="name: '  '\ncommand: [python, train.py]\n"),
          ("run", "job.yaml"), "name cannot be blank"),
+    # -- jobs `doctor` calls broken, or a command that cannot start: refused, not queued ---
+    Case("stall-under-heartbeats", job("heartbeat_interval: 10m\nstall_timeout: 1s\n"),
+         ("run", "job.yaml"), "stall_timeout 1s is under 3 heartbeats"),
+    Case("startup-before-heartbeat", job("startup_timeout: 1s\n"), ("run", "job.yaml"),
+         "startup_timeout 1s ends before"),
+    Case("no-such-program", job(base="name: d\ncommand: [nonexistent-binary-xyz]\n"),
+         ("run", "job.yaml"), "program 'nonexistent-binary-xyz' is not on the PATH"),
+    Case("no-such-script", job(base="name: d\ncommand: [python, trian.py]\n"),
+         ("run", "job.yaml"), "script 'trian.py' is not in"),
+    Case("no-such-relative-program", job(base="name: d\ncommand: [./run.sh]\n"),
+         ("run", "job.yaml"), "program './run.sh' is not an executable file"),
+    Case("program-not-on-job-path", job(base="name: d\ncommand: [python, train.py]\n"
+                                            "env: {PATH: /nowhere}\n"),
+         ("run", "job.yaml"), "program 'python' is not on the PATH the job gets"),
+    Case("nul-in-argument", job(base='name: d\ncommand: [python, train.py, "a\\0b"]\n'),
+         ("run", "job.yaml"), "command: a NUL byte"),
+    Case("nul-in-env", job('env: {X: "a\\0b"}\n'), ("run", "job.yaml"), "env: a NUL byte"),
     # -- messages that misled ---------------------------------------------------------------
     Case("template-default-type", job(
         base="name: d\ntemplates: {steps: {type: integer, default: many}}\ncommand: [x]\n"),
@@ -164,6 +207,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(project: Project, case:
     assert len(lines) == 1, result.err
     assert lines[0].startswith("error: ") and " — " in lines[0], lines[0]  # what, then what to do
     assert case.fragment in lines[0], lines[0]
+    assert len(lines[0]) < 400, "an error line echoes a whole input"
     assert project.files() == before, "a refused command wrote files"
 
 

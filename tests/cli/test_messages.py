@@ -30,9 +30,14 @@ def test_a_run_nobody_serves_says_so_in_run_ps_and_logs(project: Project) -> Non
     assert "no agent serves queue 'default': start one (relaunch agent --queue default)" in (
         queued.err
     )
+    assert "--follow" not in queued.err  # `run JOB --follow` would queue a second run
     listing = project.relaunch("ps")
     row = next(line for line in listing.out.splitlines() if line.startswith(rid))
     assert "QUEUED" in row and "no agent serves queue 'default'" in row
+    status = project.relaunch("status", rid)
+    assert "note: no agent serves queue 'default': start one (relaunch agent --queue default)" in (
+        status.out
+    )
     logs = project.relaunch("logs", rid)
     assert logs.code == 2
     assert logs.err.strip() == (
@@ -61,8 +66,8 @@ def test_following_a_queued_run_says_why_it_waits_instead_of_an_empty_header(
         line = follow.stderr.readline()  # blocks until the note, however loaded the machine
         assert line.strip() == (
             f"{rid} is QUEUED, waiting for attempt 1 to start — no agent serves queue "
-            "'default': start one (relaunch agent --queue default) or follow the run "
-            "(relaunch run JOB --follow)"
+            "'default': start one (relaunch agent --queue default); the run starts when it "
+            "does"
         )
         # An agent comes: the output follows, with the attempt's header only now.
         agent = subprocess.run(
@@ -287,3 +292,41 @@ def test_a_stored_name_with_a_newline_stays_on_its_row() -> None:
     lines = text.splitlines()
     assert len(lines) == 3 and lines[1].split() == ["a", "two\\nlines\\tx", "n"]
     assert lines[2].rindex(" m") == lines[1].rindex(" n")  # the NOTE column lines up
+
+
+def test_an_agent_that_exits_idle_after_failing_ticks_says_so_and_exits_1(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only store: every tick fails, so the agent owns nothing and goes idle —
+    which is not "nothing left to do" (a cron job would read exit 0 as all is well)."""
+    from relaunch.errors import StoreError
+    from relaunch.store.local import LocalStore
+
+    def read_only(self: LocalStore, key: str, data: bytes, **_: object) -> int:
+        raise StoreError(f"cannot write {key}: Read-only file system")
+
+    monkeypatch.setattr(LocalStore, "put", read_only)
+    result = project.relaunch(
+        "agent", "--exit-when-idle", "0.3", "--poll", "0.1", "--lease-ttl", "2"
+    )
+    assert result.code == 1, result.err
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("error: the agent's ticks failed until it exited (last: cannot write")
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    import click
+
+    from relaunch.cli.main import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        commands = [command]
+        if isinstance(command, click.Group):
+            commands += [command.get_command(ctx, sub) for sub in command.list_commands(ctx)]
+        for each in commands:
+            assert each is not None
+            bare = [p.name for p in each.params if isinstance(p, click.Option) and not p.help]
+            assert bare == [], f"relaunch {name} {each.name}: options without help: {bare}"

@@ -151,7 +151,7 @@ def test_status_says_where_a_vm_is_stuck_and_serial_of_a_local_run_is_refused(
     proj: Project,
 ) -> None:
     proj.fake.compute.cos.driver = "never"
-    rid = proj.submit("stuck", gce={"gpu_timeout": 600})
+    rid = proj.submit("stuck", gce={"gpu_timeout": 600}, startup_timeout="15m")  # > gpu_timeout
     proj.start_agent()
     wait_until(lambda: "boot:" in proj("status", rid).stdout, timeout=90, every=0.3)
     status = proj("status", rid).stdout

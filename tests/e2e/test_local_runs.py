@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from relaunch.runs import keys, queue
-from relaunch.states import Reason, RunState
+from relaunch.states import REASON_NOTES, Reason, RunState
 
 from .conftest import Env
 
@@ -91,13 +91,13 @@ def test_silent_trainer_is_stalled(env: Env) -> None:
 
 
 def test_no_first_heartbeat_in_time_is_startup_timeout(env: Env) -> None:
-    """A start-up slower than startup_timeout (here: the job's Python sleeps 3 s in
+    """A start-up slower than startup_timeout (here: the job's Python sleeps 8 s in
     sitecustomize before the runtime can even run) ends the attempt in the first
-    phase of the watchdog."""
+    phase of the watchdog. (5 s is the shortest startup_timeout `run` accepts.)"""
     slow = env.root / "slow-start"
     slow.mkdir()
-    (slow / "sitecustomize.py").write_text("import time\ntime.sleep(3)\n")
-    rid = env.ws.submit(env.job(startup_timeout="0.5s", env={"PYTHONPATH": str(slow)}))
+    (slow / "sitecustomize.py").write_text("import time\ntime.sleep(8)\n")
+    rid = env.ws.submit(env.job(startup_timeout="5s", env={"PYTHONPATH": str(slow)}))
     run = env.ws.wait(rid, timeout=60)
     assert run.state is RunState.FAILED and run.reason is Reason.STARTUP_TIMEOUT
     (attempt,) = env.ws.status(rid).attempts
@@ -123,6 +123,33 @@ def test_stop_ends_the_run_and_it_is_never_recovered(env: Env) -> None:
         assert len(env.markers_of(rid, "term")) == 1  # the trainer got SIGTERM
         pid = int(attempt.handle["pid"])  # type: ignore[index]
         _assert_group_gone(pid)
+
+
+def test_a_stop_after_an_attempt_ended_otherwise_says_stopped_not_the_attempts_reason(
+    env: Env,
+) -> None:
+    """The agent that staged a preemption notice died (Ctrl-C of `run --follow`), the
+    attempt ended preempted, then `relaunch stop`: the run is STOPPED and its note says
+    so — not "a recovery resumes from the last checkpoint", which no one will do."""
+    from relaunch.runs.records import PreemptionSim
+
+    rid = env.ws.submit(env.job(steps=10_000, step_time=0.02))
+    with env.agent_thread():
+        env.wait_for(lambda: any(env.markers.glob(f"{rid}.*.start")))
+    found = env.ws.repo.find_attempt(rid, 1)
+    assert found is not None
+    attempt, gen = found
+    now = time.time()
+    attempt.preemption = PreemptionSim(requested_at=now, notice=1.0, kill_at=now + 1.0)
+    env.ws.repo.put_attempt(attempt, if_generation_match=gen)
+    os.killpg(int(attempt.handle["pid"]), signal.SIGKILL)  # type: ignore[index]
+    assert env.ws.stop(rid, wait=30) is RunState.STOPPED
+    run = env.ws.repo.get_run(rid)
+    assert run.reason is Reason.STOPPED and "preempted" in (run.detail or ""), run.detail
+    assert env.ws.status(rid).attempts[0].reason is Reason.PREEMPTED  # what it was
+    ended = [e.message for e in env.ws.repo.events(rid) if e.kind == "run-ended"]
+    assert ended == ["run stopped: " + REASON_NOTES[Reason.STOPPED]]
+    assert "relaunch resume RUN" in REASON_NOTES[Reason.STOPPED]
 
 
 def test_stop_without_any_agent(env: Env) -> None:
@@ -205,23 +232,32 @@ def test_attempt_started_but_unrecorded_is_found_not_resubmitted(env: Env) -> No
 
 
 def test_a_command_that_cannot_start_fails_once_saying_why(env: Env) -> None:
-    """The runtime cannot start the command (a missing secret, a missing program): the
-    attempt ends user-error with the reason — never a 'vanished' attempt retried."""
+    """The runtime cannot start the command (a missing secret, a program removed after
+    the run was queued — `run` refuses one missing then): the attempt ends user-error
+    with the reason — never a 'vanished' attempt retried."""
     missing_secret = env.job("nosecret", env_from_secret={"TOKEN": "env:RELAUNCH_TEST_NOPE"})
+    program = env.root / "gone.sh"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
     missing_program = env.root / "noprog.yaml"
-    missing_program.write_text("name: noprog\ncommand: [no-such-program-xyz]\n")
+    missing_program.write_text("name: noprog\ncommand: [./gone.sh]\n")
     rids = [env.ws.submit(missing_secret), env.ws.submit(missing_program)]
+    program.unlink()
     with env.agent_thread():
         for rid in rids:
             env.wait_for(lambda rid=rid: env.ws.repo.get_run(rid).state.terminal)
-    for rid, words in zip(
-        rids, ["RELAUNCH_TEST_NOPE is not set", "no-such-program-xyz"], strict=True
-    ):
+    for rid, words in zip(rids, ["RELAUNCH_TEST_NOPE is not set", "./gone.sh"], strict=True):
         run = env.ws.repo.get_run(rid)
         assert run.state is RunState.FAILED and run.attempt == 1, run.detail
         assert run.reason is Reason.USER_ERROR and words in (run.detail or "")
         assert words in env.ws.logs(rid).decode()
         assert not [e for e in env.ws.repo.events(rid) if e.kind == "attempt-running"]
+        # The note (ps, the run-ended event) says what is missing, not "fix the code".
+        assert run.note == f"the command did not start: {run.detail}"
+        ended = [e.message for e in env.ws.repo.events(rid) if e.kind == "run-ended"]
+        assert ended == [f"run failed: {run.note} (policy: user-error → fail)"], ended
+    secret = env.ws.repo.get_run(rids[0])
+    assert "export RELAUNCH_TEST_NOPE in the agent's environment" in (secret.note or "")
 
 
 def test_a_secret_the_trainer_prints_is_masked_everywhere(

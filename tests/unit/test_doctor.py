@@ -42,16 +42,21 @@ def test_timing_rules(extra: str, level: str, words: str) -> None:
 
 
 def test_cli_exit_0_when_sound_1_on_a_problem(tmp_path: Path) -> None:
-    (tmp_path / "good.yaml").write_text("name: t\ncommand: [python, train.py]\n")
-    (tmp_path / "bad.yaml").write_text("name: t\ncommand: [x]\nstall_timeout: 5s\n")
+    (tmp_path / "good.yaml").write_text("name: t\ncommand: [python, train.py]\nqueue: q1\n")
+    (tmp_path / "train.py").write_text("pass\n")
+    (tmp_path / "bad.yaml").write_text("name: t\ncommand: [no-such-xyz]\nstall_timeout: 5s\n")
     store = ["--store", str(tmp_path / "store")]
+    (tmp_path / "store").mkdir()
     good = _cli("doctor", "good.yaml", *store, cwd=tmp_path)
     assert good.returncode == 0, good.stdout + good.stderr
     assert "create-only writes hold" in good.stdout and "no live agent" in good.stdout
+    assert "relaunch agent --queue q1" in good.stdout  # the queue named, not QUEUE
     bad = _cli("doctor", "bad.yaml", "--json", *store, cwd=tmp_path)
     assert bad.returncode == 1
     failed = [f for f in json.loads(bad.stdout) if f["level"] == "fail"]
     assert failed and "under 3 heartbeats" in failed[0]["what"] and failed[0]["fix"]
+    # what `run` refuses, doctor calls a problem: a program this machine cannot find
+    assert "program 'no-such-xyz' is not on the PATH" in failed[1]["what"]
     assert list((tmp_path / "store").rglob("doctor/*")) == []  # the probe is cleaned up
 
 
@@ -60,3 +65,11 @@ def test_cli_on_a_vertex_job_names_what_is_missing(tmp_path: Path) -> None:
     result = _cli("doctor", "v.yaml", "--store", str(tmp_path / "s"), cwd=tmp_path)
     assert result.returncode == 1
     assert "which a job in the cloud cannot reach" in result.stdout
+
+
+def test_cli_on_a_store_that_does_not_exist_says_so_and_makes_none(tmp_path: Path) -> None:
+    typo = tmp_path / "stroe"
+    result = _cli("doctor", "--store", str(typo), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr  # a new project's, maybe
+    assert f"store {typo} does not exist yet" in result.stdout
+    assert not typo.exists()

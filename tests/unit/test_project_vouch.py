@@ -64,6 +64,7 @@ VALUES: list[Any] = [
     "BASE", "1ARG", "A-B", "Base", "base", "a__b", "a___b", "x" * 129, "24h", "25h", 86400,
     86401, ["  "], ["*.py", ""], [3], {"A": "b"}, {"1A": "b"}, {"A": 1}, {"hf": "env:HF"},
     {"hf": "env:"}, {"hf": "projects/p/secrets/s"}, {"h-f": "env:X"}, {"hf": "nope"},
+    "a\nb", " ", "tab\there",
 ]  # fmt: skip
 
 
@@ -178,6 +179,7 @@ def test_a_bad_config_gets_the_models_error(text: str, tmp_path: Path) -> None:
 def test_ps_imports_no_pydantic_for_a_project_it_can_vouch_for(tmp_path: Path) -> None:
     """Its models' imports were most of `relaunch ps`'s start-up."""
     (tmp_path / "relaunch.toml").write_text((EXAMPLES / "gce" / "relaunch.toml").read_text())
+    (tmp_path / "store").mkdir()  # a --store that does not exist is refused
     script = (
         "import sys\nfrom relaunch.cli.main import main\n"
         f"main(['ps', '--store', {str(tmp_path / 'store')!r}])\n"

@@ -33,6 +33,14 @@ def test_command_string_is_split_and_numbers_become_text() -> None:
     assert spec.env == {"BATCH": "32"}
 
 
+def test_a_merge_key_may_override_what_it_merges_and_a_key_twice_may_not() -> None:
+    base = "name: t\ncommand: [x]\nlabels: &b {a: '1', b: '2'}\n"
+    spec = parse_job(base + "env: {<<: *b, a: '3'}\n", "job.yaml")
+    assert spec.env == {"a": "3", "b": "2"}
+    with pytest.raises(SpecError, match=r"duplicate key 'A' \(lines 5 and 6\)"):
+        parse_job(base + "env:\n  A: '3'\n  A: '4'\n", "job.yaml")
+
+
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [(90, 90), ("90s", 90), ("15m", 900), ("1.5h", 5400), ("500ms", 0.5), ("2d", 172800)],

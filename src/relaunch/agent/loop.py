@@ -113,6 +113,7 @@ class Agent:
         self._next_prune = time.time() + PRUNE_EVERY
         self.log = log or (lambda msg: print(f"[agent {self.id}] {msg}", file=sys.stderr))
         self.stopping = threading.Event()
+        self.tick_error = ""  # why the last tick failed ("" when it did not)
         self._busy_at = time.monotonic()  # when this agent last owned a run
         self._lock = threading.RLock()  # the agent's record: renewals, confirmations
         self._adopter = Adopter(self)
@@ -129,12 +130,15 @@ class Agent:
                 started = time.monotonic()
                 try:
                     self.tick()
-                    last_error = ""
+                    last_error = self.tick_error = ""
                 except Exception as e:  # the store is unreachable or full, say: try again
                     error = str(e) if isinstance(e, RelaunchError) else traceback.format_exc()
                     if error != last_error:
                         self.log(f"tick failed (retrying): {error}")
                     last_error = error
+                    self.tick_error = (e.message if isinstance(e, RelaunchError) else str(e)) or (
+                        type(e).__name__
+                    )
                     self.stopping.wait(min(5.0, self.opts.lease_ttl / 4))
                 self.stopping.wait(max(0.0, self.poll - (time.monotonic() - started)))
         finally:

@@ -304,9 +304,14 @@ class Reconciler:
             offers = len(backend.offers(run))
             decision = decide(run, attempt.reason, stop_requested=stop, offers=offers)
             if decision.state.terminal:
-                return self._finish(
-                    run, decision.state, attempt.reason, attempt.detail, decision.why, attempt
-                )
+                reason, detail = attempt.reason, attempt.detail
+                if decision.state is RunState.STOPPED and reason is not Reason.STOPPED:
+                    # Stopped after the attempt ended otherwise (a preemption, say): the
+                    # run's note is the stop's, since nothing will recover it.
+                    reason = Reason.STOPPED
+                    detail = f"stop requested; attempt {attempt.n} had ended {attempt.reason.value}"
+                    detail += f": {attempt.detail}" if attempt.detail else ""
+                return self._finish(run, decision.state, reason, detail, decision.why, attempt)
 
             def recover(r: RunRecord) -> bool:
                 if r.decided >= attempt.n:
@@ -317,7 +322,7 @@ class Reconciler:
                 r.offer_index += decision.failover
                 r.killed_streak = r.killed_streak + 1 if attempt.reason is Reason.KILLED else 0
                 r.not_before = time.time() + decision.delay if decision.delay else None
-                r.with_note(attempt.reason, attempt.detail)
+                r.with_note(attempt.reason, attempt.detail, started=attempt.running_at is not None)
                 r.step, r.total = attempt.last_step, attempt.total or r.total
                 return True
 
@@ -347,7 +352,7 @@ class Reconciler:
             if r.state.terminal:
                 return False
             r.state, r.ended_at, r.decided = state, time.time(), r.attempt
-            r.with_note(reason, detail)
+            r.with_note(reason, detail, started=attempt is None or attempt.running_at is not None)
             r.why, r.ended_event = why, False
             if attempt is not None:
                 r.step, r.total = attempt.last_step, attempt.total or r.total
@@ -370,7 +375,7 @@ def say_ended(repo: RunRepo, run: RunRecord) -> None:
     repo.add_event(
         run.run_id,
         "run-ended",
-        f"run {run.state.value.lower()}: {REASON_NOTES[run.reason]}{extra}",
+        f"run {run.state.value.lower()}: {run.note or REASON_NOTES[run.reason]}{extra}",
         state=run.state.value,
     )
 

@@ -10,6 +10,7 @@ import click
 
 from relaunch import eventlog
 from relaunch.cli.common import Seconds, open_workspace, workspace_options
+from relaunch.errors import StoreError
 
 if TYPE_CHECKING:
     from relaunch.agent.loop import Agent
@@ -90,6 +91,13 @@ def _serve(runner: Agent, url: str, exit_when_idle: float | None) -> None:
         runner.stopping.set()
         runner.shutdown()
     if idle is not None and idle():
+        if runner.tick_error:  # idle because it could do nothing, not because all is done
+            eventlog.emit("agent-stopped", "agent exiting: its ticks failed")
+            first = runner.tick_error.strip().splitlines()[0]
+            raise StoreError(
+                f"the agent's ticks failed until it exited (last: {first})",
+                hint="fix what the error names (a read-only or unreachable store?)",
+            )
         eventlog.emit("agent-stopped", f"agent idle for {exit_when_idle:g}s: exiting")
     else:
         eventlog.emit("agent-stopped", "agent stopped; its runs keep running and will be adopted")

@@ -70,6 +70,14 @@ def open_store_of(project: Path | None, store: str | None) -> ObjectStore:
     return open_store(store_location(project, store))
 
 
+def local_store_missing(store: ObjectStore) -> bool:
+    """Whether ``store`` is a folder that does not exist (yet): a store is made by the
+    first write to it, and a command that only reads must not make one at a typo."""
+    from relaunch.store.local import LocalStore
+
+    return isinstance(store, LocalStore) and not store.root.is_dir()
+
+
 _RUN_PLACEHOLDER = re.compile(r"(relaunch [a-z]+ )RUN\b")
 
 
@@ -88,10 +96,11 @@ def queue_served(store: ObjectStore, queue: str) -> bool:
 
 
 def unserved_note(queue: str) -> str:
-    """What to say of a run waiting in ``queue`` when no live agent serves it."""
+    """What to say of a run waiting in ``queue`` when no live agent serves it. (Not
+    `relaunch run JOB --follow`: that queues a second run.)"""
     return (
-        f"no agent serves queue '{queue}': start one (relaunch agent --queue {queue}) "
-        "or follow the run (relaunch run JOB --follow)"
+        f"no agent serves queue '{queue}': start one (relaunch agent --queue {queue}); "
+        "the run starts when it does"
     )
 
 

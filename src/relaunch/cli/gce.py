@@ -24,7 +24,14 @@ def _say_project(project: str, what: str) -> None:
 
 @click.command()
 @click.argument("run_id")
-@click.option("--lines", "-n", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--lines",
+    "-n",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="How many of the console's last lines to print.",
+)
 @click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: latest).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
 @workspace_options

@@ -12,9 +12,11 @@ import click
 
 from relaunch.cli.common import (
     STATE_STYLE,
+    Seconds,
     age,
     console,
     echo_json,
+    local_store_missing,
     note_text,
     open_store_of,
     open_workspace,
@@ -25,6 +27,7 @@ from relaunch.cli.common import (
     unserved_note,
     workspace_options,
 )
+from relaunch.errors import NotFoundError
 
 if TYPE_CHECKING:
     from relaunch.api import RunStatus
@@ -66,7 +69,7 @@ def _row(run: RunSummary, hb: dict[str, Any] | None, now: float) -> dict[str, An
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
     "--watch",
-    type=click.FloatRange(min=1),
+    type=Seconds(min=1),
     is_flag=False,
     flag_value=60.0,
     default=None,
@@ -95,6 +98,13 @@ def _ps(show_all: bool, as_json: bool, project: Path | None, store: str | None) 
     from relaunch.runs.summary import run_view
 
     where = open_store_of(project, store)
+    # Named by --store or $RELAUNCH_STORE, a folder that does not exist is a typo, likely
+    # (the project's own store is made by its first run: until then, it has no runs).
+    if store is not None and local_store_missing(where):
+        raise NotFoundError(
+            f"no store at {where.url}",
+            hint="check --store or $RELAUNCH_STORE (relaunch run makes the store it queues in)",
+        )
     now = time.time()
     rows = []
     served: dict[str, bool] = {}  # queue → a live agent serves it
@@ -174,6 +184,8 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
         f"{run.backend} · queue {run.queue} · created {since(run.created_at)} ago"
     )
     out.print(f"  command: {plain(shlex.join(run.spec.argv))}")
+    if run.state.value == "QUEUED" and not queue_served(ws.store, run.queue):
+        out.print(f"  note: {plain(unserved_note(run.queue))}")
     out.print(
         f"  attempts {run.attempt} · recoveries {run.recoveries}/"
         f"{run.spec.retry.max_recoveries} · restarts {run.restarts}/"
@@ -188,7 +200,7 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
         )
     if run.reason and run.reason.value != "succeeded":
         out.print(f"  [bold]{run.reason.value}[/]: {plain(note_text(run.note, run.run_id))}")
-        if run.detail:
+        if run.detail and run.detail not in (run.note or ""):  # a note may quote it
             out.print(f"  detail: {plain(run.detail)}")
     if st.heartbeat:
         hb = st.heartbeat
@@ -317,7 +329,7 @@ def logs(
     metavar="DURATION",
     help="Only events newer than this (e.g. 24h, 15m).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
 @click.option(
     "--cloud", is_flag=True, help="Merge in the cloud's own operations on the run's VMs (gce)."
 )

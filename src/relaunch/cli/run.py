@@ -160,6 +160,7 @@ def _follow(ws: Workspace, rid: str) -> RunRecord:
         + (f" — {plain(note_text(final.note, rid))}" if final.note else "")
     )
     if final.detail and final.state.value == "FAILED":
-        out.print(f"  detail: {plain(final.detail)}")
+        if final.detail not in (final.note or ""):  # a note may quote it
+            out.print(f"  detail: {plain(final.detail)}")
         out.print(f"  more:   relaunch status {rid} · relaunch logs {rid}")
     return final

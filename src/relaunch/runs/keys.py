@@ -13,10 +13,19 @@ RUN_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _QUEUE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
+def shown(value: object, limit: int = 64) -> str:
+    """``value`` quoted for an error message, cut to ``limit`` characters: a run id
+    pasted with a whole log line should not fill the screen."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
+
+
 def valid_run_id(run_id: str) -> str:
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
         raise UserInputError(
-            f"invalid run id {run_id!r}",
+            f"invalid run id {shown(run_id)}",
             hint="a run id is 1-63 characters of a-z, 0-9 and '-', starting with a letter",
         )
     return run_id
@@ -25,7 +34,7 @@ def valid_run_id(run_id: str) -> str:
 def valid_queue(queue: str) -> str:
     if not _QUEUE_RE.match(queue):
         raise UserInputError(
-            f"invalid queue name {queue!r}", hint="a queue name is 1-63 of a-z, 0-9, '-', '_'"
+            f"invalid queue name {shown(queue)}", hint="a queue name is 1-63 of a-z, 0-9, '-', '_'"
         )
     return queue
 

@@ -69,9 +69,16 @@ class RunRecord(Record):
     started_at: float | None = None
     ended_at: float | None = None
 
-    def with_note(self, reason: Reason | None, detail: str | None = None) -> None:
+    def with_note(
+        self, reason: Reason | None, detail: str | None = None, *, started: bool = True
+    ) -> None:
+        """Set the reason, its note and the detail. A user error of a command that never
+        started (a secret not set, a program gone) is noted with its detail, which says
+        what to fix, not as a training command that failed."""
         self.reason = reason
         self.note = REASON_NOTES.get(reason) if reason else None
+        if reason is Reason.USER_ERROR and not started and detail:
+            self.note = f"the command did not start: {detail}"
         self.detail = detail
 
 

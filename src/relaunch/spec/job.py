@@ -19,6 +19,7 @@ from relaunch.spec.common import (
     check_region,
     check_zone,
 )
+from relaunch.spec.namerules import check_name
 from relaunch.spec.sections import LazySection, given, install_lazy_sections, lazy_section
 from relaunch.states import DEFAULT_ACTIONS, Action, Reason
 
@@ -31,7 +32,6 @@ else:  # imported and built only for a job that has the section (spec/sections.p
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUEUE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SECRET_REF = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$|^env:[A-Za-z_]\w*$")
 
 
@@ -221,6 +221,15 @@ class JobSpec(Strict):
     def _env_text(cls, v: object) -> object:
         return {k: _scalar_text(x) for k, x in v.items()} if isinstance(v, dict) else v
 
+    @field_validator("command", "args", "env")
+    @classmethod
+    def _no_nul(cls, v: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+        # A program's arguments and environment are C strings: a NUL cannot reach it.
+        values = v.values() if isinstance(v, dict) else v
+        if any("\0" in x for x in values):
+            raise ValueError("a NUL byte (\\0) cannot be passed to a program; remove it")
+        return v
+
     @property
     def argv(self) -> list[str]:
         """The full command line: command, then args."""
@@ -245,11 +254,7 @@ class JobSpec(Strict):
     @field_validator("name")
     @classmethod
     def _printable_name(cls, v: str) -> str:
-        if _CONTROL.search(v):
-            raise ValueError("a name is one line of printable text (no newline or tab)")
-        if not v.strip():
-            raise ValueError("a name cannot be blank")
-        return v
+        return check_name(v)
 
     @field_validator("env_from_secret")
     @classmethod

@@ -130,6 +130,10 @@ def parse_job(text: str, source: str, values: dict[str, str] | None = None) -> J
         raise SpecError(
             f"{source}: the YAML nests too deeply", hint="flatten the document"
         ) from None
+    except yamlsafe.DuplicateKeyError as e:
+        raise SpecError(
+            f"{source}: {e.problem}", hint=f"keep one '{e.key}:' (the last one would win)"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

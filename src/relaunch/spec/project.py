@@ -9,12 +9,23 @@ from pydantic import Field, PrivateAttr, field_validator
 from relaunch.gcp.endpoints import GCP_APIS
 from relaunch.spec.common import Duration, Strict
 from relaunch.spec.images import ImageName, ImageSpec, ImageStackSection
+from relaunch.spec.namerules import check_name, check_one_line
 from relaunch.spec.projectfile import DEFAULT_STORE
 
 
 class ProjectSection(Strict):
     name: str = Field("relaunch", description="${project_name}; also the W&B project")
     entity: str | None = Field(None, description="${entity_name}; the W&B entity")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
+
+    @field_validator("entity")
+    @classmethod
+    def _entity(cls, v: str | None) -> str | None:
+        return None if v is None else check_one_line(v)
 
 
 class StoreSection(Strict):

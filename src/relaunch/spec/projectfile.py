@@ -29,8 +29,11 @@ def read_spec_file(path: Path, what: str) -> str:
     """The text of a spec file: a regular file of at most MAX_SPEC_BYTES of UTF-8 (a
     device, a FIFO or a huge file would hang the command or eat its memory)."""
     try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
+        # O_NONBLOCK: opening a FIFO blocks until a writer comes, before fstat could
+        # refuse it; on a regular file the flag changes nothing.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb") as f:
+            mode = os.fstat(fd).st_mode
             if stat.S_ISDIR(mode):
                 raise IsADirectoryError
             if not stat.S_ISREG(mode):

@@ -21,7 +21,7 @@ from typing import Any
 
 from relaunch.errors import UserInputError
 from relaunch.gcp.endpoints import GCP_APIS
-from relaunch.spec import imagerules
+from relaunch.spec import imagerules, namerules
 from relaunch.spec.durations import parse_duration
 
 Check = Callable[[Any], bool]
@@ -95,7 +95,10 @@ def _endpoints(v: Any) -> bool:
 
 #: section → field → check; the sections and fields of ``spec/project.py`` it vouches for
 SECTIONS: dict[str, dict[str, Check]] = {
-    "project": {"name": _text, "entity": _text},
+    "project": {
+        "name": _ruled(str, namerules.check_name),
+        "entity": _ruled(str, namerules.check_one_line),
+    },
     "store": {"url": _store_url},
     "agent": {
         "queues": _texts,

@@ -9,6 +9,7 @@ Linux only (it reads ``/proc``).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,14 +17,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
 from relaunch.backends.contract import inherited_environment, job_environment
-from relaunch.errors import BackendError
+from relaunch.errors import BackendError, UserInputError
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.states import AttemptState, Reason
+from relaunch.store.base import ObjectStore
 
 
 def scratch_root() -> Path:
@@ -47,6 +49,47 @@ def proc_start_time(pid: int) -> int | None:
 
 
 REAP_INTERVAL = 1.0  # seconds between reaps of every exited child
+_PYTHON = re.compile(r"python[0-9.]*")
+_MACRO = "${"
+
+
+def workdir_of(run: RunRecord) -> Path:
+    """Where the command runs: the job's workdir, relative to its file's folder."""
+    base = Path(run.base_dir or ".")
+    return base / run.spec.workdir if run.spec.workdir else base
+
+
+def command_path(environ: Mapping[str, str], job_env: Mapping[str, str]) -> str:
+    """The PATH the command is looked up on: the job's own, else the agent's with the
+    folder of relaunch's interpreter first (`python` in a command means that one)."""
+    if "PATH" in job_env:
+        return job_env["PATH"]
+    return os.pathsep.join([str(Path(sys.executable).parent), environ.get("PATH", "")])
+
+
+def missing_program(run: RunRecord, environ: Mapping[str, str]) -> str | None:
+    """What of the command's start cannot be found, run as ``submit`` will run it (in
+    the workdir, on ``command_path``): its program, or the script `python` is given;
+    None when all is there, or when a macro (resolved at submission) hides it."""
+    argv, workdir = run.spec.argv, workdir_of(run)
+    if not argv or _MACRO in argv[0] or _MACRO in run.spec.env.get("PATH", ""):
+        return None
+    program = argv[0]
+    if os.sep in program:
+        target = workdir / program
+        if not target.is_file() or not os.access(target, os.X_OK):
+            return f"program {program!r} is not an executable file in {workdir}"
+    else:
+        path = command_path(environ, run.spec.env)
+        entries = [str(workdir / (entry or ".")) for entry in path.split(os.pathsep)]
+        found = shutil.which(program, path=os.pathsep.join(entries))
+        if found is None:
+            return f"program {program!r} is not on the PATH the job gets"
+        if _PYTHON.fullmatch(program) and len(argv) > 1:
+            script = argv[1]
+            if script.endswith(".py") and _MACRO not in script and not (workdir / script).is_file():
+                return f"script {script!r} is not in {workdir}"
+    return None
 
 
 class LocalBackend(Backend):
@@ -58,6 +101,20 @@ class LocalBackend(Backend):
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._next_reap = 0.0
 
+    def check(self, run: RunRecord, store: ObjectStore) -> None:
+        """A command this machine cannot start is refused at queue time, not an attempt
+        later (a cloud job's image differs, so only here)."""
+        if not workdir_of(run).is_dir():
+            return  # said by the caller, and again by submit
+        missing = missing_program(run, os.environ)
+        if missing is not None:
+            where = run.job_file or f"run {run.run_id}"
+            raise UserInputError(
+                f"{where}: command: {missing}",
+                hint="fix command: (the local backend runs it in the job's workdir), "
+                "or install the program",
+            )
+
     def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:
         # One folder per submission: a superseded submission of the same attempt (an agent
         # that froze while submitting) must not touch the live one's files.
@@ -65,8 +122,7 @@ class LocalBackend(Backend):
         scratch = scratch_root() / run.run_id / name
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
-        base = Path(run.base_dir or ".")
-        workdir = base / run.spec.workdir if run.spec.workdir else base
+        workdir = workdir_of(run)
         if not workdir.is_dir():
             raise BackendError(
                 f"workdir {workdir} does not exist",
@@ -74,8 +130,7 @@ class LocalBackend(Backend):
                 hint="fix workdir in job.yaml (relative to its folder)",
             )
         env = inherited_environment(run, os.environ)  # not the agent's whole shell
-        # `python` in a command means the interpreter relaunch runs on (its venv).
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env["PATH"] = command_path(env, {})
         env.update(ctx.env)
         env.update(job_environment(run, attempt.n, ctx.store.url, token=ctx.token))
         env["RELAUNCH_SCRATCH"] = str(scratch)
