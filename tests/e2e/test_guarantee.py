@@ -222,6 +222,23 @@ def test_a_deleted_record_of_a_running_run_is_set_aside_not_held_for_ever(env: E
     assert listed.state == "DAMAGED" and "missing" in (listed.note or listed.reason or "")
 
 
+def test_a_deleted_attempt_record_of_a_running_run_starts_no_second_life(env: Env) -> None:
+    """attempts/1.json deleted while it trains: the agent wrote attempt 1 again and
+    started it a second time under the same number, the first life gone from history.
+    The run is set aside instead; the first life's runtime fences itself."""
+    with env.agent_thread():
+        rid = env.ws.submit(job(env, env.root / "ledger", steps=2000))
+        env.wait_for(lambda: env.step(rid) >= 3)
+        pid = int(env.ws.repo.find_attempt(rid, 1)[0].handle["pid"])  # type: ignore[index]
+        env.ws.store.delete(keys.attempt_key(rid, 1))
+        env.wait_for(lambda: env.ws.store.stat(keys.damaged_key(rid)) is not None)
+        env.wait_for(lambda: not Path(f"/proc/{pid}").exists() or is_zombie(pid))
+    run = env.ws.repo.get_run(rid)
+    assert run.state is RunState.FAILED and "missing" in (run.detail or "")
+    assert kinds(env, rid).count("attempt-submitted") == 1
+    assert env.ws.store.stat(keys.attempt_key(rid, 1)) is None
+
+
 def is_zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"

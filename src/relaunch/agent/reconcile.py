@@ -78,6 +78,11 @@ class Reconciler:
                 return self._finish(run, RunState.STOPPED, Reason.STOPPED, "stopped before start")
             run = self._name_attempt(run, 1)
         found = self.repo.find_attempt(run_id, run.attempt, cached=True)
+        if found is None and run.state is RunState.RUNNING:
+            # Named, then written, then seen running: not an attempt still to write.
+            # Written again, it would start a second life under the same number.
+            key = keys.attempt_key(run_id, run.attempt)
+            raise DamagedRecord(key, "it is missing (deleted?)")
         if found is None:
             attempt = AttemptRecord(
                 run_id=run_id,
