@@ -95,12 +95,13 @@ class Slot:
             or hb.get("phase") in RELEASED
         )
 
-    @staticmethod
-    def _released(data: bytes) -> bool:
+    def _anothers(self, data: bytes) -> bool:
+        """Whether ``data`` is a heartbeat another live runtime wrote."""
         try:
-            return json.loads(data).get("phase") in RELEASED
-        except (ValueError, AttributeError):
+            hb = json.loads(data)
+        except (ValueError, RecursionError):
             return False
+        return isinstance(hb, dict) and hb.get("phase") not in RELEASED
 
     def acquire(self, body: Callable[[], bytes], stopping: Callable[[], bool]) -> bool:
         """Take the slot, waiting while another live runtime of this attempt holds it.
@@ -143,10 +144,11 @@ class Slot:
                     current, gen = self.store.get(self.key)
                 except ObjectNotFound:
                     raise Fenced("the heartbeat slot was deleted") from None
-                if current not in self._unconfirmed and not self._released(current):
+                if current not in self._unconfirmed and self._anothers(current):
                     raise Fenced("another runtime took this attempt's heartbeat") from None
-                # Our own lost answer, or a word from no live runtime (a VM's start-up
-                # script saying it never started its container): write over it.
+                # Our own lost answer, a word from no live runtime (a VM's start-up
+                # script saying it never started its container), or damage that no
+                # runtime wrote (objects are written whole): write over it.
                 self.gen = gen
                 continue
             self._unconfirmed.clear()
