@@ -43,6 +43,9 @@ def _progress(step: int | None, total: int | None) -> str:
 
 
 def _row(run: RunSummary, hb: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    from relaunch.runs.summary import note_is_current
+
+    current = note_is_current(run.state)
     step = hb.get("step") if hb else run.step
     total = (hb.get("total") if hb else None) or run.total
     return {
@@ -58,8 +61,8 @@ def _row(run: RunSummary, hb: dict[str, Any] | None, now: float) -> dict[str, An
         "total": total,
         "progress": _progress(step, total),
         "heartbeat_age": round(now - hb["time"], 1) if hb else None,
-        "reason": run.reason,
-        "note": note_text(run.note, run.run_id) or None,
+        "reason": run.reason if current else None,
+        "note": (note_text(run.note, run.run_id) or None) if current else None,
         "created_at": run.created_at,
     }
 
@@ -177,6 +180,8 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
         return
     from rich.table import Table
 
+    from relaunch.runs.summary import note_is_current
+
     run, out = st.run, console()
     style = STATE_STYLE.get(run.state.value, "")
     out.print(
@@ -198,7 +203,7 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
             f"{since(run.resumed_at)} ago): recovery budget renewed from attempt "
             f"{run.first_attempt}"
         )
-    if run.reason and run.reason.value != "succeeded":
+    if run.reason and run.reason.value != "succeeded" and note_is_current(run.state.value):
         out.print(f"  [bold]{run.reason.value}[/]: {plain(note_text(run.note, run.run_id))}")
         if run.detail and run.detail not in (run.note or ""):  # a note may quote it
             out.print(f"  detail: {plain(run.detail)}")

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from relaunch.runs.keys import RUN_ID_RE
 from relaunch.spec.job import JobSpec
-from relaunch.states import REASON_NOTES, AttemptState, Reason, RunState
+from relaunch.states import AttemptState, Reason, RunState, reason_note
 
 
 class Record(BaseModel):
@@ -76,7 +76,7 @@ class RunRecord(Record):
         started (a secret not set, a program gone) is noted with its detail, which says
         what to fix, not as a training command that failed."""
         self.reason = reason
-        self.note = REASON_NOTES.get(reason) if reason else None
+        self.note = reason_note(reason, self.backend) if reason else None
         if reason is Reason.USER_ERROR and not started and detail:
             self.note = f"the command did not start: {detail}"
         self.detail = detail
