@@ -246,12 +246,13 @@ class Workspace:
             run,
             self.repo.attempts(run_id, run.attempt),
             hb[0] if hb else None,
-            self.repo.events(run_id, events_since),
+            self.repo.events(run_id, events_since, damaged=True),
         )
 
     def events(self, run_id: str, *, since: float | None = None) -> list[Event]:
-        """The run's events; readable even when its record is damaged."""
-        evs = self.repo.events(keys.valid_run_id(run_id), since)
+        """The run's events; readable even when its record is damaged. An event object
+        that cannot be read is in its place, as a ``damaged-event`` saying why."""
+        evs = self.repo.events(keys.valid_run_id(run_id), since, damaged=True)
         if not evs and self.store.stat(keys.run_key(run_id)) is None:
             self.repo.get_run(run_id)  # the one-line "no run" error
         return evs
