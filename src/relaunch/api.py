@@ -20,7 +20,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relaunch.errors import NotFoundError, SpecError, UserInputError
+from relaunch.errors import (
+    DamagedRecord,
+    NotFoundError,
+    RelaunchError,
+    SpecError,
+    UserInputError,
+)
 from relaunch.runs import keys, leases
 from relaunch.runs.summary import RunSummary, run_summaries
 from relaunch.spec.loader import load_project, store_url
@@ -257,11 +263,28 @@ class Workspace:
             self.repo.get_run(run_id)  # the one-line "no run" error
         return evs
 
-    def logs(self, run_id: str, attempt: int | None = None, *, cloud: bool = False) -> bytes:
+    def logs(
+        self,
+        run_id: str,
+        attempt: int | None = None,
+        *,
+        cloud: bool = False,
+        on_unreadable: Callable[[str], None] | None = None,
+    ) -> bytes:
         """An attempt's output as the runtime shipped it to the store; with ``cloud``, or
         when the runtime shipped nothing (the container never started), the platform's
-        own log of it (Cloud Logging for Vertex AI)."""
-        run = self.repo.get_run(keys.valid_run_id(run_id))
+        own log of it (Cloud Logging for Vertex AI). A run whose record cannot be read
+        (damaged, or gone) still shows the logs the store holds: ``on_unreadable`` is
+        told why in a line first."""
+        try:
+            run = self.repo.get_run(keys.valid_run_id(run_id))
+        except (DamagedRecord, NotFoundError) as e:  # NotFoundError: no record at all
+            n = self.stored_log_attempt(run_id, attempt, e, cloud=cloud)
+            if on_unreadable is not None:
+                on_unreadable(
+                    f"{unreadable_record(run_id, e)}: showing attempt {n}'s log from the store"
+                )
+            return self.repo.log(run_id, n)
         n = attempt if attempt is not None else run.attempt
         if run.attempt < 1:
             from relaunch.agent.loop import live_agents
@@ -292,6 +315,29 @@ class Workspace:
 
         lines = get_backend(run.backend).logs(handle)
         return "".join(f"{line}\n" for line in lines).encode()
+
+    def stored_log_attempt(
+        self, run_id: str, attempt: int | None, unreadable: RelaunchError, *, cloud: bool = False
+    ) -> int:
+        """Which attempt's stored log to show of a run whose record is ``unreadable``:
+        ``attempt``, or the latest logged. Raises ``unreadable`` when the store holds no
+        log of the run (an unknown run id, say)."""
+        logged = self.repo.logged_attempts(run_id)
+        if not logged:
+            raise unreadable
+        why = unreadable_record(run_id, unreadable)
+        if cloud:
+            raise UserInputError(
+                f"{why}: the platform's log needs the run's record",
+                hint=f"drop --cloud to see the logs the store holds (attempts {_listed(logged)})",
+            )
+        n = attempt if attempt is not None else logged[-1]
+        if n not in logged:
+            raise NotFoundError(
+                f"{why}, and the store holds no log of attempt {n}",
+                hint=f"it holds logs of attempts {_listed(logged)} (--attempt N)",
+            )
+        return n
 
     # -- control ------------------------------------------------------------------------
 
@@ -373,6 +419,15 @@ class Workspace:
         from relaunch.waiting import wait_for_run
 
         return wait_for_run(self, run_id, on_change=on_change, interval=interval, timeout=timeout)
+
+
+def unreadable_record(run_id: str, e: RelaunchError) -> str:
+    """What is wrong with a run's record, in a few words."""
+    return e.message if isinstance(e, DamagedRecord) else f"{keys.run_key(run_id)} is missing"
+
+
+def _listed(numbers: list[int]) -> str:
+    return ", ".join(str(n) for n in numbers)
 
 
 def exit_code_of(run: RunRecord | RunSummary) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from relaunch.runs.repo import RunRepo
 from relaunch.store.local import LocalStore
 from tests.cli.harness import Project
 
@@ -71,3 +72,44 @@ def test_damaged_events_are_shown_in_their_place_not_skipped(project: Project) -
     status = project.relaunch("status", rid)
     assert status.code == 0, status.err
     assert status.out.count("is damaged:") == len(DAMAGED_EVENTS)
+
+
+@pytest.mark.parametrize("damage", ["cut", "gone"])
+def test_a_run_whose_record_cannot_be_read_still_shows_its_logs(
+    project: Project, damage: str
+) -> None:
+    """`ps` lists it DAMAGED; its logs are in the store: `logs` shows them, saying why in
+    one line on stderr, and finds its attempts by listing the store."""
+    rid, store = _queued(project)
+    run_dir = store / "runs" / rid
+    (run_dir / "logs").mkdir()
+    (run_dir / "logs" / "1.log").write_text("first attempt\n")
+    (run_dir / "logs" / "2.log").write_text("second attempt\n")
+    record = run_dir / "run.json"
+    if damage == "cut":
+        record.write_bytes(record.read_bytes()[:40])
+    else:  # deleted by hand; an agent set the run aside
+        record.unlink()
+        RunRepo(LocalStore(store)).mark_damaged(rid, "run.json is missing", by="an agent")
+    assert "DAMAGED" in project.relaunch("ps").out
+    latest = project.relaunch("logs", rid)
+    assert (latest.code, latest.out) == (0, "second attempt\n"), latest.err
+    (why,) = latest.err.strip().splitlines()
+    assert ("is damaged" if damage == "cut" else "is missing") in why
+    assert "attempt 2" in why
+    first = project.relaunch("logs", rid, "--attempt", "1")
+    assert (first.code, first.out) == (0, "first attempt\n"), first.err
+    followed = project.relaunch("logs", rid, "-f")
+    assert followed.code == 0, followed.err
+    assert followed.out == ("--- attempt 1 ---\nfirst attempt\n--- attempt 2 ---\nsecond attempt\n")
+    for argv in (("--attempt", "3"), ("--cloud",)):
+        refused = project.relaunch("logs", rid, *argv)
+        assert refused.code == 2 and "Traceback" not in refused.err
+        (line,) = refused.err.strip().splitlines()
+        assert "attempts 1, 2" in line, line
+
+
+def test_logs_of_an_unknown_run_is_still_no_run(project: Project) -> None:
+    _queued(project)
+    missing = project.relaunch("logs", "no-such-run")
+    assert missing.code == 2 and "no run 'no-such-run'" in missing.err

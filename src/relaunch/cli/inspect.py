@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from relaunch.cli.common import (
     unserved_note,
     workspace_options,
 )
-from relaunch.errors import NotFoundError
+from relaunch.errors import DamagedRecord, NotFoundError
 
 if TYPE_CHECKING:
     from relaunch.api import RunStatus
@@ -289,13 +290,28 @@ def logs(
         )
     ws = open_workspace(project, store)
     out = sys.stdout.buffer
+    say = partial(click.echo, err=True)
     if not follow:
-        out.write(ws.logs(run_id, attempt, cloud=cloud))
+        out.write(ws.logs(run_id, attempt, cloud=cloud, on_unreadable=say))
         out.flush()
         return
     # Following a run tells its whole story: every attempt from the first, in order.
     n, printed, told = attempt or 1, 0, False
-    first = ws.repo.get_run(run_id)
+    try:
+        first = ws.repo.get_run(run_id)
+    except (DamagedRecord, NotFoundError) as e:
+        # Nothing to follow (an agent sets such a run aside): what the store holds of it.
+        if attempt is not None:
+            out.write(ws.logs(run_id, attempt, on_unreadable=say))
+            return
+        ws.stored_log_attempt(run_id, None, e)  # raises when the store holds no log
+        from relaunch.api import unreadable_record
+
+        say(f"{unreadable_record(run_id, e)}: not following; showing the logs the store holds")
+        for each in ws.repo.logged_attempts(run_id):
+            out.write(f"--- attempt {each} ---\n".encode() + ws.repo.log(run_id, each))
+        out.flush()
+        return
     while first.attempt < n and not first.state.terminal:
         # Not started yet: say why it waits (no agent?) once, not an empty header.
         if not told:

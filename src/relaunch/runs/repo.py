@@ -405,6 +405,13 @@ class RunRepo:
                 out.append(found[0])
         return sorted(out, key=lambda e: e.time)
 
+    def logged_attempts(self, run_id: str) -> list[int]:
+        """The attempts with a log in the store, found by listing (what can be shown of a
+        run whose record cannot be read)."""
+        prefix = keys.logs_prefix(run_id)
+        names = (m.key[len(prefix) :] for m in self.store.list(prefix).objects)
+        return sorted(int(n[:-4]) for n in names if n.endswith(".log") and n[:-4].isdigit())
+
     def log(self, run_id: str, n: int) -> bytes:
         try:
             return self.store.get(keys.log_key(run_id, n))[0]
