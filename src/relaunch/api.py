@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # the records import pydantic models of the whole job spec
     from relaunch.runs.repo import RunRepo
     from relaunch.runs.resume import Resumed
     from relaunch.spec.job import JobSpec
+    from relaunch.stopping import StopOutcome
 
 
 def new_run_id(name: str) -> str:
@@ -342,44 +343,19 @@ class Workspace:
     # -- control ------------------------------------------------------------------------
 
     def stop(self, run_id: str, *, wait: float = 60.0) -> RunState:
-        """Write ``.stop``; a queued run ends at once, a running one when its attempt has
-        been cancelled (by its agent, or by an agent started here if it has none). An
-        ended run gets the marker too, so a resume racing this stop cannot outlive it."""
-        run = self.repo.get_run(keys.valid_run_id(run_id))
-        self.repo.request_stop(run_id, by="relaunch stop")
-        if run.state.terminal:
-            # Written all the same: a resume racing this stop keeps the run ended, or
-            # its new life obeys the marker before it starts (runs/resume.py).
-            run = self.repo.get_run(run_id)
-            if run.state.terminal:
-                return run.state
-        from relaunch.agent.loop import Agent, AgentOptions
-        from relaunch.runs import queue
+        """Stop the run; its state after at most ``wait`` seconds (``stop_run``)."""
+        return self.stop_run(run_id, wait=wait).state
 
-        self.repo.add_event(run_id, "stop-requested", "stop requested (.stop written)")
-        owner = leases.read_lease(self.store, run_id)
-        if leases.is_held(self.store, owner):
-            return self._wait_state(run_id, wait)
-        agent = Agent(
-            self.store,
-            AgentOptions(queues=[run.queue], only_runs={run_id}, max_jobs=1, poll=0.1),
-            log=lambda _m: None,
-        )
-        deadline = time.monotonic() + wait
-        agent.run(
-            until=lambda: self.repo.get_run(run_id).state.terminal or time.monotonic() > deadline
-        )
-        queue.remove_items_of(self.store, run.queue, run_id)
-        return self.repo.get_run(run_id).state
+    def stop_run(self, run_id: str, *, wait: float = 60.0) -> StopOutcome:
+        """Write ``.stop`` and wait up to ``wait`` seconds for the run to end: a queued
+        run ends at once, a running one when its attempt has been cancelled — by the
+        agent that holds it, or by an agent for it in this process while none holds it
+        (none serves it, or its agent's lease ran out). Not ended in time: the outcome
+        says who holds it and why (``pending``). An ended run gets the marker too, so a
+        resume racing this stop cannot outlive it."""
+        from relaunch.stopping import stop_run
 
-    def _wait_state(self, run_id: str, wait: float) -> RunState:
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            state = self.repo.get_run(run_id).state
-            if state.terminal:
-                return state
-            time.sleep(0.1)
-        return self.repo.get_run(run_id).state
+        return stop_run(self, run_id, wait)
 
     def preempt(self, run_id: str, notice: float = 5.0) -> None:
         """Ask the run's agent to stage a spot preemption of its current attempt."""
