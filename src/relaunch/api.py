@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from relaunch.errors import (
     DamagedRecord,
     NotFoundError,
-    RelaunchError,
     SpecError,
     UserInputError,
 )
@@ -280,11 +279,12 @@ class Workspace:
         try:
             run = self.repo.get_run(keys.valid_run_id(run_id))
         except (DamagedRecord, NotFoundError) as e:  # NotFoundError: no record at all
-            n = self.stored_log_attempt(run_id, attempt, e, cloud=cloud)
+            from relaunch.runs import salvage
+
+            n = salvage.log_attempt(self.repo, run_id, attempt, e, cloud=cloud)
             if on_unreadable is not None:
-                on_unreadable(
-                    f"{unreadable_record(run_id, e)}: showing attempt {n}'s log from the store"
-                )
+                why = salvage.why_unreadable(run_id, e)
+                on_unreadable(f"{why}: showing attempt {n}'s log from the store")
             return self.repo.log(run_id, n)
         n = attempt if attempt is not None else run.attempt
         if run.attempt < 1:
@@ -316,29 +316,6 @@ class Workspace:
 
         lines = get_backend(run.backend).logs(handle)
         return "".join(f"{line}\n" for line in lines).encode()
-
-    def stored_log_attempt(
-        self, run_id: str, attempt: int | None, unreadable: RelaunchError, *, cloud: bool = False
-    ) -> int:
-        """Which attempt's stored log to show of a run whose record is ``unreadable``:
-        ``attempt``, or the latest logged. Raises ``unreadable`` when the store holds no
-        log of the run (an unknown run id, say)."""
-        logged = self.repo.logged_attempts(run_id)
-        if not logged:
-            raise unreadable
-        why = unreadable_record(run_id, unreadable)
-        if cloud:
-            raise UserInputError(
-                f"{why}: the platform's log needs the run's record",
-                hint=f"drop --cloud to see the logs the store holds (attempts {_listed(logged)})",
-            )
-        n = attempt if attempt is not None else logged[-1]
-        if n not in logged:
-            raise NotFoundError(
-                f"{why}, and the store holds no log of attempt {n}",
-                hint=f"it holds logs of attempts {_listed(logged)} (--attempt N)",
-            )
-        return n
 
     # -- control ------------------------------------------------------------------------
 
@@ -395,15 +372,6 @@ class Workspace:
         from relaunch.waiting import wait_for_run
 
         return wait_for_run(self, run_id, on_change=on_change, interval=interval, timeout=timeout)
-
-
-def unreadable_record(run_id: str, e: RelaunchError) -> str:
-    """What is wrong with a run's record, in a few words."""
-    return e.message if isinstance(e, DamagedRecord) else f"{keys.run_key(run_id)} is missing"
-
-
-def _listed(numbers: list[int]) -> str:
-    return ", ".join(str(n) for n in numbers)
 
 
 def exit_code_of(run: RunRecord | RunSummary) -> int:

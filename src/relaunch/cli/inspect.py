@@ -304,10 +304,10 @@ def logs(
         if attempt is not None:
             out.write(ws.logs(run_id, attempt, on_unreadable=say))
             return
-        ws.stored_log_attempt(run_id, None, e)  # raises when the store holds no log
-        from relaunch.api import unreadable_record
+        from relaunch.runs import salvage
 
-        say(f"{unreadable_record(run_id, e)}: not following; showing the logs the store holds")
+        salvage.log_attempt(ws.repo, run_id, None, e, cloud=False)  # none: raises e
+        say(f"{salvage.why_unreadable(run_id, e)}: not following; showing the logs the store has")
         for each in ws.repo.logged_attempts(run_id):
             out.write(f"--- attempt {each} ---\n".encode() + ws.repo.log(run_id, each))
         out.flush()
