@@ -20,7 +20,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relaunch.errors import NotFoundError, SpecError, UserInputError
+from relaunch.errors import (
+    DamagedRecord,
+    NotFoundError,
+    SpecError,
+    UserInputError,
+)
 from relaunch.runs import keys, leases
 from relaunch.runs.summary import RunSummary, run_summaries
 from relaunch.spec.loader import load_project, store_url
@@ -33,6 +38,7 @@ if TYPE_CHECKING:  # the records import pydantic models of the whole job spec
     from relaunch.runs.repo import RunRepo
     from relaunch.runs.resume import Resumed
     from relaunch.spec.job import JobSpec
+    from relaunch.stopping import StopOutcome
 
 
 def new_run_id(name: str) -> str:
@@ -246,21 +252,40 @@ class Workspace:
             run,
             self.repo.attempts(run_id, run.attempt),
             hb[0] if hb else None,
-            self.repo.events(run_id, events_since),
+            self.repo.events(run_id, events_since, damaged=True),
         )
 
     def events(self, run_id: str, *, since: float | None = None) -> list[Event]:
-        """The run's events; readable even when its record is damaged."""
-        evs = self.repo.events(keys.valid_run_id(run_id), since)
+        """The run's events; readable even when its record is damaged. An event object
+        that cannot be read is in its place, as a ``damaged-event`` saying why."""
+        evs = self.repo.events(keys.valid_run_id(run_id), since, damaged=True)
         if not evs and self.store.stat(keys.run_key(run_id)) is None:
             self.repo.get_run(run_id)  # the one-line "no run" error
         return evs
 
-    def logs(self, run_id: str, attempt: int | None = None, *, cloud: bool = False) -> bytes:
+    def logs(
+        self,
+        run_id: str,
+        attempt: int | None = None,
+        *,
+        cloud: bool = False,
+        on_unreadable: Callable[[str], None] | None = None,
+    ) -> bytes:
         """An attempt's output as the runtime shipped it to the store; with ``cloud``, or
         when the runtime shipped nothing (the container never started), the platform's
-        own log of it (Cloud Logging for Vertex AI)."""
-        run = self.repo.get_run(keys.valid_run_id(run_id))
+        own log of it (Cloud Logging for Vertex AI). A run whose record cannot be read
+        (damaged, or gone) still shows the logs the store holds: ``on_unreadable`` is
+        told why in a line first."""
+        try:
+            run = self.repo.get_run(keys.valid_run_id(run_id))
+        except (DamagedRecord, NotFoundError) as e:  # NotFoundError: no record at all
+            from relaunch.runs import salvage
+
+            n = salvage.log_attempt(self.repo, run_id, attempt, e, cloud=cloud)
+            if on_unreadable is not None:
+                why = salvage.why_unreadable(run_id, e)
+                on_unreadable(f"{why}: showing attempt {n}'s log from the store")
+            return self.repo.log(run_id, n)
         n = attempt if attempt is not None else run.attempt
         if run.attempt < 1:
             from relaunch.agent.loop import live_agents
@@ -295,44 +320,19 @@ class Workspace:
     # -- control ------------------------------------------------------------------------
 
     def stop(self, run_id: str, *, wait: float = 60.0) -> RunState:
-        """Write ``.stop``; a queued run ends at once, a running one when its attempt has
-        been cancelled (by its agent, or by an agent started here if it has none). An
-        ended run gets the marker too, so a resume racing this stop cannot outlive it."""
-        run = self.repo.get_run(keys.valid_run_id(run_id))
-        self.repo.request_stop(run_id, by="relaunch stop")
-        if run.state.terminal:
-            # Written all the same: a resume racing this stop keeps the run ended, or
-            # its new life obeys the marker before it starts (runs/resume.py).
-            run = self.repo.get_run(run_id)
-            if run.state.terminal:
-                return run.state
-        from relaunch.agent.loop import Agent, AgentOptions
-        from relaunch.runs import queue
+        """Stop the run; its state after at most ``wait`` seconds (``stop_run``)."""
+        return self.stop_run(run_id, wait=wait).state
 
-        self.repo.add_event(run_id, "stop-requested", "stop requested (.stop written)")
-        owner = leases.read_lease(self.store, run_id)
-        if leases.is_held(self.store, owner):
-            return self._wait_state(run_id, wait)
-        agent = Agent(
-            self.store,
-            AgentOptions(queues=[run.queue], only_runs={run_id}, max_jobs=1, poll=0.1),
-            log=lambda _m: None,
-        )
-        deadline = time.monotonic() + wait
-        agent.run(
-            until=lambda: self.repo.get_run(run_id).state.terminal or time.monotonic() > deadline
-        )
-        queue.remove_items_of(self.store, run.queue, run_id)
-        return self.repo.get_run(run_id).state
+    def stop_run(self, run_id: str, *, wait: float = 60.0) -> StopOutcome:
+        """Write ``.stop`` and wait up to ``wait`` seconds for the run to end: a queued
+        run ends at once, a running one when its attempt has been cancelled — by the
+        agent that holds it, or by an agent for it in this process while none holds it
+        (none serves it, or its agent's lease ran out). Not ended in time: the outcome
+        says who holds it and why (``pending``). An ended run gets the marker too, so a
+        resume racing this stop cannot outlive it."""
+        from relaunch.stopping import stop_run
 
-    def _wait_state(self, run_id: str, wait: float) -> RunState:
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            state = self.repo.get_run(run_id).state
-            if state.terminal:
-                return state
-            time.sleep(0.1)
-        return self.repo.get_run(run_id).state
+        return stop_run(self, run_id, wait)
 
     def preempt(self, run_id: str, notice: float = 5.0) -> None:
         """Ask the run's agent to stage a spot preemption of its current attempt."""

@@ -107,3 +107,20 @@ REASON_NOTES: dict[Reason, str] = {
     "lower the batch size or choose a machine with more memory",
     Reason.STOPPED: "stopped by request (.stop); not recovered (relaunch resume RUN continues it)",
 }
+
+# Where a backend's runs meet a reason otherwise, its note says so: a local run never
+# meets a Google Cloud service error as its reason (it is a process whose runtime gave
+# no result — killed from outside, its host lost — or an NCCL fault).
+BACKEND_NOTES: dict[str, dict[Reason, str]] = {
+    "local": {
+        Reason.TRANSIENT: "a passing fault outside the command (its process killed from "
+        "outside relaunch, its host lost, a network error): nothing to fix unless it "
+        "repeats — the detail says which",
+    },
+}
+
+
+def reason_note(reason: Reason, backend: str | None = None) -> str:
+    """The note of ``reason`` for a run on ``backend``."""
+    own = BACKEND_NOTES.get(backend or "", {}).get(reason)
+    return own or REASON_NOTES.get(reason, reason.value)

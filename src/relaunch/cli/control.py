@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -16,14 +17,25 @@ from relaunch.cli.common import Seconds, open_workspace, workspace_options
     type=Seconds(min=0),
     default=60.0,
     show_default=True,
-    help="Seconds to wait for the run to end.",
+    help="Seconds to wait for an agent to apply the stop and the run to end.",
 )
 @workspace_options
 def stop(run_id: str, wait: float, project: Path | None, store: str | None) -> None:
-    """Stop RUN_ID: write .stop, cancel the active attempt. Never recovered after this."""
+    """Stop RUN_ID: write .stop, cancel the active attempt. Never recovered after this.
+
+    The stop is recorded at once; the agent that holds the run applies it (a run no
+    agent holds, or whose agent's lease ran out, is stopped by this command). Exit 0:
+    the run has ended (prints its state). Exit 4: the stop is recorded but the run has
+    not ended within --wait — one line says who holds it and why (a frozen agent, say);
+    it stops when an agent applies the stop."""
+    from relaunch.stopping import NOT_APPLIED_EXIT
+
     ws = open_workspace(project, store)
-    state = ws.stop(run_id, wait=wait)
-    click.echo(f"{run_id}: {state.value}")
+    outcome = ws.stop_run(run_id, wait=wait)
+    if outcome.pending is not None:
+        click.echo(f"{run_id}: {outcome.pending}", err=True)
+        sys.exit(NOT_APPLIED_EXIT)
+    click.echo(f"{run_id}: {outcome.state.value}")
 
 
 @click.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from relaunch.cli.common import (
     unserved_note,
     workspace_options,
 )
-from relaunch.errors import NotFoundError
+from relaunch.errors import DamagedRecord, NotFoundError
 
 if TYPE_CHECKING:
     from relaunch.api import RunStatus
@@ -43,6 +44,9 @@ def _progress(step: int | None, total: int | None) -> str:
 
 
 def _row(run: RunSummary, hb: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    from relaunch.runs.summary import note_is_current
+
+    current = note_is_current(run.state)
     step = hb.get("step") if hb else run.step
     total = (hb.get("total") if hb else None) or run.total
     return {
@@ -58,8 +62,8 @@ def _row(run: RunSummary, hb: dict[str, Any] | None, now: float) -> dict[str, An
         "total": total,
         "progress": _progress(step, total),
         "heartbeat_age": round(now - hb["time"], 1) if hb else None,
-        "reason": run.reason,
-        "note": note_text(run.note, run.run_id) or None,
+        "reason": run.reason if current else None,
+        "note": (note_text(run.note, run.run_id) or None) if current else None,
         "created_at": run.created_at,
     }
 
@@ -177,6 +181,8 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
         return
     from rich.table import Table
 
+    from relaunch.runs.summary import note_is_current
+
     run, out = st.run, console()
     style = STATE_STYLE.get(run.state.value, "")
     out.print(
@@ -198,7 +204,7 @@ def status(run_id: str, as_json: bool, project: Path | None, store: str | None) 
             f"{since(run.resumed_at)} ago): recovery budget renewed from attempt "
             f"{run.first_attempt}"
         )
-    if run.reason and run.reason.value != "succeeded":
+    if run.reason and run.reason.value != "succeeded" and note_is_current(run.state.value):
         out.print(f"  [bold]{run.reason.value}[/]: {plain(note_text(run.note, run.run_id))}")
         if run.detail and run.detail not in (run.note or ""):  # a note may quote it
             out.print(f"  detail: {plain(run.detail)}")
@@ -284,13 +290,28 @@ def logs(
         )
     ws = open_workspace(project, store)
     out = sys.stdout.buffer
+    say = partial(click.echo, err=True)
     if not follow:
-        out.write(ws.logs(run_id, attempt, cloud=cloud))
+        out.write(ws.logs(run_id, attempt, cloud=cloud, on_unreadable=say))
         out.flush()
         return
     # Following a run tells its whole story: every attempt from the first, in order.
     n, printed, told = attempt or 1, 0, False
-    first = ws.repo.get_run(run_id)
+    try:
+        first = ws.repo.get_run(run_id)
+    except (DamagedRecord, NotFoundError) as e:
+        # Nothing to follow (an agent sets such a run aside): what the store holds of it.
+        if attempt is not None:
+            out.write(ws.logs(run_id, attempt, on_unreadable=say))
+            return
+        from relaunch.runs import salvage
+
+        salvage.log_attempt(ws.repo, run_id, None, e, cloud=False)  # none: raises e
+        say(f"{salvage.why_unreadable(run_id, e)}: not following; showing the logs the store has")
+        for each in ws.repo.logged_attempts(run_id):
+            out.write(f"--- attempt {each} ---\n".encode() + ws.repo.log(run_id, each))
+        out.flush()
+        return
     while first.attempt < n and not first.state.terminal:
         # Not started yet: say why it waits (no agent?) once, not an empty header.
         if not told:

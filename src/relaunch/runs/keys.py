@@ -76,8 +76,12 @@ def events_prefix(run_id: str) -> str:
     return run_prefix(run_id) + "events/"
 
 
+def logs_prefix(run_id: str) -> str:
+    return run_prefix(run_id) + "logs/"
+
+
 def log_key(run_id: str, n: int) -> str:
-    return run_prefix(run_id) + f"logs/{int(n)}.log"
+    return logs_prefix(run_id) + f"{int(n)}.log"
 
 
 def stop_key(run_id: str) -> str:

@@ -7,6 +7,8 @@ inside a job writes heartbeats and results as plain JSON with the same field nam
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from typing import Any
 
@@ -14,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from relaunch.runs.keys import RUN_ID_RE
 from relaunch.spec.job import JobSpec
-from relaunch.states import REASON_NOTES, AttemptState, Reason, RunState
+from relaunch.states import AttemptState, Reason, RunState, reason_note
 
 
 class Record(BaseModel):
@@ -76,7 +78,7 @@ class RunRecord(Record):
         started (a secret not set, a program gone) is noted with its detail, which says
         what to fix, not as a training command that failed."""
         self.reason = reason
-        self.note = REASON_NOTES.get(reason) if reason else None
+        self.note = reason_note(reason, self.backend) if reason else None
         if reason is Reason.USER_ERROR and not started and detail:
             self.note = f"the command did not start: {detail}"
         self.detail = detail
@@ -154,3 +156,31 @@ class Event(Record):
     message: str
     attempt: int | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+#: The kind of the stand-in ``RunRepo.events(damaged=True)`` gives for an event object
+#: that cannot be read.
+DAMAGED_EVENT = "damaged-event"
+#: the time an event's key is named by (``add_event``), in nanoseconds
+_EVENT_NS = re.compile(r"/(\d{19,20})-[^/]*$")
+#: times a user's clock can print (before year 10000)
+_LAST_TIME = 253402300800.0
+
+
+def a_time(t: float) -> bool:
+    """Whether ``t`` is a time a clock can print (a damaged record may hold any float)."""
+    return math.isfinite(t) and 0 <= t < _LAST_TIME
+
+
+def damaged_event(key: str, updated_ns: int, why: str) -> Event:
+    """An event object that cannot be read, as an event in its place: when it was
+    written (its key says; else the object's own time), which object, and why."""
+    named = _EVENT_NS.search(key)
+    t = int(named.group(1)) / 1e9 if named else updated_ns / 1e9
+    message = f"(event {key} is damaged: {why})"
+    return Event(
+        time=t if a_time(t) else 0.0,
+        kind=DAMAGED_EVENT,
+        message=message,
+        data={"key": key, "why": why},
+    )

@@ -13,9 +13,23 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from relaunch import eventlog
-from relaunch.errors import DamagedRecord, NotFoundError, ObjectNotFound, PreconditionFailed
+from relaunch.errors import (
+    DamagedRecord,
+    NotFoundError,
+    ObjectNotFound,
+    PreconditionFailed,
+    StoreError,
+)
 from relaunch.runs import keys, live
-from relaunch.runs.records import AttemptRecord, AttemptResult, Event, Heartbeat, RunRecord
+from relaunch.runs.records import (
+    AttemptRecord,
+    AttemptResult,
+    Event,
+    Heartbeat,
+    RunRecord,
+    a_time,
+    damaged_event,
+)
 from relaunch.store.base import ObjectStore, dump_json
 
 M = TypeVar("M", bound=BaseModel)
@@ -368,16 +382,35 @@ class RunRepo:
         self._put(key, event, if_generation_match=0)
         eventlog.emit(kind, message, run_id=run_id, attempt=attempt, when=now, **data)
 
-    def events(self, run_id: str, since: float | None = None) -> list[Event]:
+    def events(
+        self, run_id: str, since: float | None = None, *, damaged: bool = False
+    ) -> list[Event]:
+        """The run's events, oldest first. One that cannot be read hides no other; with
+        ``damaged`` it is in its place (by the time in its key) as a ``damaged_event``
+        saying which object and why — what a user reading them is shown."""
         out = []
         for meta in self.store.list(keys.events_prefix(run_id)).objects:
             try:
                 found = self._get(meta.key, Event)
-            except (DamagedRecord, ObjectNotFound):
-                continue  # one damaged event hides no other
+                if found is not None and not a_time(found[0].time):
+                    raise DamagedRecord(meta.key, f"its time is {found[0].time!r}, not a time")
+            except ObjectNotFound:
+                continue  # deleted since the listing
+            except (DamagedRecord, StoreError) as e:
+                if not damaged:
+                    continue
+                why = e.why if isinstance(e, DamagedRecord) else f"it cannot be read: {e}"
+                found = damaged_event(meta.key, meta.updated_ns, why), 0
             if found and (since is None or found[0].time >= since):
                 out.append(found[0])
         return sorted(out, key=lambda e: e.time)
+
+    def logged_attempts(self, run_id: str) -> list[int]:
+        """The attempts with a log in the store, found by listing (what can be shown of a
+        run whose record cannot be read)."""
+        prefix = keys.logs_prefix(run_id)
+        names = (m.key[len(prefix) :] for m in self.store.list(prefix).objects)
+        return sorted(int(n[:-4]) for n in names if n.endswith(".log") and n[:-4].isdigit())
 
     def log(self, run_id: str, n: int) -> bytes:
         try:

@@ -22,6 +22,16 @@ TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED", "DAMAGED"})
 #: how the detail of a readable run record that was set aside as damaged begins (it
 #: ends FAILED: agent/damaged.py); only such a run has a ``damaged.json`` worth reading
 SET_ASIDE = "set aside: "
+#: States in which the run's current attempt is live: the reason and note its record
+#: still holds are those of the attempt before (its end is history — `status`'s
+#: attempts, `events` —, not the run's note now)
+ATTEMPT_LIVE = frozenset({"RUNNING", "STOPPING"})
+
+
+def note_is_current(state: str) -> bool:
+    """Whether a run record's reason and note say something about the run in ``state``:
+    not once a new attempt runs (a recovered run does not stay "transient")."""
+    return state not in ATTEMPT_LIVE
 
 
 @dataclass(frozen=True)

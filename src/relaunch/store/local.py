@@ -32,9 +32,11 @@ from relaunch.store.ignore import IGNORE_FILE, ignore_self
 
 _INTERNAL = ".store"
 _LOCK_STRIPES = 64
+# Said by every caller, one-shot commands too: an agent or a runtime that retries says
+# so in its own line ("retrying"), never the store.
 _OS_HINTS = {
-    errno.ENOSPC: "the disk is full: free space there (relaunch retries meanwhile)",
-    errno.EDQUOT: "the disk quota is used up: free space there (relaunch retries meanwhile)",
+    errno.ENOSPC: "the disk is full: free space there",
+    errno.EDQUOT: "the disk quota is used up: free space there",
     errno.EROFS: "the store's folder is on a read-only filesystem: choose a writable one",
     errno.EACCES: "no permission to write there: fix the folder's owner or mode",
     errno.EPERM: "no permission to write there: fix the folder's owner or mode",
