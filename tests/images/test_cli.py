@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,17 @@ def test_a_plan_with_no_registry_answer_is_printed_and_fails(tmp_path: Path) -> 
     assert {r["state"] for r in json.loads(as_json.stdout)} == {"unknown"}
     assert as_json.stderr.rstrip().splitlines()[-1] == errors[0]
     assert (root / ".relaunch/.gitignore").exists()  # its caches stay out of `git add -A`
+
+
+def test_the_seeds_example_plans_without_a_warning(tmp_path: Path) -> None:
+    """examples/seeds-stack as its README sets it up (busybox copied in): no warning."""
+    from .busybox_stack import EXAMPLE
+
+    root = tmp_path / "seeds-stack"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".relaunch", "busybox"))
+    for name in ("arr-pytorch-base", "arr-vertex-launcher"):
+        (root / "Stack" / name / "busybox").write_bytes(b"\x7fELF stand-in for busybox\n")
+    done = run(root, "plan", "--offline", env={"HF_TOKEN": "anything"})
+    assert done.returncode == 0, done.stderr
+    assert "arr-vertex-launcher" in done.stdout
+    assert "warning" not in done.stderr, done.stderr
