@@ -8,7 +8,7 @@ busybox-static.
 - ``arr-trainer``: declared in relaunch.toml (for its build secret), ``COPY . /app`` of a
   context its inputs and ``Dockerfile.dockerignore`` select; a ``RUN`` that uses the
   secret ``hf_token``;
-- ``arr-vertex-launcher``: FROM scratch, no manifest (its dockerignore selects its folder).
+- ``arr-vertex-launcher``: FROM scratch, busybox and a script (``.image-manifest``).
 """
 
 from __future__ import annotations

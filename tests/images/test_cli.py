@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import relaunch
 
-from .conftest import write
+from .conftest import make_seeds_project, write
 
 SRC = str(Path(relaunch.__file__).resolve().parents[1])
 
@@ -157,3 +158,40 @@ def test_a_project_without_images_is_told_how_to_declare_one(tmp_path: Path) -> 
     done = run(tmp_path, "plan", "--offline")
     assert done.returncode == 0, done.stderr
     assert "declare [images.NAME] in relaunch.toml or add Stack/<name>/" in done.stdout
+
+
+def test_a_plan_with_no_registry_answer_is_printed_and_fails(tmp_path: Path) -> None:
+    """Every state "unknown": the plan is still shown, but exit 1 with one error line, so
+    a script does not read it as "nothing to build"."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
+    root = make_seeds_project(tmp_path / "proj")
+    (root / "relaunch.toml").write_text(f'[image_stack]\nrepository = "{host}/relaunch"\n')
+    table = run(root, "plan")
+    assert table.returncode == 1, table.stderr
+    assert "arr-trainer" in table.stdout and "unknown" in table.stdout
+    errors = [line for line in table.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and table.stderr.rstrip().endswith(errors[0])
+    assert "the registry could not be asked" in errors[0] and f"listens on {host}" in errors[0]
+    as_json = run(root, "plan", "--json")
+    assert as_json.returncode == 1
+    assert {r["state"] for r in json.loads(as_json.stdout)} == {"unknown"}
+    assert as_json.stderr.rstrip().splitlines()[-1] == errors[0]
+    assert (root / ".relaunch/.gitignore").exists()  # its caches stay out of `git add -A`
+
+
+def test_the_seeds_example_plans_without_a_warning(tmp_path: Path) -> None:
+    """examples/seeds-stack as its README sets it up (busybox copied in): no warning."""
+    from .busybox_stack import EXAMPLE
+
+    root = tmp_path / "seeds-stack"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".relaunch", "busybox"))
+    for name in ("arr-pytorch-base", "arr-vertex-launcher"):
+        (root / "Stack" / name / "busybox").write_bytes(b"\x7fELF stand-in for busybox\n")
+    done = run(root, "plan", "--offline", env={"HF_TOKEN": "anything"})
+    assert done.returncode == 0, done.stderr
+    assert "arr-vertex-launcher" in done.stdout
+    assert "warning" not in done.stderr, done.stderr

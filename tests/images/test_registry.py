@@ -111,3 +111,21 @@ def test_a_remote_registry_is_never_asked_over_plain_http() -> None:
     assert is_loopback("[::1]:5000") and is_loopback("127.3.2.1")
     assert not is_loopback("10.0.0.1:5000") and not is_loopback("localhost.example.com")
     assert not is_loopback("us-central1-docker.pkg.dev")
+
+
+def test_an_unreachable_loopback_registry_names_both_schemes_tried() -> None:
+    """Nothing listens on the port: the error says http and https were both tried, on
+    one line, and what to do — not only the https URL, which reads as if http never was."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed: nothing listens there
+    client = Registry(token=None, backoff=0, retries=0, timeout=2)
+    with pytest.raises(BackendError) as e:
+        client.exists(f"127.0.0.1:{port}/relaunch/base:1")
+    message = str(e.value)
+    assert f"http://127.0.0.1:{port} or https://127.0.0.1:{port}" in message
+    assert "start the registry" in message and f"listens on 127.0.0.1:{port}" in message
+    assert "\n" not in message
+    assert e.value.reason == "transient"

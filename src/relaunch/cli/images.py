@@ -114,6 +114,7 @@ def plan(names: tuple[str, ...], stack_dir: str | None, offline: bool, as_json: 
         click.echo(line, err=True)
     if as_json:
         click.echo(json.dumps([it.to_json() for it in result.items], indent=2))
+        _fail_if_nothing_known(result.items)
         return
     from rich.table import Table
 
@@ -137,6 +138,24 @@ def plan(names: tuple[str, ...], stack_dir: str | None, offline: bool, as_json: 
         )
         return
     console.print(table)
+    _fail_if_nothing_known(result.items)
+
+
+def _fail_if_nothing_known(items: list[Any]) -> None:
+    """A plan whose every state is ``unknown`` (the registry could not be asked) is
+    printed, but it is a failure: a script must not read it as "nothing to build"."""
+    from relaunch.errors import RelaunchError
+    from relaunch.images.plan import State
+
+    if not items or any(it.state is not State.UNKNOWN for it in items):
+        return
+    why = list(dict.fromkeys(it.note for it in items if it.note))
+    more = f" (and {len(why) - 1} other errors: see the plan)" if len(why) > 1 else ""
+    first = why[0] if why else "no reason given"
+    _ignore_state()  # an error skips the result callback; the stat cache is written
+    raise RelaunchError(
+        f"the registry could not be asked, so no image's state is known: {first}{more}"
+    )
 
 
 @images.command("build")

@@ -75,6 +75,18 @@ def google_access_token() -> str:
     return str(creds.token)
 
 
+class _Unreachable(BackendError):
+    """No answer at all from ``base`` (refused, timed out, no route, TLS failed)."""
+
+    def __init__(self, base: str, why: str) -> None:
+        super().__init__(
+            f"cannot reach the registry at {base}: {why}",
+            reason="transient",
+            hint="check the network, or plan with --offline",
+        )
+        self.why = why
+
+
 class Registry:
     """Checks tags. ``endpoint`` replaces ``https://<host>`` (a private endpoint or a
     local fake); ``token`` supplies the Google access token for the auth challenge
@@ -102,6 +114,7 @@ class Registry:
         # why a host (folder "") or one repository folder of it cannot be asked
         self._broken: dict[tuple[str, str], BackendError] = {}
         self._scheme: dict[str, str] = {}  # loopback host → the scheme it answered on
+        self._http_silent: dict[str, str] = {}  # loopback host → why plain http got no answer
         self._lock = threading.Lock()
 
     def exists(self, uri: str) -> bool:
@@ -138,7 +151,8 @@ class Registry:
                 return None
             try:
                 status, headers = self._head(f"http://{host}{url_path}", key)
-            except BackendError:
+            except _Unreachable as e:
+                self._http_silent[host] = e.why
                 status, headers = 400, {}
             self._scheme[host] = "https" if status == 400 else "http"
             return None if status == 400 else (status, headers)
@@ -152,7 +166,12 @@ class Registry:
         url = self._base(host) + url_path
         answered = False
         for attempt in range(self.retries + 1):
-            status, headers = first or self._head(url, key)
+            try:
+                status, headers = first or self._head(url, key)
+            except _Unreachable as e:
+                if host in self._http_silent:
+                    raise self._loopback_unreachable(host, e.why) from None
+                raise
             first = None
             if status == 401 and not answered:  # no token yet, or an expired one
                 answered = True
@@ -193,12 +212,18 @@ class Registry:
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers)
         except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise BackendError(
-                f"cannot reach the registry at {url.split('/v2/')[0]}: {reason}",
-                reason="transient",
-                hint="check the network, or plan with --offline",
-            ) from None
+            raise _Unreachable(url.split("/v2/")[0], str(getattr(e, "reason", e))) from None
+
+    def _loopback_unreachable(self, host: str, https_why: str) -> BackendError:
+        """Neither scheme answered: say both were tried, in one line."""
+        http_why = self._http_silent[host]
+        why = http_why if http_why == https_why else f"http: {http_why}; https: {https_why}"
+        return BackendError(
+            f"cannot reach the registry at http://{host} or https://{host}: {why}",
+            reason="transient",
+            hint=f"start the registry, or check that it listens on {host} "
+            "(the port in [image_stack] repository); or plan with --offline",
+        )
 
     def _answer_challenge(self, challenge: str) -> str:
         """Docker token auth: trade our Google token for a registry token at ``realm``."""
