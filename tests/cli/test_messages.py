@@ -330,3 +330,34 @@ def test_every_option_of_every_command_has_help_text() -> None:
             assert each is not None
             bare = [p.name for p in each.params if isinstance(p, click.Option) and not p.help]
             assert bare == [], f"relaunch {name} {each.name}: options without help: {bare}"
+
+
+def test_the_followed_bar_ends_where_the_run_did_though_its_last_heartbeat_was_missed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The follower saw a heartbeat at step 376 of 400, then the run ended and its
+    heartbeat was cleaned up before the next look: the bar stayed at 376/400 under
+    SUCCEEDED. It ends at the step the run record keeps, as ps shows it."""
+    from collections.abc import Callable
+    from types import SimpleNamespace
+
+    from relaunch.api import RunStatus
+    from relaunch.cli.run import _follow
+    from relaunch.runs.records import Heartbeat, RunRecord
+    from relaunch.spec.job import JobSpec
+    from relaunch.states import RunState
+
+    spec = JobSpec(name="t", command=["true"])
+    run = RunRecord(run_id="r", name="t", queue="default", backend="local", spec=spec,
+                    attempt=2, state=RunState.RUNNING)  # fmt: skip
+    beat = Heartbeat(time=0.0, attempt=2, step=376, total=400)
+    done = run.model_copy(update={"state": RunState.SUCCEEDED, "step": 400, "total": 400})
+
+    def wait(rid: str, on_change: Callable[[RunStatus], None]) -> RunRecord:
+        on_change(RunStatus(run=run, attempts=[], heartbeat=beat, events=[]))
+        return done
+
+    ws = SimpleNamespace(store=SimpleNamespace(url="file:///s"), wait=wait)
+    _follow(ws, "r")  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "400/400" in out and "376/400" not in out.split("SUCCEEDED")[-2]

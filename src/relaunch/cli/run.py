@@ -153,6 +153,10 @@ def _follow(ws: Workspace, rid: str) -> RunRecord:
                 progress.update(task, description=desc)
 
         final = ws.wait(rid, on_change=on_change)
+        if final.step is not None:  # the last step, as ps shows it: heartbeats are sparse
+            style = STATE_STYLE.get(final.state.value, "")
+            desc = f"[{style}]{final.state.value:<10}[/] attempt {final.attempt}"
+            progress.update(task, description=desc, completed=final.step, total=final.total)
     style = STATE_STYLE.get(final.state.value, "")
     out.print(
         f"[{style}]{final.state.value}[/] after {final.attempt} attempt(s), "
