@@ -166,17 +166,49 @@ def check_job(ws: Workspace, path: Path, values: dict[str, str] | None) -> list[
     from relaunch.spec.loader import load_job
 
     try:
-        spec = load_job(path, values).spec
+        loaded = load_job(path, values)
     except RelaunchError as e:
         return [Finding("fail", e.message, e.hint or "")]
+    spec = loaded.spec
     out = [Finding("ok", f"{path}: valid ({spec.backend} backend, queue '{spec.queue}')")]
     out += check_timing(spec)
     secrets = check_env_secrets(spec)
     out += [secrets] if secrets else []
-    if spec.backend != "local":
+    if spec.backend == "local":
+        out += check_local(ws, spec, loaded.source)
+    else:
         out += check_cloud(ws, spec)
     out.append(check_agents(ws, spec.queue))
     return out
+
+
+def check_local(ws: Workspace, spec: JobSpec, job_file: Path) -> list[Finding]:
+    """What the local backend refuses before queueing: a checkpoints.dir holding files
+    relaunch did not put there (it would refuse to empty it), an unsafe scratch root."""
+    from relaunch.backends.local.backend import LocalBackend
+    from relaunch.runs.records import RunRecord
+
+    base_dir = job_file.parent
+    workdir = base_dir / (spec.workdir or ".")
+    if not workdir.is_dir():
+        return [Finding("fail", f"workdir {workdir} does not exist", "fix workdir in job.yaml")]
+    run = RunRecord(
+        run_id="doctor-check",
+        name=spec.name,
+        queue=spec.queue,
+        backend=spec.backend,
+        spec=spec,
+        base_dir=str(base_dir),
+        job_file=str(job_file),
+        created_at=time.time(),
+    )
+    try:
+        LocalBackend().check(run, ws.store)
+    except RelaunchError as e:
+        return [Finding("fail", e.message, e.hint or "")]
+    if spec.checkpoints.enabled and spec.checkpoints.dir:
+        return [Finding("ok", f"checkpoints.dir {spec.checkpoints.dir}: missing or empty")]
+    return []
 
 
 def check_cloud(ws: Workspace, spec: JobSpec) -> list[Finding]:

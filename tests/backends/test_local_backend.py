@@ -7,6 +7,7 @@ import pytest
 
 from relaunch.backends.base import SubmitContext
 from relaunch.backends.local.backend import LocalBackend, proc_start_time
+from relaunch.errors import UserInputError
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.spec.loader import parse_job
 from relaunch.states import AttemptState
@@ -102,3 +103,17 @@ def test_logs_are_the_raw_output_of_an_attempt_on_this_host(
 
     with pytest.raises(BackendError, match="ran on host elsewhere"):
         backend.logs({**handle, "host": "elsewhere"})
+
+
+def test_check_refuses_a_checkpoints_dir_with_the_users_files(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("precious")
+    spec = parse_job("name: t\ncommand: [python, t.py]\ncheckpoints: {dir: data}\n", "j")
+    run = RunRecord(run_id="r", name="t", queue="default", backend="local", spec=spec,
+                    base_dir=str(tmp_path), job_file=str(tmp_path / "a.yaml"))  # fmt: skip
+    with pytest.raises(UserInputError, match=r"a.yaml: checkpoints.dir .*/data holds files"):
+        LocalBackend().check(run, store)
+    (tmp_path / "data" / "train.csv").unlink()
+    LocalBackend().check(run, store)  # empty: fine

@@ -21,9 +21,11 @@ from pathlib import Path
 
 from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
 from relaunch.backends.contract import inherited_environment, job_environment
-from relaunch.errors import BackendError
+from relaunch.errors import BackendError, UserInputError
 from relaunch.runs.records import AttemptRecord, RunRecord
+from relaunch.runtime.folder import FolderNotOurs, check_folder
 from relaunch.states import AttemptState, Reason
+from relaunch.store.base import ObjectStore
 
 
 def scratch_root() -> Path:
@@ -57,6 +59,19 @@ class LocalBackend(Backend):
         self.host = socket.gethostname()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._next_reap = 0.0
+
+    def check(self, run: RunRecord, store: ObjectStore) -> None:
+        """Refuse a checkpoints.dir that holds files relaunch did not put there (the
+        runtime refuses it again at start, before it deletes anything)."""
+        where = run.job_file or f"run {run.run_id}"
+        spec = run.spec
+        if spec.checkpoints.enabled and spec.checkpoints.dir:
+            base = Path(run.base_dir or ".")
+            workdir = base / spec.workdir if spec.workdir else base
+            try:
+                check_folder(Path(spec.checkpoints.dir), run.run_id, cwd=workdir)
+            except FolderNotOurs as e:
+                raise UserInputError(f"{where}: {e.message}", hint=e.hint) from None
 
     def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:
         # One folder per submission: a superseded submission of the same attempt (an agent
