@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -7,7 +9,7 @@ import pytest
 
 from relaunch.backends.base import SubmitContext
 from relaunch.backends.local.backend import LocalBackend, proc_start_time
-from relaunch.errors import UserInputError
+from relaunch.errors import BackendError, UserInputError
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.spec.loader import parse_job
 from relaunch.states import AttemptState
@@ -103,6 +105,47 @@ def test_logs_are_the_raw_output_of_an_attempt_on_this_host(
 
     with pytest.raises(BackendError, match="ran on host elsewhere"):
         backend.logs({**handle, "host": "elsewhere"})
+
+
+def _ended(backend: LocalBackend, handle: dict[str, object]) -> None:
+    deadline = time.monotonic() + 30
+    while backend.poll(handle).state is not AttemptState.ENDED:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_the_scratch_root_is_private_to_the_user(tmp_path: Path, store: LocalStore) -> None:
+    backend = LocalBackend()
+    root = tmp_path / "scratch"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)  # made by an older version: readable by everyone
+    handle = _submit(backend, _run(tmp_path, "[python, -c, 'pass']"), store)
+    _ended(backend, handle)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+
+
+def test_a_scratch_root_that_is_a_symlink_is_refused(
+    tmp_path: Path, store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "scratch").symlink_to(elsewhere)
+    run = _run(tmp_path, "[python, -c, 'pass']")
+    with pytest.raises(BackendError, match=r"scratch folder .* is a symlink"):
+        _submit(LocalBackend(), run, store)
+    with pytest.raises(UserInputError, match="is a symlink"):
+        LocalBackend().check(run, store)
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give the folder to another user")
+def test_a_scratch_root_of_another_user_is_refused(tmp_path: Path, store: LocalStore) -> None:
+    root = tmp_path / "scratch"
+    root.mkdir(mode=0o700)
+    os.chown(root, 4242, -1)  # someone else made the predictable name first
+    with pytest.raises(BackendError, match="belongs to uid 4242, not to you"):
+        _submit(LocalBackend(), _run(tmp_path, "[python, -c, 'pass']"), store)
+    assert list(root.iterdir()) == []
 
 
 def test_check_refuses_a_checkpoints_dir_with_the_users_files(

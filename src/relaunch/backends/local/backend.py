@@ -4,6 +4,9 @@ The group is started in its own session, so it outlives the agent that started i
 its handle (pid, the kernel's start time of that pid, host) lets any later agent on
 this machine find it again and tell it from an unrelated process that reused the pid.
 Linux only (it reads ``/proc``).
+
+Each submission gets a scratch folder under a per-user root (mode 0700, checked to be
+the user's own real folder): the runtime's working files and its raw output.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -32,6 +36,36 @@ def scratch_root() -> Path:
     return Path(
         os.environ.get("RELAUNCH_SCRATCH_ROOT")
         or Path(tempfile.gettempdir()) / f"relaunch-{os.getuid()}"
+    )
+
+
+def private_scratch_root() -> Path:
+    """The scratch root, created with mode 0700 if missing; refused unless it is a real
+    folder (not a symlink) of this user's. Under a shared /tmp its predictable name
+    could be made first by someone else, to read the attempts' files or plant a link."""
+    root = scratch_root()
+    try:
+        root.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise _unsafe(root, f"cannot be created ({e.strerror or e})") from e
+    st = os.lstat(root)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise _unsafe(root, "is a symlink or not a folder")
+    if st.st_uid != os.getuid():
+        raise _unsafe(root, f"belongs to uid {st.st_uid}, not to you (uid {os.getuid()})")
+    if st.st_mode & 0o077:  # ours, made readable by an older version: close it
+        os.chmod(root, 0o700)
+    return root
+
+
+def _unsafe(root: Path, why: str) -> BackendError:
+    return BackendError(
+        f"the scratch folder {root} {why}",
+        reason=Reason.PERMISSION,
+        hint="remove it (it holds only relaunch's scratch files), or set "
+        "RELAUNCH_SCRATCH_ROOT to a folder of your own",
     )
 
 
@@ -62,7 +96,8 @@ class LocalBackend(Backend):
 
     def check(self, run: RunRecord, store: ObjectStore) -> None:
         """Refuse a checkpoints.dir that holds files relaunch did not put there (the
-        runtime refuses it again at start, before it deletes anything)."""
+        runtime refuses it again at start, before it deletes anything), and a scratch
+        root that is not the user's own."""
         where = run.job_file or f"run {run.run_id}"
         spec = run.spec
         if spec.checkpoints.enabled and spec.checkpoints.dir:
@@ -72,12 +107,16 @@ class LocalBackend(Backend):
                 check_folder(Path(spec.checkpoints.dir), run.run_id, cwd=workdir)
             except FolderNotOurs as e:
                 raise UserInputError(f"{where}: {e.message}", hint=e.hint) from None
+        try:
+            private_scratch_root()
+        except BackendError as e:
+            raise UserInputError(f"{where}: {e.message}", hint=e.hint) from None
 
     def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:
         # One folder per submission: a superseded submission of the same attempt (an agent
         # that froze while submitting) must not touch the live one's files.
         name = f"{attempt.n}-{ctx.token}" if ctx.token else str(attempt.n)
-        scratch = scratch_root() / run.run_id / name
+        scratch = private_scratch_root() / run.run_id / name
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         base = Path(run.base_dir or ".")
