@@ -253,7 +253,8 @@ class Workspace:
     def logs(self, run_id: str, attempt: int | None = None, *, cloud: bool = False) -> bytes:
         """An attempt's output as the runtime shipped it to the store; with ``cloud``, or
         when the runtime shipped nothing (the container never started), the platform's
-        own log of it (Cloud Logging for Vertex AI)."""
+        own log of it (Cloud Logging for Vertex AI; on the local backend the runtime's
+        raw output until its scratch folder is removed, then the shipped log)."""
         run = self.repo.get_run(keys.valid_run_id(run_id))
         n = attempt if attempt is not None else run.attempt
         if run.attempt < 1:
@@ -283,8 +284,12 @@ class Workspace:
             return data
         from relaunch.backends.registry import get_backend
 
-        lines = get_backend(run.backend).logs(handle)
-        return "".join(f"{line}\n" for line in lines).encode()
+        text = "".join(f"{line}\n" for line in get_backend(run.backend).logs(handle)).encode()
+        if not text and run.backend == "local":
+            # A local attempt's raw output goes with its scratch folder once the runtime
+            # shipped everything: the shipped log is then the whole of it.
+            return self.repo.log(run_id, n)
+        return text
 
     # -- control ------------------------------------------------------------------------
 

@@ -6,7 +6,10 @@ this machine find it again and tell it from an unrelated process that reused the
 Linux only (it reads ``/proc``).
 
 Each submission gets a scratch folder under a per-user root (mode 0700, checked to be
-the user's own real folder): the runtime's working files and its raw output.
+the user's own real folder): the runtime's working files and its raw output. The first
+poll that finds the attempt ended removes it once the runtime said everything is in
+the store (``runtime/scratch.py``); otherwise only its checkpoint copy goes, and the
+output stays for a look (``relaunch logs --cloud``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from relaunch.backends.contract import inherited_environment, job_environment
 from relaunch.errors import BackendError, UserInputError
 from relaunch.runs.records import AttemptRecord, RunRecord
 from relaunch.runtime.folder import FolderNotOurs, check_folder
+from relaunch.runtime.scratch import STORED
 from relaunch.states import AttemptState, Reason
 from relaunch.store.base import ObjectStore
 
@@ -82,6 +86,7 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+CHECKPOINTS = "checkpoints"  # the attempt's checkpoint folder, unless the job names one
 REAP_INTERVAL = 1.0  # seconds between reaps of every exited child
 
 
@@ -133,7 +138,7 @@ class LocalBackend(Backend):
         env.update(ctx.env)
         env.update(job_environment(run, attempt.n, ctx.store.url, token=ctx.token))
         env["RELAUNCH_SCRATCH"] = str(scratch)
-        env["RELAUNCH_CHECKPOINT_DIR"] = str(scratch / "checkpoints")
+        env["RELAUNCH_CHECKPOINT_DIR"] = str(scratch / CHECKPOINTS)
         argv = [sys.executable, "-m", "relaunch.runtime", "--", *ctx.command]
         with open(scratch / "runtime.out", "wb") as out:
             try:
@@ -214,7 +219,24 @@ class LocalBackend(Backend):
             self.kill(handle)
             if self._group_alive(handle):
                 return AttemptStatus(AttemptState.RUNNING, detail="ending")
+        self._tidy(handle)
         return AttemptStatus(AttemptState.ENDED)
+
+    def _tidy(self, handle: Handle) -> None:
+        """Nothing of the attempt runs any more: remove its scratch folder when the
+        runtime said its log and result are in the store; otherwise only the checkpoint
+        copy (attempts restore from the store), keeping the output for a look."""
+        scratch = _scratch_of(handle)
+        if scratch is None or not scratch.is_dir():
+            return
+        if (scratch / STORED).exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+            try:
+                scratch.parent.rmdir()  # the run's folder, once its last attempt is gone
+            except OSError:
+                pass
+        else:
+            shutil.rmtree(scratch / CHECKPOINTS, ignore_errors=True)
 
     def cancel(self, handle: Handle, grace: float) -> None:
         # SIGTERM to the runtime only: it forwards it to the command (like `docker stop`);
@@ -251,10 +273,8 @@ class LocalBackend(Backend):
                 reason=Reason.USER_ERROR,
                 hint="read it there, or drop --cloud for the log the runtime shipped",
             )
-        scratch = Path(str(handle.get("scratch", "")))
-        if not scratch.is_absolute() or not scratch.resolve().is_relative_to(
-            scratch_root().resolve()
-        ):
+        scratch = _scratch_of(handle)
+        if scratch is None:
             return iter(())
         try:
             text = (scratch / "runtime.out").read_text(errors="replace")
@@ -291,6 +311,15 @@ class LocalBackend(Backend):
 
     def _found(self, pid: int) -> Handle:
         return {"pid": pid, "start": proc_start_time(pid), "host": self.host, "where": self.host}
+
+
+def _scratch_of(handle: Handle) -> Path | None:
+    """The handle's scratch folder, when it is one under the scratch root (a handle
+    read from the store never makes the backend read or delete anything else)."""
+    scratch = Path(str(handle.get("scratch", "")))
+    if not scratch.is_absolute():
+        return None
+    return scratch if scratch.resolve().parent.parent == scratch_root().resolve() else None
 
 
 def _group_leader_environ(pid: int) -> set[bytes] | None:
