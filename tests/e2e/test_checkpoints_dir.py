@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from relaunch.runtime.folder import MARKER
+
 JOB = "name: dl\nbackend: local\ncommand: [python, t.py]\ncheckpoints: {dir: DIR}\n"
 TRAINER = (
     "import os, pathlib\n"
@@ -69,18 +71,21 @@ def test_a_folder_outside_the_project_is_checked_the_same_way(tmp_path: Path) ->
     assert _store_files(tmp_path) == []
 
 
-def test_an_empty_folder_becomes_the_runs_and_another_run_may_not_empty_it(
+def test_an_empty_folder_becomes_the_runs_and_the_next_run_of_the_job_takes_it_over(
     tmp_path: Path,
 ) -> None:
     proj, env = _project(tmp_path, "../other")
     first = _relaunch(proj, env, "run", "a.yaml", "--follow")
     assert first.returncode == 0, first.stdout + first.stderr
     assert (tmp_path / "other" / "last.pt").read_text() == "weights"
-    run_id = first.stdout.split()[0]
-    again = _relaunch(proj, env, "run", "a.yaml")
-    assert again.returncode == 2
-    assert f"holds the checkpoint files of run {run_id}" in again.stderr
-    assert (tmp_path / "other" / "last.pt").read_text() == "weights"
+    assert f'"run_id": "{first.stdout.split()[0]}"' in (tmp_path / "other" / MARKER).read_text()
+    # that run ended, its checkpoint is in the store: the same job may run again there
+    (proj / "t.py").write_text(TRAINER.replace("'weights'", "'weights 2'"))
+    again = _relaunch(proj, env, "run", "a.yaml", "--follow")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (tmp_path / "other" / "last.pt").read_text() == "weights 2"
+    run_id = again.stdout.split()[0]
+    assert f'"run_id": "{run_id}"' in (tmp_path / "other" / MARKER).read_text()
     # the attempt's scratch folder went once its log and checkpoint were in the store
     assert list((tmp_path / "scratch").iterdir()) == []
     assert (tmp_path / "scratch").stat().st_mode & 0o777 == 0o700

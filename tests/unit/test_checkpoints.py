@@ -149,6 +149,26 @@ def test_restore_never_deletes_another_runs_checkpoint_folder(
     assert (tmp_path / "other" / "final.pt").read_bytes() == b"the first run's model"
 
 
+@pytest.mark.parametrize("state", ["SUCCEEDED", "FAILED", "STOPPED"])
+def test_the_folder_of_a_run_that_ended_is_taken_by_the_next_run_of_the_job(
+    store: LocalStore, tmp_path: Path, state: str
+) -> None:
+    """The same job run again: the first run's checkpoints are in the store, and its
+    folder is the new run's (the first run's files go)."""
+    folder = tmp_path / "ckpt"
+    assert CheckpointSync(store, "first", 1, folder).restore() is None
+    _write(folder, "final.pt", b"the first run's model")
+    store.put("runs/first/run.json", json.dumps({"run_id": "first", "state": "RUNNING"}).encode())
+    with pytest.raises(FolderNotOurs, match="holds the checkpoint files of run first"):
+        CheckpointSync(store, "second", 1, folder).restore()  # not over: refused
+    store.put("runs/first/run.json", json.dumps({"run_id": "first", "state": state}).encode())
+    assert CheckpointSync(store, "second", 1, folder).restore() is None
+    assert [p.name for p in folder.iterdir()] == [MARKER]
+    assert json.loads((folder / MARKER).read_text())["run_id"] == "second"
+    with pytest.raises(FolderNotOurs, match="holds the checkpoint files of run second"):
+        CheckpointSync(store, "third", 1, folder).restore()  # the new owner runs on
+
+
 def test_unknown_step_stays_unknown(store: LocalStore, tmp_path: Path) -> None:
     src = tmp_path / "a"
     _write(src, "model.bin", b"w")

@@ -27,7 +27,7 @@ from urllib.parse import quote, unquote
 
 from relaunch.errors import ObjectNotFound, PreconditionFailed, RelaunchError
 from relaunch.runs import keys
-from relaunch.runtime.folder import clear_folder
+from relaunch.runtime.folder import clear_folder, run_is_over
 from relaunch.store.base import ObjectStore
 
 Snapshot = dict[str, tuple[int, int]]  # relative path → (size, mtime_ns)
@@ -148,6 +148,9 @@ class CheckpointSync:
         data, _ = self.store.get(f"{self.prefix}{seq:08d}.json")
         return dict(json.loads(data))
 
+    def _is_over(self, run_id: str) -> bool:
+        return run_is_over(self.store, run_id)
+
     def exists(self) -> bool:
         """Whether anything was ever committed for this run."""
         try:
@@ -165,7 +168,7 @@ class CheckpointSync:
         each with a line in ``Restored.skipped``; raises :class:`Unrestorable` when
         checkpoints exist but none can be restored, and ``FolderNotOurs`` (nothing
         deleted) when the folder holds files neither relaunch nor this run wrote."""
-        clear_folder(self.folder, self.run_id)
+        clear_folder(self.folder, self.run_id, is_over=self._is_over)
         self.committed, self.committed_step, self.restored = {}, None, None
         latest, _ = self._latest()
         skipped: list[str] = []
@@ -190,7 +193,7 @@ class CheckpointSync:
                 self._download(seq, manifest)
             except (ObjectNotFound, ValueError, KeyError, TypeError, OSError) as e:
                 skipped.append(f"checkpoint {seq} cannot be restored ({_short(e)})")
-                clear_folder(self.folder, self.run_id)
+                clear_folder(self.folder, self.run_id, is_over=self._is_over)
                 continue
             step = manifest.get("step")
             self.committed = snapshot_of(self.folder)

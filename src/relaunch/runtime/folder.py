@@ -18,12 +18,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from relaunch.errors import RelaunchError
+from relaunch.errors import ObjectNotFound, RelaunchError
+from relaunch.runs import keys
 
 MARKER = ".relaunch-owner"  # hidden: never part of a committed checkpoint
 _SHOWN = 3  # foreign entries named in the error
+_ENDED = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 
 
 class FolderNotOurs(RelaunchError):
@@ -40,11 +44,29 @@ def owner_of(folder: Path) -> str | None:
     return run_id if isinstance(run_id, str) and run_id else None
 
 
-def check_folder(folder: Path, run_id: str, cwd: Path | None = None) -> None:
+def run_is_over(store: Any, run_id: str) -> bool:
+    """Whether ``store`` holds run ``run_id`` and says it ended: its checkpoints are in
+    the store, and the folder it claimed may be taken by a later run of the same job.
+    A run the store does not know (another project's, say) is never over here."""
+    try:
+        record = json.loads(store.get(keys.run_key(run_id))[0])
+    except (ObjectNotFound, ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and record.get("state") in _ENDED
+
+
+def check_folder(
+    folder: Path,
+    run_id: str,
+    cwd: Path | None = None,
+    *,
+    is_over: Callable[[str], bool] | None = None,
+) -> None:
     """Raise :class:`FolderNotOurs` unless run ``run_id`` may use ``folder`` (relative
     to ``cwd``, default the working folder) as its checkpoint folder: missing, empty,
-    or claimed by this run — and never a filesystem root, the home folder, the working
-    folder or a folder above it."""
+    claimed by this run, or claimed by a run that ``is_over`` (the same job run again)
+    — and never a filesystem root, the home folder, the working folder or a folder
+    above it."""
     cwd = (cwd or Path.cwd()).resolve()
     path = folder if folder.is_absolute() else cwd / folder
     resolved = path.resolve()
@@ -64,7 +86,7 @@ def check_folder(folder: Path, run_id: str, cwd: Path | None = None) -> None:
     if not resolved.is_dir():
         return
     owner = owner_of(resolved)
-    if owner == run_id:
+    if owner == run_id or (owner is not None and is_over is not None and is_over(owner)):
         return
     if owner is not None:
         raise FolderNotOurs(
@@ -82,25 +104,41 @@ def check_folder(folder: Path, run_id: str, cwd: Path | None = None) -> None:
         )
 
 
-def claim_folder(folder: Path, run_id: str) -> None:
+def claim_folder(
+    folder: Path, run_id: str, *, is_over: Callable[[str], bool] | None = None
+) -> None:
     """Make ``folder`` this run's (creating it), or raise :class:`FolderNotOurs`."""
-    check_folder(folder, run_id)
+    check_folder(folder, run_id, is_over=is_over)
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / MARKER
+    owner = owner_of(folder)
+    if owner is not None and owner != run_id:  # over (checked): its marker moves aside,
+        try:  # atomically, so of two runs taking the folder at once one wins
+            os.rename(marker, folder / f"{MARKER}.{owner}")
+        except FileNotFoundError:
+            pass  # another run took it first: the create below fails, the check says so
     body = json.dumps({"run_id": run_id, "note": "checkpoint folder of this relaunch run"})
     try:  # create-only: of two runs claiming one empty folder at once, one wins
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        check_folder(folder, run_id)
+        check_folder(folder, run_id, is_over=is_over)
+        if owner_of(folder) != run_id:
+            raise FolderNotOurs(
+                f"checkpoints.dir {folder} was just taken by run {owner_of(folder)}",
+                hint="give each run a folder of its own",
+            ) from None
         return
     with os.fdopen(fd, "w") as f:
         f.write(body)
 
 
-def clear_folder(folder: Path, run_id: str) -> None:
+def clear_folder(
+    folder: Path, run_id: str, *, is_over: Callable[[str], bool] | None = None
+) -> None:
     """Empty ``folder`` of everything but its marker, once it is this run's (every file
-    in it was then restored by relaunch or written by this run)."""
-    claim_folder(folder, run_id)
+    in it was then restored by relaunch, written by this run, or left by a run that
+    ended, whose checkpoints are in the store)."""
+    claim_folder(folder, run_id, is_over=is_over)
     for entry in folder.iterdir():
         if entry.name == MARKER:
             continue

@@ -30,7 +30,7 @@ from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
 from relaunch.backends.contract import inherited_environment, job_environment
 from relaunch.errors import BackendError, UserInputError
 from relaunch.runs.records import AttemptRecord, RunRecord
-from relaunch.runtime.folder import FolderNotOurs, check_folder
+from relaunch.runtime.folder import FolderNotOurs, check_folder, run_is_over
 from relaunch.runtime.scratch import STORED
 from relaunch.states import AttemptState, Reason
 from relaunch.store.base import ObjectStore
@@ -109,7 +109,12 @@ class LocalBackend(Backend):
             base = Path(run.base_dir or ".")
             workdir = base / spec.workdir if spec.workdir else base
             try:
-                check_folder(Path(spec.checkpoints.dir), run.run_id, cwd=workdir)
+                check_folder(
+                    Path(spec.checkpoints.dir),
+                    run.run_id,
+                    cwd=workdir,
+                    is_over=lambda owner: run_is_over(store, owner),
+                )
             except FolderNotOurs as e:
                 raise UserInputError(f"{where}: {e.message}", hint=e.hint) from None
         try:
