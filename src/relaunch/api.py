@@ -273,7 +273,9 @@ class Workspace:
     ) -> bytes:
         """An attempt's output as the runtime shipped it to the store; with ``cloud``, or
         when the runtime shipped nothing (the container never started), the platform's
-        own log of it (Cloud Logging for Vertex AI). A run whose record cannot be read
+        own log of it (Cloud Logging for Vertex AI; on the local backend the runtime's
+        raw output until its scratch folder is removed, then the shipped log). A run
+        whose record cannot be read
         (damaged, or gone) still shows the logs the store holds: ``on_unreadable`` is
         told why in a line first."""
         try:
@@ -314,8 +316,12 @@ class Workspace:
             return data
         from relaunch.backends.registry import get_backend
 
-        lines = get_backend(run.backend).logs(handle)
-        return "".join(f"{line}\n" for line in lines).encode()
+        text = "".join(f"{line}\n" for line in get_backend(run.backend).logs(handle)).encode()
+        if not text and run.backend == "local":
+            # A local attempt's raw output goes with its scratch folder once the runtime
+            # shipped everything: the shipped log is then the whole of it.
+            return self.repo.log(run_id, n)
+        return text
 
     # -- control ------------------------------------------------------------------------
 

@@ -194,9 +194,10 @@ def check_job(ws: Workspace, path: Path, values: dict[str, str] | None) -> list[
     from relaunch.spec.loader import load_job
 
     try:
-        spec = load_job(path, values).spec
+        loaded = load_job(path, values)
     except RelaunchError as e:
         return [Finding("fail", e.message, e.hint or "")]
+    spec = loaded.spec
     out = [Finding("ok", f"{path}: valid ({spec.backend} backend, queue '{spec.queue}')")]
     out += check_timing(spec)
     secrets = check_env_secrets(spec)
@@ -204,7 +205,10 @@ def check_job(ws: Workspace, path: Path, values: dict[str, str] | None) -> list[
     if spec.backend != "local":
         out += check_cloud(ws, spec)
     else:
-        out += check_backend(ws, _record(ws, spec, path))
+        refused = check_backend(ws, _record(ws, spec, path))
+        out += refused
+        if not refused and spec.checkpoints.enabled and spec.checkpoints.dir:
+            out.append(Finding("ok", f"checkpoints.dir {spec.checkpoints.dir}: this run's to use"))
     out.append(check_agents(ws, spec.queue))
     return out
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from relaunch.runtime.checkpoints import CheckpointSync
+from relaunch.runtime.folder import MARKER
 from tests.runtime.conftest import RuntimeEnv, wait_for
 
 
@@ -117,6 +118,7 @@ time.sleep(1.5)
 def test_a_reported_checkpoint_is_committed_as_it_was_when_reported(rt: RuntimeEnv) -> None:
     import sys
 
+    rt.ckpt_dir = rt.root / "ckpt"  # outside the scratch folder: it stays after the attempt
     attempt = rt.start(1, [sys.executable, "-c", OVERWRITER])
     assert attempt.wait(60) == 0, attempt.output()
     latest = rt.latest()
@@ -124,4 +126,4 @@ def test_a_reported_checkpoint_is_committed_as_it_was_when_reported(rt: RuntimeE
     committed = rt.store.get(f"runs/r/checkpoints/{latest['seq']:08d}/last.pt")[0]
     assert committed == b"reported at step 1"
     # the staged links are gone: the folder holds only the trainer's files
-    assert sorted(p.name for p in (rt.root / "scratch-1" / "checkpoints").iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in rt.ckpt_dir.iterdir()) == [MARKER, "last.pt"]

@@ -7,7 +7,13 @@ import pytest
 
 from relaunch.errors import RelaunchError
 from relaunch.runtime.checkpoints import CheckpointSync, Superseded, Unrestorable
+from relaunch.runtime.folder import MARKER, FolderNotOurs
 from relaunch.store import LocalStore
+
+
+def _mkdir(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    return folder
 
 
 def _write(folder: Path, name: str, data: bytes) -> None:
@@ -90,18 +96,77 @@ def _three_checkpoints(store: LocalStore, folder: Path) -> CheckpointSync:
 def test_restore_makes_the_folder_hold_exactly_the_committed_checkpoint(
     store: LocalStore, tmp_path: Path
 ) -> None:
+    """A resumed attempt on a machine where an earlier attempt of the run left files
+    (a newer save never committed, a half-written one, staged links): all gone."""
     _three_checkpoints(store, tmp_path / "a")
     dst = tmp_path / "b"
+    assert CheckpointSync(store, "r", 1, dst).restore() is not None  # attempt 1's folder
     _write(dst, "last.pt", b"newer, never committed")
-    _write(dst, "other-run.pt", b"left by another run")
-    _write(dst, ".hidden/x", b"x")
+    _write(dst, "step-40.pt.tmp", b"half-written")
+    _write(dst, ".relaunch-staged/1/last.pt", b"x")
     restored = CheckpointSync(store, "r", 2, dst).restore()
     assert restored is not None and restored.step == 30 and restored.reported
-    assert sorted(p.name for p in dst.rglob("*")) == ["last.pt"]
+    assert sorted(p.name for p in dst.rglob("*") if p.name != MARKER) == ["last.pt"]
     assert (dst / "last.pt").read_bytes() == b"weights@30"
-    # a fresh run (nothing committed) starts from an empty folder
-    assert CheckpointSync(store, "fresh", 1, dst).restore() is None
-    assert list(dst.iterdir()) == []
+
+
+def test_a_run_with_nothing_to_restore_starts_from_an_empty_folder_of_its_own(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    dst = tmp_path / "b"
+    assert CheckpointSync(store, "fresh", 1, dst).restore() is None  # claims it
+    _write(dst, "step-5.pt", b"attempt 1 saved this, never committed")
+    assert CheckpointSync(store, "fresh", 2, dst).restore() is None
+    assert [p.name for p in dst.iterdir()] == [MARKER]
+
+
+@pytest.mark.parametrize("committed", [False, True], ids=["first-attempt", "resumed"])
+def test_restore_never_deletes_files_relaunch_did_not_put_there(
+    store: LocalStore, tmp_path: Path, committed: bool
+) -> None:
+    """The audit's repro: checkpoints.dir names the project's data folder."""
+    if committed:
+        _three_checkpoints(store, tmp_path / "a")
+    data = tmp_path / "proj" / "data"
+    _write(data, "train.csv", b"precious")
+    _write(data, ".hidden", b"also the user's")
+    with pytest.raises(FolderNotOurs, match=r"data holds files relaunch did not put there"):
+        CheckpointSync(store, "r", 2, data).restore()
+    assert (data / "train.csv").read_bytes() == b"precious"
+    assert sorted(p.name for p in data.iterdir()) == [".hidden", "train.csv"]
+
+
+def test_restore_never_deletes_another_runs_checkpoint_folder(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dir: ../other`` — outside the working folder — is checked like any other."""
+    monkeypatch.chdir(_mkdir(tmp_path / "proj"))
+    other = Path("../other")
+    assert CheckpointSync(store, "first", 1, other).restore() is None
+    _write(tmp_path / "other", "final.pt", b"the first run's model")
+    with pytest.raises(FolderNotOurs, match="holds the checkpoint files of run first"):
+        CheckpointSync(store, "second", 1, other).restore()
+    assert (tmp_path / "other" / "final.pt").read_bytes() == b"the first run's model"
+
+
+@pytest.mark.parametrize("state", ["SUCCEEDED", "FAILED", "STOPPED"])
+def test_the_folder_of_a_run_that_ended_is_taken_by_the_next_run_of_the_job(
+    store: LocalStore, tmp_path: Path, state: str
+) -> None:
+    """The same job run again: the first run's checkpoints are in the store, and its
+    folder is the new run's (the first run's files go)."""
+    folder = tmp_path / "ckpt"
+    assert CheckpointSync(store, "first", 1, folder).restore() is None
+    _write(folder, "final.pt", b"the first run's model")
+    store.put("runs/first/run.json", json.dumps({"run_id": "first", "state": "RUNNING"}).encode())
+    with pytest.raises(FolderNotOurs, match="holds the checkpoint files of run first"):
+        CheckpointSync(store, "second", 1, folder).restore()  # not over: refused
+    store.put("runs/first/run.json", json.dumps({"run_id": "first", "state": state}).encode())
+    assert CheckpointSync(store, "second", 1, folder).restore() is None
+    assert [p.name for p in folder.iterdir()] == [MARKER]
+    assert json.loads((folder / MARKER).read_text())["run_id"] == "second"
+    with pytest.raises(FolderNotOurs, match="holds the checkpoint files of run second"):
+        CheckpointSync(store, "third", 1, folder).restore()  # the new owner runs on
 
 
 def test_unknown_step_stays_unknown(store: LocalStore, tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ A manifest says which step the checkpoint holds (``step``: the trainer's report,
 ``null`` when relaunch cannot know it — never a guess) and whether the trainer
 reported it. Restore makes the folder hold exactly one committed checkpoint: LATEST,
 or when LATEST cannot be restored (missing files, wrong sizes, garbage) the newest
-older one that can (see :meth:`CheckpointSync.restore`).
+older one that can (see :meth:`CheckpointSync.restore`). It empties only a folder the
+run owns, never one with files of the user's in it (``folder.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote
 
 from relaunch.errors import ObjectNotFound, PreconditionFailed, RelaunchError
 from relaunch.runs import keys
+from relaunch.runtime.folder import clear_folder, run_is_over
 from relaunch.store.base import ObjectStore
 
 Snapshot = dict[str, tuple[int, int]]  # relative path → (size, mtime_ns)
@@ -104,30 +105,6 @@ def snapshot_of(folder: Path, only: str | None = None) -> Snapshot:
     return out
 
 
-def clear_folder(folder: Path) -> None:
-    """Empty ``folder`` (create it if missing), refusing folders that hold more than a
-    checkpoint: a filesystem root, the home folder, the working folder or one above it."""
-    folder = folder.absolute()
-    resolved = folder.resolve()
-    cwd = Path.cwd().resolve()
-    if (
-        resolved == Path(resolved.anchor)
-        or resolved == Path.home().resolve()
-        or resolved == cwd
-        or resolved in cwd.parents
-    ):
-        raise RelaunchError(
-            f"checkpoints.dir {folder} is not a folder of its own",
-            hint="name a folder that holds only checkpoints (relaunch empties it on restore)",
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    for entry in folder.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
 class CheckpointSync:
     def __init__(
         self, store: ObjectStore, run_id: str, attempt: int, folder: Path, keep: int = 2
@@ -171,6 +148,9 @@ class CheckpointSync:
         data, _ = self.store.get(f"{self.prefix}{seq:08d}.json")
         return dict(json.loads(data))
 
+    def _is_over(self, run_id: str) -> bool:
+        return run_is_over(self.store, run_id)
+
     def exists(self) -> bool:
         """Whether anything was ever committed for this run."""
         try:
@@ -186,8 +166,9 @@ class CheckpointSync:
         restored (none committed: an empty folder, and None). Checkpoints in ``skip``
         (known to make the command fail) and ones that cannot be read are passed over,
         each with a line in ``Restored.skipped``; raises :class:`Unrestorable` when
-        checkpoints exist but none can be restored."""
-        clear_folder(self.folder)
+        checkpoints exist but none can be restored, and ``FolderNotOurs`` (nothing
+        deleted) when the folder holds files neither relaunch nor this run wrote."""
+        clear_folder(self.folder, self.run_id, is_over=self._is_over)
         self.committed, self.committed_step, self.restored = {}, None, None
         latest, _ = self._latest()
         skipped: list[str] = []
@@ -212,7 +193,7 @@ class CheckpointSync:
                 self._download(seq, manifest)
             except (ObjectNotFound, ValueError, KeyError, TypeError, OSError) as e:
                 skipped.append(f"checkpoint {seq} cannot be restored ({_short(e)})")
-                clear_folder(self.folder)
+                clear_folder(self.folder, self.run_id, is_over=self._is_over)
                 continue
             step = manifest.get("step")
             self.committed = snapshot_of(self.folder)

@@ -42,6 +42,8 @@ class RuntimeConfig:
     fatal_patterns: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)  # NAME → reference, never values
     token: str | None = None  # RELAUNCH_FENCE: the submission this runtime belongs to
+    scratch_made_here: bool = False  # no RELAUNCH_SCRATCH: the runtime made (and removes) it
+    job_dir: bool = False  # the checkpoint folder is the job's own checkpoints.dir
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> RuntimeConfig:
@@ -55,7 +57,8 @@ class RuntimeConfig:
             )
         keys.valid_run_id(env["RELAUNCH_RUN_ID"])
         settings: dict[str, Any] = json.loads(env.get("RELAUNCH_RUNTIME") or "{}")
-        scratch = Path(env.get("RELAUNCH_SCRATCH") or tempfile.mkdtemp(prefix="relaunch-"))
+        given = env.get("RELAUNCH_SCRATCH")
+        scratch = Path(given or tempfile.mkdtemp(prefix="relaunch-"))  # mode 0700
         # The job's own checkpoint folder (checkpoints.dir) wins over the default one.
         fixed = settings.pop("dir", None)
         ckpt = Path(fixed or env.get("RELAUNCH_CHECKPOINT_DIR") or scratch / "checkpoints")
@@ -66,5 +69,7 @@ class RuntimeConfig:
             checkpoint_dir=ckpt,
             scratch=scratch,
             token=env.get("RELAUNCH_FENCE") or None,
+            scratch_made_here=not given,
+            job_dir=bool(fixed),
             **settings,
         )

@@ -44,6 +44,7 @@ class StoreSide:
     _hb_lock: threading.Lock
     _shipped_size: int
     _store_trouble: str
+    _result_lost: bool
 
     def _say(self, message: str) -> None:
         raise NotImplementedError
@@ -158,6 +159,17 @@ class StoreSide:
                 return
             self._shipped_size = size
 
+    def all_stored(self) -> bool:
+        """Whether everything this runtime had to write is in the store: the result, and
+        the output log as it is now (a superseded runtime writes nothing, by design)."""
+        if self.fenced or not self.leader:
+            return True
+        try:
+            size = self.log_file.stat().st_size
+        except FileNotFoundError:
+            size = self._shipped_size
+        return not self._result_lost and size == self._shipped_size
+
     def _earlier_failure(self) -> int | None:
         """The platform restarted this container after the command itself failed
         (Vertex restarts a worker that exits non-zero): running it again would fail
@@ -205,5 +217,6 @@ class StoreSide:
                 self._store_down(e)
                 if time.monotonic() > deadline:
                     self._say("the result could not be written; the agent will retry the attempt")
+                    self._result_lost = True
                     return
                 time.sleep(2.0)

@@ -32,6 +32,7 @@ from relaunch.runtime.gce_preemption import watch_preemption
 from relaunch.runtime.progress import read_progress
 from relaunch.runtime.restore import Restorer
 from relaunch.runtime.scan import OutputScanner
+from relaunch.runtime.scratch import tidy_scratch
 from relaunch.runtime.secrets import Redactor, resolve_secrets
 from relaunch.runtime.signals import CommandGroup
 from relaunch.runtime.storeside import StoreSide
@@ -79,6 +80,7 @@ class Runtime(StoreSide):
         self._progress_mtime = 0
         self._hb_lock = threading.Lock()
         self._shipped_size = -1
+        self._result_lost = False  # the store never took the result
         self.redact = Redactor(())
         self.slot = Slot(
             self.store,
@@ -167,9 +169,11 @@ class Runtime(StoreSide):
         self.cfg.scratch.mkdir(parents=True, exist_ok=True)
         self.wakeups = Wakeups(self.cfg.scratch)
         try:
-            return self._run()
+            code = self._run()
         finally:
             self.wakeups.close()
+        tidy_scratch(self.cfg, stored=self.all_stored())  # scratch.py
+        return code
 
     def _run(self) -> int:
         assert self.wakeups is not None

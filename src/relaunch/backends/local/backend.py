@@ -4,6 +4,12 @@ The group is started in its own session, so it outlives the agent that started i
 its handle (pid, the kernel's start time of that pid, host) lets any later agent on
 this machine find it again and tell it from an unrelated process that reused the pid.
 Linux only (it reads ``/proc``).
+
+Each submission gets a scratch folder under a per-user root (mode 0700, checked to be
+the user's own real folder): the runtime's working files and its raw output. The first
+poll that finds the attempt ended removes it once the runtime said everything is in
+the store (``runtime/scratch.py``); otherwise only its checkpoint copy goes, and the
+output stays for a look (``relaunch logs --cloud``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -24,6 +31,8 @@ from relaunch.backends.base import AttemptStatus, Backend, Handle, SubmitContext
 from relaunch.backends.contract import inherited_environment, job_environment
 from relaunch.errors import BackendError, UserInputError
 from relaunch.runs.records import AttemptRecord, RunRecord
+from relaunch.runtime.folder import FolderNotOurs, check_folder, run_is_over
+from relaunch.runtime.scratch import STORED
 from relaunch.states import AttemptState, Reason
 from relaunch.store.base import ObjectStore
 
@@ -32,6 +41,36 @@ def scratch_root() -> Path:
     return Path(
         os.environ.get("RELAUNCH_SCRATCH_ROOT")
         or Path(tempfile.gettempdir()) / f"relaunch-{os.getuid()}"
+    )
+
+
+def private_scratch_root() -> Path:
+    """The scratch root, created with mode 0700 if missing; refused unless it is a real
+    folder (not a symlink) of this user's. Under a shared /tmp its predictable name
+    could be made first by someone else, to read the attempts' files or plant a link."""
+    root = scratch_root()
+    try:
+        root.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise _unsafe(root, f"cannot be created ({e.strerror or e})") from e
+    st = os.lstat(root)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise _unsafe(root, "is a symlink or not a folder")
+    if st.st_uid != os.getuid():
+        raise _unsafe(root, f"belongs to uid {st.st_uid}, not to you (uid {os.getuid()})")
+    if st.st_mode & 0o077:  # ours, made readable by an older version: close it
+        os.chmod(root, 0o700)
+    return root
+
+
+def _unsafe(root: Path, why: str) -> BackendError:
+    return BackendError(
+        f"the scratch folder {root} {why}",
+        reason=Reason.PERMISSION,
+        hint="remove it (it holds only relaunch's scratch files), or set "
+        "RELAUNCH_SCRATCH_ROOT to a folder of your own",
     )
 
 
@@ -48,6 +87,7 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+CHECKPOINTS = "checkpoints"  # the attempt's checkpoint folder, unless the job names one
 REAP_INTERVAL = 1.0  # seconds between reaps of every exited child
 _PYTHON = re.compile(r"python[0-9.]*")
 _MACRO = "${"
@@ -102,24 +142,40 @@ class LocalBackend(Backend):
         self._next_reap = 0.0
 
     def check(self, run: RunRecord, store: ObjectStore) -> None:
-        """A command this machine cannot start is refused at queue time, not an attempt
-        later (a cloud job's image differs, so only here)."""
-        if not workdir_of(run).is_dir():
-            return  # said by the caller, and again by submit
-        missing = missing_program(run, os.environ)
-        if missing is not None:
-            where = run.job_file or f"run {run.run_id}"
-            raise UserInputError(
-                f"{where}: command: {missing}",
-                hint="fix command: (the local backend runs it in the job's workdir), "
-                "or install the program",
-            )
+        """Refused at queue time, not an attempt later: a command this machine cannot
+        start (a cloud job's image differs, so only here), a checkpoints.dir that holds
+        files relaunch did not put there (the runtime refuses it again at start, before
+        it deletes anything), and a scratch root that is not the user's own."""
+        where = run.job_file or f"run {run.run_id}"
+        if workdir_of(run).is_dir():  # a missing one is said by the caller, and by submit
+            missing = missing_program(run, os.environ)
+            if missing is not None:
+                raise UserInputError(
+                    f"{where}: command: {missing}",
+                    hint="fix command: (the local backend runs it in the job's workdir), "
+                    "or install the program",
+                )
+        spec = run.spec
+        if spec.checkpoints.enabled and spec.checkpoints.dir:
+            try:
+                check_folder(
+                    Path(spec.checkpoints.dir),
+                    run.run_id,
+                    cwd=workdir_of(run),
+                    is_over=lambda owner: run_is_over(store, owner),
+                )
+            except FolderNotOurs as e:
+                raise UserInputError(f"{where}: {e.message}", hint=e.hint) from None
+        try:
+            private_scratch_root()
+        except BackendError as e:
+            raise UserInputError(f"{where}: {e.message}", hint=e.hint) from None
 
     def submit(self, run: RunRecord, attempt: AttemptRecord, ctx: SubmitContext) -> Handle:
         # One folder per submission: a superseded submission of the same attempt (an agent
         # that froze while submitting) must not touch the live one's files.
         name = f"{attempt.n}-{ctx.token}" if ctx.token else str(attempt.n)
-        scratch = scratch_root() / run.run_id / name
+        scratch = private_scratch_root() / run.run_id / name
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         workdir = workdir_of(run)
@@ -134,7 +190,7 @@ class LocalBackend(Backend):
         env.update(ctx.env)
         env.update(job_environment(run, attempt.n, ctx.store.url, token=ctx.token))
         env["RELAUNCH_SCRATCH"] = str(scratch)
-        env["RELAUNCH_CHECKPOINT_DIR"] = str(scratch / "checkpoints")
+        env["RELAUNCH_CHECKPOINT_DIR"] = str(scratch / CHECKPOINTS)
         argv = [sys.executable, "-m", "relaunch.runtime", "--", *ctx.command]
         with open(scratch / "runtime.out", "wb") as out:
             try:
@@ -226,7 +282,24 @@ class LocalBackend(Backend):
             self.kill(handle)
             if self._group_alive(handle):
                 return AttemptStatus(AttemptState.RUNNING, detail="ending")
+        self._tidy(handle)
         return AttemptStatus(AttemptState.ENDED)
+
+    def _tidy(self, handle: Handle) -> None:
+        """Nothing of the attempt runs any more: remove its scratch folder when the
+        runtime said its log and result are in the store; otherwise only the checkpoint
+        copy (attempts restore from the store), keeping the output for a look."""
+        scratch = _scratch_of(handle)
+        if scratch is None or not scratch.is_dir():
+            return
+        if (scratch / STORED).exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+            try:
+                scratch.parent.rmdir()  # the run's folder, once its last attempt is gone
+            except OSError:
+                pass
+        else:
+            shutil.rmtree(scratch / CHECKPOINTS, ignore_errors=True)
 
     def cancel(self, handle: Handle, grace: float) -> None:
         # SIGTERM to the runtime only: it forwards it to the command (like `docker stop`);
@@ -263,10 +336,8 @@ class LocalBackend(Backend):
                 reason=Reason.USER_ERROR,
                 hint="read it there, or drop --cloud for the log the runtime shipped",
             )
-        scratch = Path(str(handle.get("scratch", "")))
-        if not scratch.is_absolute() or not scratch.resolve().is_relative_to(
-            scratch_root().resolve()
-        ):
+        scratch = _scratch_of(handle)
+        if scratch is None:
             return iter(())
         try:
             text = (scratch / "runtime.out").read_text(errors="replace")
@@ -303,6 +374,15 @@ class LocalBackend(Backend):
 
     def _found(self, pid: int) -> Handle:
         return {"pid": pid, "start": proc_start_time(pid), "host": self.host, "where": self.host}
+
+
+def _scratch_of(handle: Handle) -> Path | None:
+    """The handle's scratch folder, when it is one under the scratch root (a handle
+    read from the store never makes the backend read or delete anything else)."""
+    scratch = Path(str(handle.get("scratch", "")))
+    if not scratch.is_absolute():
+        return None
+    return scratch if scratch.resolve().parent.parent == scratch_root().resolve() else None
 
 
 def _group_leader_environ(pid: int) -> set[bytes] | None:
